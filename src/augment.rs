@@ -1,0 +1,221 @@
+//! Training-time augmentation of 48x48 faces: flip, shift, rotation, random erasing.
+
+use crate::preprocess::{FACE_PIXELS, FACE_SIZE, normalize};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// Which augmentations run, and how strongly. Every field can be switched off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AugmentConfig {
+    /// Mirror left-right with probability 0.5 (the tutorials' augmentation).
+    pub flip: bool,
+    /// Largest random shift in pixels, each axis (0 = off). Equivalent to a random crop
+    /// from a zero-padded image.
+    pub shift: u32,
+    /// Largest random rotation in degrees (0 = off).
+    pub rotate_deg: f32,
+    /// Probability of erasing one random rectangle (0 = off).
+    pub erase_prob: f32,
+}
+
+impl Default for AugmentConfig {
+    fn default() -> Self {
+        AugmentConfig {
+            flip: true,
+            shift: 0,
+            rotate_deg: 0.0,
+            erase_prob: 0.0,
+        }
+    }
+}
+
+impl AugmentConfig {
+    /// No augmentation at all.
+    pub fn none() -> Self {
+        AugmentConfig {
+            flip: false,
+            shift: 0,
+            rotate_deg: 0.0,
+            erase_prob: 0.0,
+        }
+    }
+
+    /// Whether any augmentation is enabled.
+    pub fn is_identity(&self) -> bool {
+        !self.flip && self.shift == 0 && self.rotate_deg == 0.0 && self.erase_prob == 0.0
+    }
+}
+
+/// Write one augmented, normalised face (`FACE_PIXELS` values) into `out`.
+///
+/// Flip, shift and rotation are one inverse affine map sampled bilinearly (outside pixels
+/// are 0); erasing then fills a rectangle of 2-20% of the area with uniform noise.
+pub fn augment_into(src: &[u8], out: &mut [f32], cfg: &AugmentConfig, rng: &mut impl Rng) {
+    debug_assert_eq!(src.len(), FACE_PIXELS);
+    debug_assert_eq!(out.len(), FACE_PIXELS);
+    let flip = cfg.flip && rng.random_bool(0.5);
+    let (dx, dy) = if cfg.shift > 0 {
+        let s = cfg.shift as i32;
+        (rng.random_range(-s..=s) as f32, rng.random_range(-s..=s) as f32)
+    } else {
+        (0.0, 0.0)
+    };
+    let angle = if cfg.rotate_deg > 0.0 {
+        rng.random_range(-cfg.rotate_deg..=cfg.rotate_deg).to_radians()
+    } else {
+        0.0
+    };
+    let n = FACE_SIZE;
+    if angle == 0.0 {
+        // Integer shift and flip: exact copies, no resampling.
+        let (dx, dy) = (dx as i32, dy as i32);
+        for y in 0..n as i32 {
+            let sy = y - dy;
+            for x in 0..n as i32 {
+                let mut sx = x - dx;
+                if flip {
+                    sx = n as i32 - 1 - sx;
+                }
+                let v = if (0..n as i32).contains(&sx) && (0..n as i32).contains(&sy) {
+                    normalize(src[sy as usize * n + sx as usize])
+                } else {
+                    0.0
+                };
+                out[y as usize * n + x as usize] = v;
+            }
+        }
+    } else {
+        let c = (n as f32 - 1.0) / 2.0;
+        let (sin, cos) = angle.sin_cos();
+        for y in 0..n {
+            for x in 0..n {
+                // Output pixel -> source pixel: undo shift, then rotation, then flip.
+                let ux = x as f32 - dx - c;
+                let uy = y as f32 - dy - c;
+                let mut sx = cos * ux + sin * uy + c;
+                let sy = -sin * ux + cos * uy + c;
+                if flip {
+                    sx = n as f32 - 1.0 - sx;
+                }
+                out[y * n + x] = bilinear(src, sx, sy);
+            }
+        }
+    }
+    if cfg.erase_prob > 0.0 && rng.random_bool(cfg.erase_prob.clamp(0.0, 1.0) as f64) {
+        let area = rng.random_range(0.02..0.2) * (n * n) as f32;
+        let aspect = rng.random_range(0.3f32..3.3);
+        let h = ((area * aspect).sqrt().round() as usize).clamp(1, n);
+        let w = ((area / aspect).sqrt().round() as usize).clamp(1, n);
+        let y0 = rng.random_range(0..=n - h);
+        let x0 = rng.random_range(0..=n - w);
+        for y in y0..y0 + h {
+            for v in &mut out[y * n + x0..y * n + x0 + w] {
+                *v = rng.random::<f32>();
+            }
+        }
+    }
+}
+
+fn bilinear(src: &[u8], x: f32, y: f32) -> f32 {
+    let n = FACE_SIZE as i32;
+    let x0 = x.floor();
+    let y0 = y.floor();
+    let (fx, fy) = (x - x0, y - y0);
+    let (x0, y0) = (x0 as i32, y0 as i32);
+    let px = |xx: i32, yy: i32| -> f32 {
+        if xx >= 0 && xx < n && yy >= 0 && yy < n {
+            normalize(src[(yy * n + xx) as usize])
+        } else {
+            0.0
+        }
+    };
+    let top = px(x0, y0) * (1.0 - fx) + px(x0 + 1, y0) * fx;
+    let bottom = px(x0, y0 + 1) * (1.0 - fx) + px(x0 + 1, y0 + 1) * fx;
+    top * (1.0 - fy) + bottom * fy
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    fn ramp() -> Vec<u8> {
+        (0..FACE_PIXELS).map(|i| ((i % FACE_SIZE) * 5) as u8).collect()
+    }
+
+    #[test]
+    fn identity_config_only_normalises() {
+        let src = ramp();
+        let mut out = vec![0.0; FACE_PIXELS];
+        augment_into(&src, &mut out, &AugmentConfig::none(), &mut StdRng::seed_from_u64(1));
+        for (o, s) in out.iter().zip(&src) {
+            assert_eq!(*o, normalize(*s));
+        }
+    }
+
+    #[test]
+    fn flip_mirrors_rows_and_twice_is_identity() {
+        let src = ramp();
+        let cfg = AugmentConfig {
+            flip: true,
+            ..AugmentConfig::none()
+        };
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut seen_flip = false;
+        for _ in 0..20 {
+            let mut out = vec![0.0; FACE_PIXELS];
+            augment_into(&src, &mut out, &cfg, &mut rng);
+            let flipped = (0..FACE_SIZE).all(|x| out[x] == normalize(src[FACE_SIZE - 1 - x]));
+            let same = (0..FACE_SIZE).all(|x| out[x] == normalize(src[x]));
+            assert!(flipped || same);
+            seen_flip |= flipped;
+            // Every row is a permutation of the source row: no value is invented.
+            let mut a: Vec<_> = out[..FACE_SIZE].to_vec();
+            let mut b: Vec<_> = src[..FACE_SIZE].iter().map(|&p| normalize(p)).collect();
+            a.sort_by(f32::total_cmp);
+            b.sort_by(f32::total_cmp);
+            assert_eq!(a, b);
+        }
+        assert!(seen_flip);
+    }
+
+    #[test]
+    fn shift_moves_content_and_pads_with_zero() {
+        let src = vec![200u8; FACE_PIXELS];
+        let cfg = AugmentConfig {
+            shift: 4,
+            ..AugmentConfig::none()
+        };
+        let mut rng = StdRng::seed_from_u64(3);
+        for _ in 0..20 {
+            let mut out = vec![0.0; FACE_PIXELS];
+            augment_into(&src, &mut out, &cfg, &mut rng);
+            let kept = out.iter().filter(|&&v| v > 0.0).count();
+            // At most 4 rows and 4 columns are lost.
+            assert!(kept >= 44 * 44, "{kept}");
+            assert!(out.iter().all(|&v| v == 0.0 || v == normalize(200)));
+        }
+    }
+
+    #[test]
+    fn rotation_and_erasing_stay_in_range_and_are_seeded() {
+        let src = ramp();
+        let cfg = AugmentConfig {
+            flip: true,
+            shift: 3,
+            rotate_deg: 15.0,
+            erase_prob: 1.0,
+        };
+        let run = |seed| {
+            let mut out = vec![0.0; FACE_PIXELS];
+            augment_into(&src, &mut out, &cfg, &mut StdRng::seed_from_u64(seed));
+            out
+        };
+        let a = run(11);
+        assert_eq!(a, run(11));
+        assert_ne!(a, run(12));
+        assert!(a.iter().all(|v| (0.0..=1.0).contains(v)));
+    }
+}

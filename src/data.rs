@@ -1,0 +1,407 @@
+//! FER2013 data: image-folder and original-CSV loaders, class counts, subsets.
+
+use crate::emotion::Emotion;
+use crate::error::{Error, Result};
+use crate::preprocess::{FACE_PIXELS, to_face};
+use rayon::prelude::*;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+/// Image file extensions the folder loader reads (case-insensitive).
+pub const IMAGE_EXTENSIONS: [&str; 6] = ["jpg", "jpeg", "png", "bmp", "tif", "tiff"];
+
+/// A labelled set of 48x48 grayscale faces held in memory (one contiguous pixel buffer).
+#[derive(Debug, Clone, Default)]
+pub struct Dataset {
+    /// `len() * FACE_PIXELS` bytes, face after face, row-major.
+    pub faces: Vec<u8>,
+    pub labels: Vec<Emotion>,
+    /// Where each face came from: a file path, or `file.csv:LINE`.
+    pub sources: Vec<String>,
+    /// Inputs skipped with `skip_bad`, with the reason.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// How to read a data set.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Skip (and count) unreadable images and bad CSV rows instead of failing.
+    pub skip_bad: bool,
+    /// For the CSV form: keep only rows whose `Usage` equals this (Training, PublicTest,
+    /// PrivateTest). `None` keeps every row.
+    pub usage: Option<String>,
+    /// Keep at most this many images per class (the first ones in file-name order).
+    pub max_per_class: Option<usize>,
+}
+
+impl Dataset {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// The pixels of face `i`.
+    pub fn face(&self, i: usize) -> &[u8] {
+        &self.faces[i * FACE_PIXELS..(i + 1) * FACE_PIXELS]
+    }
+
+    fn push(&mut self, face: &[u8], label: Emotion, source: String) {
+        debug_assert_eq!(face.len(), FACE_PIXELS);
+        self.faces.extend_from_slice(face);
+        self.labels.push(label);
+        self.sources.push(source);
+    }
+
+    /// Images per class, in `Emotion` order.
+    pub fn class_counts(&self) -> [usize; Emotion::COUNT] {
+        let mut counts = [0; Emotion::COUNT];
+        for l in &self.labels {
+            counts[l.index()] += 1;
+        }
+        counts
+    }
+
+    /// Read a data set: a folder with one subfolder per class, or a FER2013 CSV file.
+    pub fn load(path: &Path, opts: &LoadOptions) -> Result<Dataset> {
+        let meta = std::fs::metadata(path).map_err(|e| Error::BadDataset {
+            path: path.to_path_buf(),
+            message: format!("cannot open data set: {e}"),
+        })?;
+        let ds = if meta.is_dir() {
+            load_folder(path, opts)?
+        } else {
+            load_csv(path, opts)?
+        };
+        if ds.is_empty() {
+            return Err(Error::BadDataset {
+                path: path.to_path_buf(),
+                message: "the data set holds no usable images".into(),
+            });
+        }
+        Ok(ds)
+    }
+
+    /// Build a data set from in-memory faces (tests, synthetic data).
+    pub fn from_faces(faces: Vec<u8>, labels: Vec<Emotion>) -> Dataset {
+        assert_eq!(faces.len(), labels.len() * FACE_PIXELS);
+        let sources = (0..labels.len()).map(|i| format!("memory:{i}")).collect();
+        Dataset {
+            faces,
+            labels,
+            sources,
+            skipped: Vec::new(),
+        }
+    }
+}
+
+/// A small learnable synthetic data set (tests, demos): class `c` is drawn as stripes of
+/// period `c + 2` pixels, at a random phase, plus noise.
+pub fn synthetic(per_class: usize, seed: u64) -> Dataset {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut faces = Vec::with_capacity(per_class * Emotion::COUNT * FACE_PIXELS);
+    let mut labels = Vec::new();
+    for _ in 0..per_class {
+        for e in Emotion::ALL {
+            let period = e.index() + 2;
+            let phase = rng.random_range(0..period);
+            for y in 0..crate::preprocess::FACE_SIZE {
+                for _x in 0..crate::preprocess::FACE_SIZE {
+                    let on = ((y + phase) / period.div_ceil(2)) % 2 == 0;
+                    let base: i32 = if on { 190 } else { 60 };
+                    faces.push((base + rng.random_range(-30..=30)).clamp(0, 255) as u8);
+                }
+            }
+            labels.push(e);
+        }
+    }
+    Dataset::from_faces(faces, labels)
+}
+
+fn is_image_file(p: &Path) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut entries = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(|e| Error::io(dir, e))?;
+    entries.sort();
+    Ok(entries)
+}
+
+/// Decode one image file into a 48x48 face.
+pub fn read_face(path: &Path) -> Result<Vec<u8>> {
+    let bad = |message: String| Error::BadImage {
+        path: path.to_path_buf(),
+        message,
+    };
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let img = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| bad(e.to_string()))?
+        .decode()
+        .map_err(|e| bad(e.to_string()))?;
+    if img.width() == 0 || img.height() == 0 {
+        return Err(bad("image has no pixels".into()));
+    }
+    Ok(to_face(&img))
+}
+
+fn load_folder(root: &Path, opts: &LoadOptions) -> Result<Dataset> {
+    let mut files: Vec<(PathBuf, Emotion)> = Vec::new();
+    let mut class_dirs = 0;
+    for entry in read_dir_sorted(root)? {
+        if !entry.is_dir() {
+            continue;
+        }
+        let name = entry
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.starts_with('.') {
+            continue;
+        }
+        let label: Emotion = name.parse().map_err(|msg: String| Error::BadDataset {
+            path: entry.clone(),
+            message: format!("unknown class folder: {msg}"),
+        })?;
+        class_dirs += 1;
+        let mut taken = 0;
+        for f in read_dir_sorted(&entry)? {
+            if f.is_file() && is_image_file(&f) {
+                if opts.max_per_class.is_some_and(|m| taken >= m) {
+                    break;
+                }
+                files.push((f, label));
+                taken += 1;
+            }
+        }
+    }
+    if class_dirs == 0 {
+        return Err(Error::BadDataset {
+            path: root.to_path_buf(),
+            message: format!(
+                "no class folders found (expected subfolders named {})",
+                Emotion::ALL.map(|e| e.name()).join(", ")
+            ),
+        });
+    }
+    let decoded: Vec<Result<Vec<u8>>> = files.par_iter().map(|(p, _)| read_face(p)).collect();
+    let mut ds = Dataset::default();
+    ds.faces.reserve(files.len() * FACE_PIXELS);
+    for ((path, label), face) in files.into_iter().zip(decoded) {
+        match face {
+            Ok(face) => ds.push(&face, label, path.display().to_string()),
+            Err(e) if opts.skip_bad => ds.skipped.push((path.display().to_string(), e.to_string())),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(ds)
+}
+
+/// Parse one data row of the FER2013 CSV (`emotion,pixels[,Usage]`).
+/// Returns the class, the 2304 pixels and the usage column (empty when absent).
+pub fn parse_csv_row(line: &str) -> std::result::Result<(Emotion, Vec<u8>, String), String> {
+    let fields: Vec<&str> = line.split(',').map(|f| f.trim().trim_matches('"')).collect();
+    if fields.len() < 2 || fields.len() > 3 {
+        return Err(format!(
+            "expected 2 or 3 comma-separated fields (emotion,pixels,Usage), found {}",
+            fields.len()
+        ));
+    }
+    let label = fields[0]
+        .parse::<u32>()
+        .ok()
+        .and_then(Emotion::from_csv_label)
+        .ok_or_else(|| format!("field 'emotion': '{}' is not a label 0-6", fields[0]))?;
+    let mut pixels = Vec::with_capacity(FACE_PIXELS);
+    for (i, tok) in fields[1].split_ascii_whitespace().enumerate() {
+        let v = tok
+            .parse::<u8>()
+            .map_err(|_| format!("field 'pixels': value {} '{tok}' is not 0-255", i + 1))?;
+        pixels.push(v);
+    }
+    if pixels.len() != FACE_PIXELS {
+        return Err(format!(
+            "field 'pixels': expected {FACE_PIXELS} values (48x48), found {}",
+            pixels.len()
+        ));
+    }
+    let usage = fields.get(2).map(|s| s.to_string()).unwrap_or_default();
+    Ok((label, pixels, usage))
+}
+
+fn load_csv(path: &Path, opts: &LoadOptions) -> Result<Dataset> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let reader = std::io::BufReader::new(file);
+    let mut ds = Dataset::default();
+    let mut per_class = [0usize; Emotion::COUNT];
+    for (i, line) in reader.lines().enumerate() {
+        let line_no = i + 1;
+        let line = line.map_err(|e| Error::BadCsvRow {
+            path: path.to_path_buf(),
+            line: line_no,
+            message: format!("cannot read line: {e}"),
+        })?;
+        let trimmed = line.trim();
+        if trimmed.is_empty() || (line_no == 1 && trimmed.to_ascii_lowercase().starts_with("emotion")) {
+            continue;
+        }
+        match parse_csv_row(trimmed) {
+            Ok((label, pixels, usage)) => {
+                if opts.usage.as_ref().is_some_and(|u| !u.eq_ignore_ascii_case(&usage)) {
+                    continue;
+                }
+                if opts.max_per_class.is_some_and(|m| per_class[label.index()] >= m) {
+                    continue;
+                }
+                per_class[label.index()] += 1;
+                ds.push(&pixels, label, format!("{}:{line_no}", path.display()));
+            }
+            Err(message) if opts.skip_bad => ds
+                .skipped
+                .push((format!("{}:{line_no}", path.display()), message)),
+            Err(message) => {
+                return Err(Error::BadCsvRow {
+                    path: path.to_path_buf(),
+                    line: line_no,
+                    message,
+                });
+            }
+        }
+    }
+    Ok(ds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pixels_str(v: u8) -> String {
+        vec![v.to_string(); FACE_PIXELS].join(" ")
+    }
+
+    fn write_png(path: &Path, v: u8, size: u32) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        image::GrayImage::from_pixel(size, size, image::Luma([v])).save(path).unwrap();
+    }
+
+    #[test]
+    fn csv_rows_map_labels_and_select_usage() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("fer.csv");
+        let body = format!(
+            "emotion,pixels,Usage\n4,{},Training\n6,{},PublicTest\n0,{},Training\n",
+            pixels_str(1),
+            pixels_str(2),
+            pixels_str(3)
+        );
+        std::fs::write(&p, body).unwrap();
+        let all = Dataset::load(&p, &LoadOptions::default()).unwrap();
+        assert_eq!(all.labels, vec![Emotion::Sad, Emotion::Neutral, Emotion::Angry]);
+        assert_eq!(all.face(1)[0], 2);
+        let opts = LoadOptions {
+            usage: Some("Training".into()),
+            ..Default::default()
+        };
+        let train = Dataset::load(&p, &opts).unwrap();
+        assert_eq!(train.labels, vec![Emotion::Sad, Emotion::Angry]);
+        assert!(train.sources[1].ends_with(":4"));
+    }
+
+    #[test]
+    fn bad_csv_rows_name_their_line_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bad.csv");
+        let short = vec!["5"; 100].join(" ");
+        std::fs::write(
+            &p,
+            format!("emotion,pixels,Usage\n3,{},Training\n3,{short},Training\n9,{},Training\n", pixels_str(0), pixels_str(0)),
+        )
+        .unwrap();
+        let err = Dataset::load(&p, &LoadOptions::default()).unwrap_err().to_string();
+        assert!(err.contains("line 3") && err.contains("expected 2304 values") && err.contains("found 100"), "{err}");
+        let opts = LoadOptions {
+            skip_bad: true,
+            ..Default::default()
+        };
+        let ds = Dataset::load(&p, &opts).unwrap();
+        assert_eq!(ds.len(), 1);
+        assert_eq!(ds.skipped.len(), 2);
+        assert!(ds.skipped[1].1.contains("'emotion'"), "{:?}", ds.skipped);
+        assert!(parse_csv_row(&format!("1,{} 300", vec!["0"; 2303].join(" "))).unwrap_err().contains("not 0-255"));
+    }
+
+    #[test]
+    fn folders_load_any_size_and_reject_unknown_classes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write_png(&root.join("happy/a.png"), 200, 48);
+        write_png(&root.join("happy/b.png"), 100, 96);
+        write_png(&root.join("sad/c.png"), 50, 20);
+        std::fs::write(root.join("sad/notes.txt"), "ignored").unwrap();
+        let ds = Dataset::load(root, &LoadOptions::default()).unwrap();
+        assert_eq!(ds.len(), 3);
+        assert_eq!(ds.labels, vec![Emotion::Happy, Emotion::Happy, Emotion::Sad]);
+        assert!(ds.face(1).iter().all(|&p| p == 100));
+        assert_eq!(ds.class_counts()[Emotion::Happy.index()], 2);
+
+        let limited = Dataset::load(
+            root,
+            &LoadOptions {
+                max_per_class: Some(1),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(limited.len(), 2);
+
+        write_png(&root.join("joyful/d.png"), 1, 48);
+        let err = Dataset::load(root, &LoadOptions::default()).unwrap_err().to_string();
+        assert!(err.contains("joyful") && err.contains("unknown class folder"), "{err}");
+    }
+
+    #[test]
+    fn missing_and_empty_folders_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        let err = Dataset::load(&missing, &LoadOptions::default()).unwrap_err().to_string();
+        assert!(err.contains("nope") && err.contains("cannot open"), "{err}");
+        let err = Dataset::load(dir.path(), &LoadOptions::default()).unwrap_err().to_string();
+        assert!(err.contains("no class folders"), "{err}");
+        std::fs::create_dir(dir.path().join("fear")).unwrap();
+        let err = Dataset::load(dir.path(), &LoadOptions::default()).unwrap_err().to_string();
+        assert!(err.contains("no usable images"), "{err}");
+    }
+
+    #[test]
+    fn corrupt_and_truncated_images_name_the_file_or_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write_png(&root.join("angry/good.png"), 7, 48);
+        std::fs::write(root.join("angry/garbage.jpg"), b"this is not a jpeg").unwrap();
+        let full = std::fs::read(root.join("angry/good.png")).unwrap();
+        std::fs::write(root.join("angry/truncated.png"), &full[..full.len() / 2]).unwrap();
+        let err = Dataset::load(root, &LoadOptions::default()).unwrap_err().to_string();
+        assert!(err.contains("garbage.jpg"), "{err}");
+        let ds = Dataset::load(
+            root,
+            &LoadOptions {
+                skip_bad: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(ds.len(), 1);
+        assert_eq!(ds.skipped.len(), 2);
+        assert!(ds.skipped.iter().any(|(p, _)| p.ends_with("truncated.png")));
+    }
+}

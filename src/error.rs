@@ -1,0 +1,47 @@
+//! Typed errors of the ferrite library.
+
+use std::path::PathBuf;
+
+/// Everything the library can fail with; each variant names the file or field at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a readable image: {message}")]
+    BadImage { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    BadDataset { path: PathBuf, message: String },
+    #[error("{path}, line {line}: {message}")]
+    BadCsvRow {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{path}: not a valid ferrite model or checkpoint: {message}")]
+    BadModelFile { path: PathBuf, message: String },
+    #[error("{path}: not a resumable run directory: {message}")]
+    BadRunDir { path: PathBuf, message: String },
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("training diverged: {0}")]
+    NonFinite(String),
+    #[error("{0}")]
+    Plot(String),
+}
+
+impl Error {
+    /// Wrap an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Result alias for the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,37 @@
+//! ferrite: facial expression recognition (FER2013) in Rust: data, models, training, evaluation.
+//!
+//! The parts:
+//! - [`emotion`]: the one `Emotion` enum (class names, order, count);
+//! - [`data`]: image-folder and CSV loaders; [`preprocess`]: image to 48x48 tensor;
+//!   [`augment`]: training-time augmentation;
+//! - [`model`]: architectures (one file each) behind the `Network` enum; [`summary`]: layer tables;
+//! - [`train`]: the fit loop, checkpoints and resume; [`evaluate`] and [`metrics`]: scores;
+//! - [`modelfile`]: the one-file model format; [`plot`]: curves, heatmaps, sample grids;
+//! - [`bench`]: speed measurement; [`device`]: the backend choice; [`fsutil`]: atomic writes; [`error`]: typed errors.
+
+pub mod augment;
+pub mod bench;
+pub mod data;
+pub mod device;
+pub mod emotion;
+pub mod error;
+pub mod evaluate;
+pub mod fsutil;
+pub mod metrics;
+pub mod model;
+pub mod modelfile;
+pub mod plot;
+pub mod preprocess;
+pub mod summary;
+pub mod train;
+
+pub use emotion::Emotion;
+pub use error::{Error, Result};
+
+/// Tests that draw from the backend's global random generator (parameter init, dropout) hold
+/// this lock, so that seeded runs stay repeatable while tests run in parallel.
+#[cfg(test)]
+pub(crate) fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,129 @@
+//! The FER2013 tutorials' reference CNN (4,478,727 parameters with BatchNorm statistics).
+
+use super::Tape;
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor};
+
+/// Configuration of the reference CNN.
+#[derive(Debug, Clone)]
+pub struct ReferenceConfig {
+    pub dropout: f64,
+}
+
+/// Conv(k x k, same) - BN - ReLU - MaxPool 2 - Dropout.
+#[derive(Module, Debug)]
+pub struct ConvBlock {
+    conv: Conv2d,
+    bn: BatchNorm,
+    pool: MaxPool2d,
+    dropout: Dropout,
+}
+
+impl ConvBlock {
+    fn new(c_in: usize, c_out: usize, k: usize, dropout: f64, device: &Device) -> Self {
+        ConvBlock {
+            conv: Conv2dConfig::new([c_in, c_out], [k, k])
+                .with_padding(PaddingConfig2d::Same)
+                .init(device),
+            bn: BatchNormConfig::new(c_out).init(device),
+            pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
+            dropout: DropoutConfig::new(dropout).init(),
+        }
+    }
+
+    /// (N, C_in, H, W) -> (N, C_out, H/2, W/2)
+    fn forward(&self, x: Tensor<4>, tape: &mut Tape) -> Tensor<4> {
+        let x = self.conv.forward(x);
+        tape.record("Conv2D", &x, self.conv.num_params(), 0);
+        let x = self.bn.forward(x);
+        let c = x.dims()[1];
+        tape.record("BatchNormalization", &x, self.bn.num_params(), 2 * c);
+        let x = relu(x);
+        tape.record("Activation(relu)", &x, 0, 0);
+        let x = self.pool.forward(x);
+        tape.record("MaxPooling2D", &x, 0, 0);
+        let x = self.dropout.forward(x);
+        tape.record("Dropout", &x, 0, 0);
+        x
+    }
+}
+
+/// Dense - BN - ReLU - Dropout.
+#[derive(Module, Debug)]
+pub struct DenseBlock {
+    linear: Linear,
+    bn: BatchNorm,
+    dropout: Dropout,
+}
+
+impl DenseBlock {
+    fn new(d_in: usize, d_out: usize, dropout: f64, device: &Device) -> Self {
+        DenseBlock {
+            linear: LinearConfig::new(d_in, d_out).init(device),
+            bn: BatchNormConfig::new(d_out).init(device),
+            dropout: DropoutConfig::new(dropout).init(),
+        }
+    }
+
+    /// (N, D_in) -> (N, D_out)
+    fn forward(&self, x: Tensor<2>, tape: &mut Tape) -> Tensor<2> {
+        let x = self.linear.forward(x);
+        tape.record("Dense", &x, self.linear.num_params(), 0);
+        let x = self.bn.forward(x);
+        let c = x.dims()[1];
+        tape.record("BatchNormalization", &x, self.bn.num_params(), 2 * c);
+        let x = relu(x);
+        tape.record("Activation(relu)", &x, 0, 0);
+        let x = self.dropout.forward(x);
+        tape.record("Dropout", &x, 0, 0);
+        x
+    }
+}
+
+/// The reference CNN.
+#[derive(Module, Debug)]
+pub struct ReferenceCnn {
+    conv1: ConvBlock,
+    conv2: ConvBlock,
+    conv3: ConvBlock,
+    conv4: ConvBlock,
+    dense1: DenseBlock,
+    dense2: DenseBlock,
+    head: Linear,
+}
+
+impl ReferenceConfig {
+    pub fn init(&self, device: &Device) -> ReferenceCnn {
+        let p = self.dropout;
+        ReferenceCnn {
+            conv1: ConvBlock::new(1, 64, 3, p, device),
+            conv2: ConvBlock::new(64, 128, 5, p, device),
+            conv3: ConvBlock::new(128, 512, 3, p, device),
+            conv4: ConvBlock::new(512, 512, 3, p, device),
+            dense1: DenseBlock::new(512 * 3 * 3, 256, p, device),
+            dense2: DenseBlock::new(256, 512, p, device),
+            head: LinearConfig::new(512, crate::Emotion::COUNT).init(device),
+        }
+    }
+}
+
+impl ReferenceCnn {
+    /// (N, 1, 48, 48) -> (N, 7) logits
+    pub fn forward(&self, x: Tensor<4>, tape: &mut Tape) -> Tensor<2> {
+        let x = self.conv1.forward(x, tape); // (N, 64, 24, 24)
+        let x = self.conv2.forward(x, tape); // (N, 128, 12, 12)
+        let x = self.conv3.forward(x, tape); // (N, 512, 6, 6)
+        let x = self.conv4.forward(x, tape); // (N, 512, 3, 3)
+        let x: Tensor<2> = x.flatten(1, 3); // (N, 4608)
+        tape.record("Flatten", &x, 0, 0);
+        let x = self.dense1.forward(x, tape); // (N, 256)
+        let x = self.dense2.forward(x, tape); // (N, 512)
+        let x = self.head.forward(x); // (N, 7)
+        tape.record("Dense", &x, self.head.num_params(), 0);
+        x
+    }
+}

@@ -1,0 +1,135 @@
+//! The one-file model format: magic, JSON header (architecture and metadata), burnpack weights.
+//!
+//! Layout: `FERRITE1` (8 bytes) | header length (u32, little endian) | header JSON | weights.
+
+use crate::emotion::Emotion;
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
+use crate::model::{ModelSpec, Network};
+use burn::module::Module;
+use burn::store::ModuleRecord;
+use burn::tensor::{Bytes, Device};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+const MAGIC: &[u8; 8] = b"FERRITE1";
+
+/// What a model file says about itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelHeader {
+    pub spec: ModelSpec,
+    /// Class names in output order; must match `Emotion`.
+    pub classes: Vec<String>,
+    /// Free-form facts (training run, epoch, validation accuracy).
+    #[serde(default)]
+    pub meta: serde_json::Value,
+}
+
+impl ModelHeader {
+    pub fn new(spec: ModelSpec, meta: serde_json::Value) -> Self {
+        ModelHeader {
+            spec,
+            classes: Emotion::ALL.iter().map(|e| e.name().to_string()).collect(),
+            meta,
+        }
+    }
+}
+
+/// Serialise a network and its header into the one-file format.
+pub fn encode(net: &Network, header: &ModelHeader) -> Result<Vec<u8>> {
+    let head = serde_json::to_vec(header).map_err(|e| Error::Config(e.to_string()))?;
+    let weights = net
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| Error::Config(format!("cannot serialise weights: {e}")))?;
+    let mut out = Vec::with_capacity(12 + head.len() + weights.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(head.len() as u32).to_le_bytes());
+    out.extend_from_slice(&head);
+    out.extend_from_slice(&weights);
+    Ok(out)
+}
+
+/// Rebuild a network from the one-file format. `origin` names the source in errors.
+pub fn decode(bytes: &[u8], origin: &Path, device: &Device) -> Result<(Network, ModelHeader)> {
+    let bad = |message: String| Error::BadModelFile {
+        path: origin.to_path_buf(),
+        message,
+    };
+    if bytes.len() < 12 || &bytes[..8] != MAGIC {
+        return Err(bad("missing FERRITE1 signature".into()));
+    }
+    let len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
+    let head = bytes
+        .get(12..12 + len)
+        .ok_or_else(|| bad("truncated header".into()))?;
+    let header: ModelHeader =
+        serde_json::from_slice(head).map_err(|e| bad(format!("bad header: {e}")))?;
+    let expected: Vec<String> = Emotion::ALL.iter().map(|e| e.name().to_string()).collect();
+    if header.classes != expected {
+        return Err(bad(format!(
+            "classes {:?} do not match ferrite's {:?}",
+            header.classes, expected
+        )));
+    }
+    let weights = Bytes::from_bytes_vec(bytes[12 + len..].to_vec());
+    let record = ModuleRecord::from_bytes(weights).map_err(|e| bad(format!("bad weights: {e}")))?;
+    let net = Network::new(&header.spec, device)
+        .try_load_record(record)
+        .map_err(|e| bad(format!("weights do not fit the architecture: {e}")))?;
+    Ok((net, header))
+}
+
+/// Write a model file atomically.
+pub fn save(path: &Path, net: &Network, header: &ModelHeader) -> Result<()> {
+    write_atomic(path, &encode(net, header)?)
+}
+
+/// Read a model file.
+pub fn load(path: &Path, device: &Device) -> Result<(Network, ModelHeader)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    decode(&bytes, path, device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Arch;
+    use crate::preprocess::FACE_PIXELS;
+
+    #[test]
+    fn save_load_round_trip_gives_identical_predictions() {
+        let _rng = crate::rng_lock();
+        let device = crate::device::inference_device();
+        let spec = ModelSpec::new(Arch::Reference);
+        let net = Network::new(&spec, &device).valid();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.ferrite");
+        save(&path, &net, &ModelHeader::new(spec.clone(), serde_json::json!({"k": 1}))).unwrap();
+        let (back, header) = load(&path, &device).unwrap();
+        assert_eq!(header.spec, spec);
+        assert_eq!(header.meta["k"], 1);
+        let faces: Vec<u8> = (0..3 * FACE_PIXELS).map(|i| (i * 31 % 256) as u8).collect();
+        let x = crate::preprocess::faces_tensor(&faces, &device);
+        let a = net.forward(x.clone()).into_data().try_into_vec::<f32>().unwrap();
+        let b = back.valid().forward(x).into_data().try_into_vec::<f32>().unwrap();
+        assert_eq!(a, b, "predictions must match bit for bit");
+    }
+
+    #[test]
+    fn corrupt_files_are_rejected_with_the_path() {
+        let _rng = crate::rng_lock();
+        let device = crate::device::inference_device();
+        let p = Path::new("bad.ferrite");
+        let err = decode(b"hello world, not a model", p, &device).unwrap_err().to_string();
+        assert!(err.contains("bad.ferrite") && err.contains("signature"), "{err}");
+        let spec = ModelSpec::new(Arch::Reference);
+        let net = Network::new(&spec, &device);
+        let bytes = encode(&net, &ModelHeader::new(spec, serde_json::Value::Null)).unwrap();
+        let err = decode(&bytes[..bytes.len() / 2], p, &device).unwrap_err().to_string();
+        assert!(err.contains("bad.ferrite"), "{err}");
+        let err = decode(&bytes[..20], p, &device).unwrap_err().to_string();
+        assert!(err.contains("truncated header"), "{err}");
+    }
+}

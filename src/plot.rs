@@ -1,0 +1,290 @@
+//! Pictures: training curves, confusion-matrix heatmap, per-class sample grid.
+
+use crate::data::Dataset;
+use crate::emotion::Emotion;
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomic_with;
+use crate::metrics::Report;
+use crate::preprocess::FACE_SIZE;
+use crate::train::EpochRecord;
+use plotters::prelude::*;
+use std::path::Path;
+
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+
+/// Register the embedded font with plotters (once).
+pub fn ensure_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        for style in [FontStyle::Normal, FontStyle::Bold] {
+            let _ = plotters::style::register_font("sans-serif", style, FONT);
+        }
+    });
+}
+
+fn perr<E: std::fmt::Display>(e: E) -> Error {
+    Error::Plot(format!("drawing failed: {e}"))
+}
+
+/// Draw into an RGB buffer of `w` x `h` with `draw`, then save it as PNG atomically.
+fn render_png(
+    path: &Path,
+    (w, h): (u32, u32),
+    draw: impl FnOnce(DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> Result<()>,
+) -> Result<()> {
+    render_png_on(path, vec![255u8; (w * h * 3) as usize], (w, h), draw)
+}
+
+fn render_png_on(
+    path: &Path,
+    mut buf: Vec<u8>,
+    (w, h): (u32, u32),
+    draw: impl FnOnce(DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> Result<()>,
+) -> Result<()> {
+    ensure_font();
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        draw(root.clone())?;
+        root.present().map_err(perr)?;
+    }
+    let img = image::RgbImage::from_raw(w, h, buf).ok_or_else(|| Error::Plot("bad buffer".into()))?;
+    write_atomic_with(path, |tmp| {
+        img.save_with_format(tmp, image::ImageFormat::Png)
+            .map_err(|e| Error::Plot(format!("{}: {e}", path.display())))
+    })
+}
+
+/// Loss and accuracy per epoch, train vs validation, side by side.
+pub fn curves(history: &[EpochRecord], path: &Path) -> Result<()> {
+    if history.is_empty() {
+        return Err(Error::Plot("no epochs to plot".into()));
+    }
+    render_png(path, (1100, 420), |root| {
+        let (left, right) = root.split_horizontally(550);
+        let last = history.len() as f64 + 0.5;
+        type Get = fn(&EpochRecord) -> f64;
+        let panels: [(&DrawingArea<_, _>, &str, Get, Get, bool); 2] = [
+            (&left, "loss", |r| r.train_loss, |r| r.val_loss, false),
+            (&right, "accuracy", |r| r.train_acc, |r| r.val_acc, true),
+        ];
+        for (area, title, train, val, is_acc) in panels {
+            let values: Vec<f64> = history.iter().flat_map(|r| [train(r), val(r)]).filter(|v| v.is_finite()).collect();
+            let (mut lo, mut hi) = values.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+            if is_acc {
+                lo = (lo - 0.02).max(0.0);
+                hi = (hi + 0.02).min(1.0);
+            } else {
+                lo = (lo * 0.95).max(0.0);
+                hi *= 1.05;
+            }
+            if hi <= lo {
+                hi = lo + 1.0;
+            }
+            let mut chart = ChartBuilder::on(area)
+                .caption(title, ("sans-serif", 22))
+                .margin(12)
+                .x_label_area_size(36)
+                .y_label_area_size(52)
+                .build_cartesian_2d(0.5..last, lo..hi)
+                .map_err(perr)?;
+            chart
+                .configure_mesh()
+                .x_desc("epoch")
+                .y_label_formatter(&|v| if is_acc { format!("{:.0}%", v * 100.0) } else { format!("{v:.2}") })
+                .draw()
+                .map_err(perr)?;
+            for (name, get, color) in [("train", train, BLUE), ("val", val, RED)] {
+                let pts: Vec<(f64, f64)> = history.iter().map(|r| (r.epoch as f64, get(r))).collect();
+                chart
+                    .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+                    .map_err(perr)?
+                    .label(name)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+                chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled()))).map_err(perr)?;
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()
+                .map_err(perr)?;
+        }
+        Ok(())
+    })
+}
+
+/// Confusion matrix heatmap, rows normalised to recall, counts printed in each cell.
+pub fn confusion(report: &Report, title: &str, path: &Path) -> Result<()> {
+    let n = report.classes.len();
+    let cell = 80i32;
+    let (ox, oy) = (120i32, 70i32);
+    let w = (ox + cell * n as i32 + 30) as u32;
+    let h = (oy + cell * n as i32 + 70) as u32;
+    render_png(path, (w, h), |root| {
+        root.draw(&Text::new(title.to_string(), (ox, 20), ("sans-serif", 20).into_font()))
+            .map_err(perr)?;
+        for (r, row) in report.confusion.iter().enumerate() {
+            let total: u64 = row.iter().sum::<u64>().max(1);
+            for (c, &v) in row.iter().enumerate() {
+                let frac = v as f64 / total as f64;
+                let shade = (255.0 * (1.0 - frac)) as u8;
+                let color = RGBColor(shade, shade, 255);
+                let (x0, y0) = (ox + c as i32 * cell, oy + r as i32 * cell);
+                root.draw(&Rectangle::new([(x0, y0), (x0 + cell, y0 + cell)], color.filled()))
+                    .map_err(perr)?;
+                root.draw(&Rectangle::new([(x0, y0), (x0 + cell, y0 + cell)], BLACK.mix(0.3)))
+                    .map_err(perr)?;
+                let fg = if frac > 0.5 { WHITE } else { BLACK };
+                root.draw(&Text::new(
+                    format!("{v}"),
+                    (x0 + 8, y0 + cell / 2 - 18),
+                    ("sans-serif", 18).into_font().color(&fg),
+                ))
+                .map_err(perr)?;
+                root.draw(&Text::new(
+                    format!("{:.0}%", frac * 100.0),
+                    (x0 + 8, y0 + cell / 2 + 4),
+                    ("sans-serif", 15).into_font().color(&fg),
+                ))
+                .map_err(perr)?;
+            }
+            root.draw(&Text::new(
+                report.classes[r].clone(),
+                (10, oy + r as i32 * cell + cell / 2 - 8),
+                ("sans-serif", 16).into_font(),
+            ))
+            .map_err(perr)?;
+        }
+        for (c, name) in report.classes.iter().enumerate() {
+            root.draw(&Text::new(
+                name.clone(),
+                (ox + c as i32 * cell + 6, oy + n as i32 * cell + 8),
+                ("sans-serif", 15).into_font(),
+            ))
+            .map_err(perr)?;
+        }
+        root.draw(&Text::new(
+            "rows: true class, columns: predicted".to_string(),
+            (ox, oy + n as i32 * cell + 36),
+            ("sans-serif", 14).into_font().color(&BLACK.mix(0.7)),
+        ))
+        .map_err(perr)?;
+        root.draw(&Text::new("true \\ predicted".to_string(), (10, oy - 24), ("sans-serif", 14).into_font()))
+            .map_err(perr)?;
+        Ok(())
+    })
+}
+
+/// A grid of up to `per_class` sample faces for every class, one row per class, at 2x scale.
+pub fn sample_grid(ds: &Dataset, per_class: usize, path: &Path) -> Result<()> {
+    let scale = 2usize;
+    let side = FACE_SIZE * scale;
+    let label_w = 110usize;
+    let w = label_w + per_class.max(1) * (side + 4);
+    let h = Emotion::COUNT * (side + 4) + 4;
+    let mut buf = vec![255u8; w * h * 3];
+    for e in Emotion::ALL {
+        let row = e.index();
+        let picks = (0..ds.len()).filter(|&i| ds.labels[i] == e).take(per_class);
+        for (k, i) in picks.enumerate() {
+            let face = ds.face(i);
+            let (x0, y0) = (label_w + k * (side + 4), 4 + row * (side + 4));
+            for y in 0..side {
+                for x in 0..side {
+                    let v = face[(y / scale) * FACE_SIZE + x / scale];
+                    let o = ((y0 + y) * w + x0 + x) * 3;
+                    buf[o..o + 3].copy_from_slice(&[v, v, v]);
+                }
+            }
+        }
+    }
+    let counts = ds.class_counts();
+    render_png_on(path, buf, (w as u32, h as u32), |root| {
+        for e in Emotion::ALL {
+            let y = (4 + e.index() * (side + 4) + side / 2) as i32;
+            let [r, g, b] = e.color();
+            root.draw(&Text::new(e.name().to_string(), (8, y - 16), ("sans-serif", 18).into_font().color(&RGBColor(r, g, b))))
+                .map_err(perr)?;
+            root.draw(&Text::new(format!("{}", counts[e.index()]), (8, y + 6), ("sans-serif", 14).into_font()))
+                .map_err(perr)?;
+        }
+        Ok(())
+    })
+}
+
+/// The layer diagram of [`crate::summary::Summary::to_svg`] as PNG.
+pub fn layer_diagram(summary: &crate::summary::Summary, path: &Path) -> Result<()> {
+    let (w, box_h, gap) = (520i32, 30i32, 10i32);
+    let h = 60 + summary.rows.len() as i32 * (box_h + gap) + 20;
+    render_png(path, (w as u32, h as u32), |root| {
+        root.draw(&Text::new(
+            format!("ferrite {} · {} parameters", summary.arch, summary.total),
+            (16, 18),
+            ("sans-serif", 18).into_font(),
+        ))
+        .map_err(perr)?;
+        for (i, (name, r)) in summary.rows.iter().enumerate() {
+            let y = 50 + i as i32 * (box_h + gap);
+            let fill = match r.kind {
+                "Conv2D" => RGBColor(0xf4, 0xb1, 0x83),
+                "Dense" => RGBColor(0x9d, 0xc3, 0xe6),
+                "BatchNormalization" => RGBColor(0xc5, 0xe0, 0xb4),
+                "MaxPooling2D" => RGBColor(0xff, 0xe6, 0x99),
+                _ => RGBColor(0xe7, 0xe6, 0xe6),
+            };
+            root.draw(&Rectangle::new([(16, y), (w - 16, y + box_h)], fill.filled())).map_err(perr)?;
+            root.draw(&Rectangle::new([(16, y), (w - 16, y + box_h)], BLACK.mix(0.5))).map_err(perr)?;
+            let dims: Vec<String> = r.shape.iter().map(|d| d.to_string()).collect();
+            root.draw(&Text::new(
+                format!("{name} ({}) [{}] {}", r.kind, dims.join("x"), if r.params > 0 { format!("{} params", r.params) } else { String::new() }),
+                (26, y + 8),
+                ("sans-serif", 14).into_font(),
+            ))
+            .map_err(perr)?;
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(epoch: usize) -> EpochRecord {
+        EpochRecord {
+            epoch,
+            lr: 1e-3,
+            train_loss: 1.5 / epoch as f64,
+            train_acc: 0.3 + 0.05 * epoch as f64,
+            val_loss: 1.6 / epoch as f64,
+            val_acc: 0.28 + 0.04 * epoch as f64,
+            val_macro_f1: 0.2,
+            epoch_seconds: 1.0,
+            elapsed_seconds: epoch as f64,
+        }
+    }
+
+    #[test]
+    fn plots_are_valid_pngs() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("curves.png");
+        curves(&[rec(1), rec(2), rec(3)], &p).unwrap();
+        let img = image::open(&p).unwrap();
+        assert_eq!((img.width(), img.height()), (1100, 420));
+        // Something other than white was drawn.
+        assert!(img.to_rgb8().pixels().any(|px| px.0 != [255, 255, 255]));
+
+        let mut c = crate::metrics::Confusion::default();
+        c.add(Emotion::Happy, Emotion::Happy);
+        c.add(Emotion::Sad, Emotion::Fear);
+        let q = dir.path().join("confusion.png");
+        confusion(&c.report(None), "test", &q).unwrap();
+        assert!(image::open(&q).is_ok());
+
+        let ds = Dataset::from_faces(vec![128; 2 * crate::preprocess::FACE_PIXELS], vec![Emotion::Angry, Emotion::Surprise]);
+        let g = dir.path().join("grid.png");
+        sample_grid(&ds, 4, &g).unwrap();
+        assert!(image::open(&g).is_ok());
+        assert!(curves(&[], &dir.path().join("none.png")).is_err());
+    }
+}

@@ -1,0 +1,925 @@
+//! The fit loop shared by every architecture: optimiser, LR schedule, checkpoints, resume,
+//! metrics CSV and curves.
+
+use crate::augment::{AugmentConfig, augment_into};
+use crate::data::{Dataset, LoadOptions};
+use crate::device::training_device;
+use crate::emotion::Emotion;
+use crate::error::{Error, Result};
+use crate::evaluate::evaluate;
+use crate::fsutil::write_atomic;
+use crate::model::{ModelSpec, Network};
+use crate::modelfile::{self, ModelHeader};
+use crate::preprocess::{FACE_PIXELS, batch_tensor};
+use burn::module::Module;
+use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, OptimizerRecord, SgdConfig};
+use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Optimiser choice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum OptimizerConfig {
+    Adam { weight_decay: f64 },
+    Sgd { momentum: f64, nesterov: bool, weight_decay: f64 },
+}
+
+/// Learning-rate schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Schedule {
+    /// Keras ReduceLROnPlateau on validation loss.
+    Plateau { factor: f64, patience: usize, min_lr: f64 },
+    /// Linear warm-up, then cosine decay to `min_lr` over the remaining epochs (per step).
+    Cosine { warmup_epochs: f64, min_lr: f64 },
+    Constant,
+}
+
+/// Everything that defines a training run; saved as `config.json` in the run directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub spec: ModelSpec,
+    pub train_data: PathBuf,
+    /// Validation data; `None` holds out `val_fraction` of the training data.
+    pub val_data: Option<PathBuf>,
+    pub val_fraction: f64,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub optimizer: OptimizerConfig,
+    pub schedule: Schedule,
+    pub label_smoothing: f32,
+    /// Stop when validation accuracy has not improved for this many epochs (0 = never).
+    pub early_stop_patience: usize,
+    pub augment: AugmentConfig,
+    pub seed: u64,
+    pub skip_bad: bool,
+    pub max_per_class: Option<usize>,
+}
+
+impl TrainConfig {
+    /// The tutorials' recipe: Adam 5e-4, batch 64, flip, ReduceLROnPlateau(0.1, 2, 1e-5).
+    pub fn new(spec: ModelSpec, train_data: PathBuf) -> Self {
+        TrainConfig {
+            spec,
+            train_data,
+            val_data: None,
+            val_fraction: 0.1,
+            epochs: 20,
+            batch_size: 64,
+            lr: 5e-4,
+            optimizer: OptimizerConfig::Adam { weight_decay: 0.0 },
+            schedule: Schedule::Plateau {
+                factor: 0.1,
+                patience: 2,
+                min_lr: 1e-5,
+            },
+            label_smoothing: 0.0,
+            early_stop_patience: 0,
+            augment: AugmentConfig::default(),
+            seed: 42,
+            skip_bad: false,
+            max_per_class: None,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(Error::Config(m.to_string()));
+        if self.epochs == 0 {
+            return bad("epochs must be at least 1");
+        }
+        if self.batch_size == 0 {
+            return bad("batch size must be at least 1");
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad("learning rate must be a positive number");
+        }
+        if !(0.0..0.9).contains(&self.val_fraction) {
+            return bad("validation fraction must be in [0, 0.9)");
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return bad("label smoothing must be in [0, 1)");
+        }
+        Ok(())
+    }
+}
+
+/// One row of `metrics.csv`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub lr: f64,
+    pub train_loss: f64,
+    pub train_acc: f64,
+    pub val_loss: f64,
+    pub val_acc: f64,
+    pub val_macro_f1: f64,
+    pub epoch_seconds: f64,
+    pub elapsed_seconds: f64,
+}
+
+const CSV_HEADER: &str =
+    "epoch,lr,train_loss,train_acc,val_loss,val_acc,val_macro_f1,epoch_seconds,elapsed_seconds";
+
+/// Render the metrics CSV.
+pub fn metrics_csv(history: &[EpochRecord]) -> String {
+    let mut s = format!("{CSV_HEADER}\n");
+    for r in history {
+        s.push_str(&format!(
+            "{},{:e},{:.5},{:.5},{:.5},{:.5},{:.5},{:.1},{:.1}\n",
+            r.epoch,
+            r.lr,
+            r.train_loss,
+            r.train_acc,
+            r.val_loss,
+            r.val_acc,
+            r.val_macro_f1,
+            r.epoch_seconds,
+            r.elapsed_seconds
+        ));
+    }
+    s
+}
+
+/// Parse a metrics CSV written by [`metrics_csv`].
+pub fn parse_metrics_csv(text: &str, path: &Path) -> Result<Vec<EpochRecord>> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |m: String| Error::BadCsvRow {
+            path: path.to_path_buf(),
+            line: i + 1,
+            message: m,
+        };
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() != 9 {
+            return Err(bad(format!("expected 9 fields, found {}", f.len())));
+        }
+        let num = |k: usize| f[k].trim().parse::<f64>().map_err(|_| bad(format!("field {} is not a number", k + 1)));
+        out.push(EpochRecord {
+            epoch: num(0)? as usize,
+            lr: num(1)?,
+            train_loss: num(2)?,
+            train_acc: num(3)?,
+            val_loss: num(4)?,
+            val_acc: num(5)?,
+            val_macro_f1: num(6)?,
+            epoch_seconds: num(7)?,
+            elapsed_seconds: num(8)?,
+        });
+    }
+    Ok(out)
+}
+
+/// Scheduler and bookkeeping state; saved with every checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Learning rate in effect for the next epoch (plateau and constant schedules).
+    pub lr: f64,
+    /// Best validation loss seen by the plateau schedule (JSON null = none yet).
+    #[serde(with = "inf_as_null")]
+    pub plateau_best_loss: f64,
+    pub plateau_bad_epochs: usize,
+    pub best_val_acc: f64,
+    pub best_epoch: usize,
+    pub elapsed_seconds: f64,
+    pub history: Vec<EpochRecord>,
+}
+
+/// JSON has no infinity: store `f64::INFINITY` as null and read null back as infinity.
+mod inf_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() { s.serialize_f64(*v) } else { s.serialize_none() }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::INFINITY))
+    }
+}
+
+impl TrainState {
+    /// Keras ReduceLROnPlateau (mode min, min_delta 1e-4, cooldown 0) after an epoch with
+    /// validation loss `val_loss`.
+    pub fn plateau_step(&mut self, val_loss: f64, factor: f64, patience: usize, min_lr: f64) {
+        if val_loss < self.plateau_best_loss - 1e-4 {
+            self.plateau_best_loss = val_loss;
+            self.plateau_bad_epochs = 0;
+        } else {
+            self.plateau_bad_epochs += 1;
+            if self.plateau_bad_epochs >= patience {
+                let new_lr = (self.lr * factor).max(min_lr);
+                if new_lr < self.lr {
+                    tracing::info!("reducing learning rate to {new_lr:.2e}");
+                }
+                self.lr = new_lr;
+                self.plateau_bad_epochs = 0;
+            }
+        }
+    }
+}
+
+/// Files inside a run directory.
+pub struct RunDir(pub PathBuf);
+
+impl RunDir {
+    pub fn config(&self) -> PathBuf {
+        self.0.join("config.json")
+    }
+    pub fn metrics(&self) -> PathBuf {
+        self.0.join("metrics.csv")
+    }
+    pub fn curves(&self) -> PathBuf {
+        self.0.join("curves.png")
+    }
+    pub fn best(&self) -> PathBuf {
+        self.0.join("best.ferrite")
+    }
+    pub fn final_model(&self) -> PathBuf {
+        self.0.join("model.ferrite")
+    }
+    pub fn checkpoints(&self) -> PathBuf {
+        self.0.join("checkpoints")
+    }
+    fn latest_pointer(&self) -> PathBuf {
+        self.checkpoints().join("latest")
+    }
+    /// The model to use from this run: the final model if training finished, else the best.
+    pub fn model_for_inference(&self) -> PathBuf {
+        let f = self.final_model();
+        if f.exists() { f } else { self.best() }
+    }
+}
+
+/// What the caller sees of a finished run.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    pub state: TrainState,
+    pub stopped_early: bool,
+    pub run_dir: PathBuf,
+}
+
+/// How training reports progress.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TrainOptions {
+    /// Show a live progress bar (loss and accuracy) on the terminal.
+    pub progress: bool,
+    /// Stop after this many epochs in this call even if the schedule has more (tests, time boxes).
+    pub max_epochs_this_call: Option<usize>,
+}
+
+fn build_optimizer(cfg: &TrainConfig) -> ModuleOptimizer {
+    match &cfg.optimizer {
+        OptimizerConfig::Adam { weight_decay } => {
+            let mut c = AdamConfig::new().with_epsilon(1e-7);
+            if *weight_decay > 0.0 {
+                c = c.with_weight_decay(Some(WeightDecayConfig::new(*weight_decay as f32)));
+            }
+            c.init()
+        }
+        OptimizerConfig::Sgd {
+            momentum,
+            nesterov,
+            weight_decay,
+        } => {
+            let mut c = SgdConfig::new().with_momentum(Some(
+                MomentumConfig::new()
+                    .with_momentum(*momentum)
+                    .with_dampening(0.0)
+                    .with_nesterov(*nesterov),
+            ));
+            if *weight_decay > 0.0 {
+                c = c.with_weight_decay(Some(WeightDecayConfig::new(*weight_decay as f32)));
+            }
+            c.init()
+        }
+    }
+}
+
+/// Learning rate for a step under the cosine schedule.
+fn cosine_lr(cfg: &TrainConfig, warmup_epochs: f64, min_lr: f64, step: usize, steps_per_epoch: usize) -> f64 {
+    let t = step as f64 / steps_per_epoch.max(1) as f64; // epochs done, fractional
+    if t < warmup_epochs {
+        return cfg.lr * (t + 1.0 / steps_per_epoch.max(1) as f64) / warmup_epochs;
+    }
+    let span = (cfg.epochs as f64 - warmup_epochs).max(1e-9);
+    let p = ((t - warmup_epochs) / span).clamp(0.0, 1.0);
+    min_lr + 0.5 * (cfg.lr - min_lr) * (1.0 + (std::f64::consts::PI * p).cos())
+}
+
+/// Load train and validation data as the config says.
+pub fn load_data(cfg: &TrainConfig) -> Result<(Dataset, Dataset)> {
+    let opts = LoadOptions {
+        skip_bad: cfg.skip_bad,
+        usage: None,
+        max_per_class: cfg.max_per_class,
+    };
+    let csv_usage = |usage: &str| LoadOptions {
+        usage: Some(usage.into()),
+        ..opts.clone()
+    };
+    let is_csv = |p: &Path| p.is_file();
+    let train = if is_csv(&cfg.train_data) {
+        Dataset::load(&cfg.train_data, &csv_usage("Training"))?
+    } else {
+        Dataset::load(&cfg.train_data, &opts)?
+    };
+    match &cfg.val_data {
+        Some(v) => {
+            let val = if is_csv(v) {
+                Dataset::load(v, &csv_usage("PublicTest"))?
+            } else {
+                Dataset::load(v, &opts)?
+            };
+            Ok((train, val))
+        }
+        None => Ok(split(train, cfg.val_fraction, cfg.seed)),
+    }
+}
+
+/// Seeded, stratified split of a data set into (train, held-out).
+pub fn split(ds: Dataset, fraction: f64, seed: u64) -> (Dataset, Dataset) {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x5EED_5EED);
+    let mut held = vec![false; ds.len()];
+    for e in Emotion::ALL {
+        let mut idx: Vec<usize> = (0..ds.len()).filter(|&i| ds.labels[i] == e).collect();
+        idx.shuffle(&mut rng);
+        let k = (idx.len() as f64 * fraction).round() as usize;
+        for &i in &idx[..k] {
+            held[i] = true;
+        }
+    }
+    let mut a = Dataset::default();
+    let mut b = Dataset::default();
+    for i in 0..ds.len() {
+        let dst = if held[i] { &mut b } else { &mut a };
+        dst.faces.extend_from_slice(ds.face(i));
+        dst.labels.push(ds.labels[i]);
+        dst.sources.push(ds.sources[i].clone());
+    }
+    a.skipped = ds.skipped;
+    (a, b)
+}
+
+/// A batch ready for the device: normalised (augmented) pixels and class indices.
+pub struct Batch {
+    pub pixels: Vec<f32>,
+    pub labels: Vec<i64>,
+}
+
+/// One optimisation step: forward, cross-entropy, backward, update.
+/// Returns the updated network, the batch loss and the number of correct predictions.
+/// A non-finite loss is returned as is and the update is skipped.
+pub fn train_step(
+    net: Network,
+    optim: &mut ModuleOptimizer,
+    loss_fn: &CrossEntropyLoss,
+    batch: Batch,
+    lr: f64,
+    device: &Device,
+) -> (Network, f32, usize) {
+    let n = batch.labels.len();
+    let x = batch_tensor(batch.pixels, device);
+    let y = Tensor::<1, Int>::from_data(TensorData::new(batch.labels.clone(), [n]), device);
+    let logits = net.forward(x);
+    let loss = loss_fn.forward(logits.clone(), y);
+    let loss_value: f32 = loss.clone().into_scalar();
+    if !loss_value.is_finite() {
+        return (net, loss_value, 0);
+    }
+    let correct = logits
+        .argmax(1)
+        .into_data()
+        .iter::<i64>()
+        .zip(&batch.labels)
+        .filter(|(p, t)| p == *t)
+        .count();
+    let grads = GradientsParams::from_grads(loss.backward(), &net);
+    (optim.step(lr, net, grads), loss_value, correct)
+}
+
+/// Produce an epoch's batches on a separate thread, a few ahead of the training step.
+fn batch_producer<'a>(
+    scope: &'a std::thread::Scope<'a, '_>,
+    ds: &'a Dataset,
+    order: Vec<usize>,
+    batch_size: usize,
+    augment: &'a AugmentConfig,
+    seed: u64,
+) -> std::sync::mpsc::Receiver<Batch> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(4);
+    scope.spawn(move || {
+        let mut rng = StdRng::seed_from_u64(seed);
+        for idx in order.chunks(batch_size) {
+            let mut pixels = vec![0.0f32; idx.len() * FACE_PIXELS];
+            for (k, &i) in idx.iter().enumerate() {
+                augment_into(ds.face(i), &mut pixels[k * FACE_PIXELS..(k + 1) * FACE_PIXELS], augment, &mut rng);
+            }
+            let labels = idx.iter().map(|&i| ds.labels[i].index() as i64).collect();
+            if tx.send(Batch { pixels, labels }).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+fn epoch_seed(seed: u64, epoch: usize) -> u64 {
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(epoch as u64 * 1_000_003)
+}
+
+fn check_fresh(run_dir: &Path) -> Result<()> {
+    if RunDir(run_dir.to_path_buf()).config().exists() {
+        return Err(Error::Config(format!(
+            "{} already holds a training run; use --resume to continue it or choose another --out",
+            run_dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Train the network `cfg` describes from scratch into `run_dir` (created; must not hold a run).
+pub fn train(cfg: &TrainConfig, run_dir: &Path, opts: TrainOptions) -> Result<TrainOutcome> {
+    cfg.validate()?;
+    check_fresh(run_dir)?;
+    let (train_ds, val_ds) = load_data(cfg)?;
+    train_on(cfg, run_dir, &train_ds, &val_ds, opts)
+}
+
+/// Train from scratch on data already in memory (`cfg`'s data paths are only recorded).
+pub fn train_on(
+    cfg: &TrainConfig,
+    run_dir: &Path,
+    train_ds: &Dataset,
+    val_ds: &Dataset,
+    opts: TrainOptions,
+) -> Result<TrainOutcome> {
+    cfg.validate()?;
+    check_fresh(run_dir)?;
+    let run = RunDir(run_dir.to_path_buf());
+    std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
+    write_atomic(&run.config(), &serde_json::to_vec_pretty(cfg).map_err(|e| Error::Config(e.to_string()))?)?;
+    let device = training_device();
+    device.seed(cfg.seed);
+    let net = Network::new(&cfg.spec, &device);
+    let optim = build_optimizer(cfg);
+    let state = TrainState {
+        epoch: 0,
+        lr: cfg.lr,
+        plateau_best_loss: f64::INFINITY,
+        plateau_bad_epochs: 0,
+        best_val_acc: -1.0,
+        best_epoch: 0,
+        elapsed_seconds: 0.0,
+        history: Vec::new(),
+    };
+    fit(cfg, &run, net, optim, state, train_ds, val_ds, &device, opts)
+}
+
+/// Continue the run in `run_dir` from its last completed epoch.
+pub fn resume(run_dir: &Path, opts: TrainOptions) -> Result<TrainOutcome> {
+    resume_impl(run_dir, None, opts)
+}
+
+/// [`resume`] with data already in memory instead of the paths in the run's config.
+pub fn resume_with(run_dir: &Path, train_ds: &Dataset, val_ds: &Dataset, opts: TrainOptions) -> Result<TrainOutcome> {
+    resume_impl(run_dir, Some((train_ds, val_ds)), opts)
+}
+
+fn resume_impl(run_dir: &Path, data: Option<(&Dataset, &Dataset)>, opts: TrainOptions) -> Result<TrainOutcome> {
+    let run = RunDir(run_dir.to_path_buf());
+    let bad = |m: String| Error::BadRunDir {
+        path: run_dir.to_path_buf(),
+        message: m,
+    };
+    if !run_dir.is_dir() {
+        return Err(bad("no such directory".into()));
+    }
+    let cfg_bytes = std::fs::read(run.config()).map_err(|e| bad(format!("cannot read config.json: {e}")))?;
+    let cfg: TrainConfig =
+        serde_json::from_slice(&cfg_bytes).map_err(|e| bad(format!("config.json is invalid: {e}")))?;
+    let latest = std::fs::read_to_string(run.latest_pointer())
+        .map_err(|e| bad(format!("no completed epoch to resume from (checkpoints/latest: {e})")))?;
+    let ckpt = run.checkpoints().join(latest.trim());
+    let state: TrainState = serde_json::from_slice(
+        &std::fs::read(ckpt.join("state.json")).map_err(|e| bad(format!("{}: {e}", ckpt.display())))?,
+    )
+    .map_err(|e| bad(format!("{}/state.json is invalid: {e}", ckpt.display())))?;
+    let device = training_device();
+    let (net, _) = modelfile::load(&ckpt.join("model.ferrite"), &device).map_err(|e| bad(e.to_string()))?;
+    let optim_bytes =
+        std::fs::read(ckpt.join("optimizer.bpk")).map_err(|e| bad(format!("{}: {e}", ckpt.display())))?;
+    let record = OptimizerRecord::from_bytes(Bytes::from_bytes_vec(optim_bytes))
+        .map_err(|e| bad(format!("optimizer state is invalid: {e}")))?;
+    let optim = build_optimizer(&cfg).load_record(record);
+    match data {
+        Some((tr, va)) => fit(&cfg, &run, net, optim, state, tr, va, &device, opts),
+        None => {
+            let (tr, va) = load_data(&cfg)?;
+            fit(&cfg, &run, net, optim, state, &tr, &va, &device, opts)
+        }
+    }
+}
+
+fn save_checkpoint(
+    run: &RunDir,
+    cfg: &TrainConfig,
+    net: &Network,
+    optim: &ModuleOptimizer,
+    state: &TrainState,
+) -> Result<()> {
+    let dir_name = format!("epoch-{:03}", state.epoch);
+    let tmp = run.checkpoints().join(format!(".{dir_name}.tmp"));
+    let dst = run.checkpoints().join(&dir_name);
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let header = ModelHeader::new(cfg.spec.clone(), serde_json::json!({ "epoch": state.epoch }));
+    write_atomic(&tmp.join("model.ferrite"), &modelfile::encode(net, &header)?)?;
+    let optim_bytes = optim
+        .into_bytes()
+        .map_err(|e| Error::Config(format!("cannot serialise optimizer state: {e}")))?;
+    write_atomic(&tmp.join("optimizer.bpk"), &optim_bytes)?;
+    write_atomic(&tmp.join("state.json"), &serde_json::to_vec_pretty(state).map_err(|e| Error::Config(e.to_string()))?)?;
+    let _ = std::fs::remove_dir_all(&dst);
+    std::fs::rename(&tmp, &dst).map_err(|e| Error::io(&dst, e))?;
+    write_atomic(&run.latest_pointer(), dir_name.as_bytes())?;
+    // Keep only the newest checkpoint.
+    if let Ok(entries) = std::fs::read_dir(run.checkpoints()) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("epoch-") && name != dir_name {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fit(
+    cfg: &TrainConfig,
+    run: &RunDir,
+    mut net: Network,
+    mut optim: ModuleOptimizer,
+    mut state: TrainState,
+    train_ds: &Dataset,
+    val_ds: &Dataset,
+    device: &Device,
+    opts: TrainOptions,
+) -> Result<TrainOutcome> {
+    if train_ds.is_empty() || val_ds.is_empty() {
+        return Err(Error::Config("training and validation data must both be non-empty".into()));
+    }
+    let mut loss_cfg = CrossEntropyLossConfig::new();
+    if cfg.label_smoothing > 0.0 {
+        loss_cfg = loss_cfg.with_smoothing(Some(cfg.label_smoothing));
+    }
+    let loss_fn = loss_cfg.init(device);
+    let steps_per_epoch = train_ds.len().div_ceil(cfg.batch_size);
+    let eval_device = device.clone().without_autodiff();
+    let mut stopped_early = false;
+    let mut epochs_this_call = 0;
+    tracing::info!(
+        train = train_ds.len(),
+        val = val_ds.len(),
+        skipped = train_ds.skipped.len() + val_ds.skipped.len(),
+        "data loaded"
+    );
+    while state.epoch < cfg.epochs {
+        if opts.max_epochs_this_call.is_some_and(|m| epochs_this_call >= m) {
+            break;
+        }
+        let epoch = state.epoch + 1;
+        let started = Instant::now();
+        let seed = epoch_seed(cfg.seed, epoch);
+        // Reseed dropout every epoch so a resumed run repeats an uninterrupted one.
+        device.seed(seed);
+        let mut order: Vec<usize> = (0..train_ds.len()).collect();
+        order.shuffle(&mut StdRng::seed_from_u64(seed));
+        let bar = if opts.progress {
+            let b = indicatif::ProgressBar::new(steps_per_epoch as u64);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "epoch {prefix} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}",
+                )
+                .expect("static template")
+                .progress_chars("=> "),
+            );
+            b.set_prefix(format!("{epoch}/{}", cfg.epochs));
+            b
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        let mut lr = state.lr;
+        let first_step = state.epoch * steps_per_epoch;
+        let result: Result<()> = std::thread::scope(|scope| {
+            let rx = batch_producer(scope, train_ds, order, cfg.batch_size, &cfg.augment, seed);
+            for (k, batch) in rx.iter().enumerate() {
+                if let Schedule::Cosine { warmup_epochs, min_lr } = cfg.schedule {
+                    lr = cosine_lr(cfg, warmup_epochs, min_lr, first_step + k, steps_per_epoch);
+                }
+                let n = batch.labels.len();
+                let (next, loss_value, batch_correct) =
+                    train_step(net.clone(), &mut optim, &loss_fn, batch, lr, device);
+                net = next;
+                if !loss_value.is_finite() {
+                    return Err(Error::NonFinite(format!(
+                        "loss became {loss_value} at epoch {epoch}, batch {}; the last good checkpoint (epoch {}) is kept in {}",
+                        k + 1,
+                        state.epoch,
+                        run.checkpoints().display()
+                    )));
+                }
+                correct += batch_correct;
+                loss_sum += loss_value as f64 * n as f64;
+                seen += n;
+                bar.inc(1);
+                if !opts.progress && (k + 1) % (steps_per_epoch / 10).max(1) == 0 {
+                    tracing::info!(
+                        "epoch {epoch} step {}/{steps_per_epoch}: loss {:.4} acc {:.2}% lr {lr:.2e}",
+                        k + 1,
+                        loss_sum / seen as f64,
+                        100.0 * correct as f64 / seen as f64
+                    );
+                }
+                bar.set_message(format!(
+                    "loss {:.4} acc {:.2}%",
+                    loss_sum / seen as f64,
+                    100.0 * correct as f64 / seen as f64
+                ));
+            }
+            Ok(())
+        });
+        bar.finish_and_clear();
+        result?;
+
+        let report = evaluate(&net.valid().to_device(&eval_device), val_ds, &eval_device);
+        let val_loss = report.mean_loss.unwrap_or(f64::NAN);
+        if !val_loss.is_finite() {
+            return Err(Error::NonFinite(format!(
+                "validation loss became {val_loss} after epoch {epoch}; the last good checkpoint (epoch {}) is kept in {}",
+                state.epoch,
+                run.checkpoints().display()
+            )));
+        }
+        let epoch_seconds = started.elapsed().as_secs_f64();
+        state.elapsed_seconds += epoch_seconds;
+        state.epoch = epoch;
+        let record = EpochRecord {
+            epoch,
+            lr,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_acc: correct as f64 / seen.max(1) as f64,
+            val_loss,
+            val_acc: report.accuracy,
+            val_macro_f1: report.macro_f1,
+            epoch_seconds,
+            elapsed_seconds: state.elapsed_seconds,
+        };
+        tracing::info!(
+            "epoch {epoch}/{}: lr {:.2e} train loss {:.4} acc {:.2}% | val loss {:.4} acc {:.2}% f1 {:.4} | {:.0}s (total {:.0}s)",
+            cfg.epochs,
+            lr,
+            record.train_loss,
+            100.0 * record.train_acc,
+            val_loss,
+            100.0 * report.accuracy,
+            report.macro_f1,
+            epoch_seconds,
+            state.elapsed_seconds
+        );
+        state.history.push(record);
+
+        // Schedule for the next epoch.
+        match cfg.schedule {
+            Schedule::Plateau { factor, patience, min_lr } => {
+                state.plateau_step(val_loss, factor, patience, min_lr)
+            }
+            Schedule::Cosine { .. } => state.lr = lr,
+            Schedule::Constant => {}
+        }
+
+        let improved = report.accuracy > state.best_val_acc;
+        if improved {
+            state.best_val_acc = report.accuracy;
+            state.best_epoch = epoch;
+            let header = ModelHeader::new(
+                cfg.spec.clone(),
+                serde_json::json!({ "epoch": epoch, "val_accuracy": report.accuracy, "val_macro_f1": report.macro_f1 }),
+            );
+            modelfile::save(&run.best(), &net.valid(), &header)?;
+        }
+        save_checkpoint(run, cfg, &net, &optim, &state)?;
+        write_atomic(&run.metrics(), metrics_csv(&state.history).as_bytes())?;
+        if let Err(e) = crate::plot::curves(&state.history, &run.curves()) {
+            tracing::warn!("could not draw curves: {e}");
+        }
+        epochs_this_call += 1;
+        if cfg.early_stop_patience > 0 && epoch - state.best_epoch >= cfg.early_stop_patience {
+            tracing::info!(
+                "early stop: no val accuracy gain for {} epochs (best {:.2}% at epoch {})",
+                cfg.early_stop_patience,
+                100.0 * state.best_val_acc,
+                state.best_epoch
+            );
+            stopped_early = true;
+            break;
+        }
+    }
+    if (state.epoch >= cfg.epochs || stopped_early) && run.best().exists() {
+        let bytes = std::fs::read(run.best()).map_err(|e| Error::io(run.best(), e))?;
+        write_atomic(&run.final_model(), &bytes)?;
+    }
+    Ok(TrainOutcome {
+        state,
+        stopped_early,
+        run_dir: run.0.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::synthetic;
+    use crate::model::Arch;
+
+    fn small_config(dir: &Path) -> TrainConfig {
+        let mut cfg = TrainConfig::new(ModelSpec::new(Arch::Reference), dir.join("unused"));
+        cfg.epochs = 2;
+        cfg.batch_size = 16;
+        cfg.lr = 1e-3;
+        cfg
+    }
+
+    fn quiet() -> TrainOptions {
+        TrainOptions::default()
+    }
+
+    #[test]
+    fn overfits_one_small_batch() {
+        let _rng = crate::rng_lock();
+        let device = training_device();
+        device.seed(1);
+        let mut spec = ModelSpec::new(Arch::Reference);
+        spec.dropout = 0.0;
+        let mut net = Network::new(&spec, &device);
+        let mut optim = AdamConfig::new().init();
+        let loss_fn = CrossEntropyLossConfig::new().init(&device);
+        // Random noise faces: nothing to learn but memorisation.
+        let ds = synthetic(2, 3);
+        let mut noise = ds.faces.clone();
+        let mut rng = StdRng::seed_from_u64(9);
+        noise.iter_mut().for_each(|p| *p = rand::Rng::random(&mut rng));
+        let labels: Vec<i64> = ds.labels.iter().map(|e| e.index() as i64).collect();
+        let mut first = None;
+        let mut last = f32::NAN;
+        for _ in 0..40 {
+            let mut pixels = Vec::new();
+            crate::preprocess::normalize_into(&noise, &mut pixels);
+            let (next, loss, _) =
+                train_step(net, &mut optim, &loss_fn, Batch { pixels, labels: labels.clone() }, 1e-3, &device);
+            net = next;
+            first.get_or_insert(loss);
+            last = loss;
+        }
+        assert!(last < 0.05, "loss went from {first:?} to {last}");
+        let eval = device.clone().without_autodiff();
+        let probs = crate::evaluate::predict_probs(&net.valid().to_device(&eval), &noise, &eval);
+        for (p, t) in probs.iter().zip(&labels) {
+            assert_eq!(crate::evaluate::argmax(p) as i64, *t);
+        }
+    }
+
+    #[test]
+    fn resume_repeats_an_uninterrupted_run() {
+        let _rng = crate::rng_lock();
+        let dir = tempfile::tempdir().unwrap();
+        let (tr, va) = (synthetic(3, 1), synthetic(1, 2));
+        let cfg = small_config(dir.path());
+        let full = train_on(&cfg, &dir.path().join("full"), &tr, &va, quiet()).unwrap();
+        assert_eq!(full.state.epoch, 2);
+        let part = dir.path().join("part");
+        let opts = TrainOptions {
+            max_epochs_this_call: Some(1),
+            ..quiet()
+        };
+        let first = train_on(&cfg, &part, &tr, &va, opts).unwrap();
+        assert_eq!(first.state.epoch, 1);
+        assert!(!RunDir(part.clone()).final_model().exists(), "an unfinished run has no final model");
+        // Resume reads the data back from the config, so give it files: here, reuse in memory.
+        let resumed = resume_with(&part, &tr, &va, quiet()).unwrap();
+        assert_eq!(resumed.state.epoch, 2);
+        // Same learning rates, losses and accuracies (up to the last bits of parallel sums).
+        assert_eq!(full.state.history.len(), resumed.state.history.len());
+        for (a, b) in full.state.history.iter().zip(&resumed.state.history) {
+            assert_eq!((a.lr, a.val_acc), (b.lr, b.val_acc));
+            for (x, y) in [(a.train_loss, b.train_loss), (a.val_loss, b.val_loss)] {
+                assert!((x - y).abs() <= 1e-6 * x.abs(), "{a:?} vs {b:?}");
+            }
+        }
+        let csv = std::fs::read_to_string(part.join("metrics.csv")).unwrap();
+        let parsed = parse_metrics_csv(&csv, &part.join("metrics.csv")).unwrap();
+        assert_eq!(parsed.len(), 2);
+        assert!(part.join("curves.png").exists() && part.join("model.ferrite").exists());
+        // A second `train` into the same directory is refused.
+        assert!(train_on(&cfg, &part, &tr, &va, quiet()).unwrap_err().to_string().contains("--resume"));
+    }
+
+    #[test]
+    fn non_finite_loss_stops_and_keeps_the_last_good_checkpoint() {
+        let _rng = crate::rng_lock();
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        let (tr, va) = (synthetic(2, 1), synthetic(1, 2));
+        let mut cfg = small_config(dir.path());
+        cfg.epochs = 3;
+        cfg.optimizer = OptimizerConfig::Sgd { momentum: 0.9, nesterov: true, weight_decay: 0.0 };
+        cfg.schedule = Schedule::Constant;
+        let opts = TrainOptions {
+            max_epochs_this_call: Some(1),
+            ..quiet()
+        };
+        train_on(&cfg, &run, &tr, &va, opts).unwrap();
+        let good = std::fs::read(run.join("checkpoints/epoch-001/model.ferrite")).unwrap();
+        // Make the next epoch diverge: an absurd learning rate.
+        let state_path = run.join("checkpoints/epoch-001/state.json");
+        let mut state: TrainState = serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
+        state.lr = 1e30;
+        std::fs::write(&state_path, serde_json::to_vec(&state).unwrap()).unwrap();
+        let err = resume_with(&run, &tr, &va, quiet()).unwrap_err();
+        assert!(matches!(err, Error::NonFinite(_)), "{err}");
+        assert!(err.to_string().contains("epoch 1"), "{err}");
+        assert_eq!(std::fs::read_to_string(run.join("checkpoints/latest")).unwrap(), "epoch-001");
+        assert_eq!(std::fs::read(run.join("checkpoints/epoch-001/model.ferrite")).unwrap(), good);
+    }
+
+    #[test]
+    fn resume_rejects_missing_and_corrupt_run_dirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = resume(&dir.path().join("nope"), quiet()).unwrap_err();
+        assert!(matches!(err, Error::BadRunDir { .. }) && err.to_string().contains("nope"), "{err}");
+        std::fs::write(dir.path().join("config.json"), "{ not json").unwrap();
+        let err = resume(dir.path(), quiet()).unwrap_err().to_string();
+        assert!(err.contains("config.json is invalid"), "{err}");
+        let cfg = small_config(dir.path());
+        std::fs::write(dir.path().join("config.json"), serde_json::to_vec(&cfg).unwrap()).unwrap();
+        let err = resume(dir.path(), quiet()).unwrap_err().to_string();
+        assert!(err.contains("no completed epoch"), "{err}");
+        std::fs::create_dir_all(dir.path().join("checkpoints/epoch-001")).unwrap();
+        std::fs::write(dir.path().join("checkpoints/latest"), "epoch-001").unwrap();
+        std::fs::write(dir.path().join("checkpoints/epoch-001/state.json"), "[]").unwrap();
+        let err = resume(dir.path(), quiet()).unwrap_err().to_string();
+        assert!(err.contains("state.json is invalid"), "{err}");
+    }
+
+    #[test]
+    fn plateau_follows_keras() {
+        let mut s = TrainState {
+            epoch: 0,
+            lr: 1e-3,
+            plateau_best_loss: f64::INFINITY,
+            plateau_bad_epochs: 0,
+            best_val_acc: 0.0,
+            best_epoch: 0,
+            elapsed_seconds: 0.0,
+            history: vec![],
+        };
+        s.plateau_step(1.0, 0.1, 2, 1e-5);
+        s.plateau_step(0.9, 0.1, 2, 1e-5);
+        assert_eq!(s.lr, 1e-3);
+        s.plateau_step(0.95, 0.1, 2, 1e-5);
+        assert_eq!(s.lr, 1e-3);
+        s.plateau_step(0.9, 0.1, 2, 1e-5); // second epoch without gain: reduce
+        assert!((s.lr - 1e-4).abs() < 1e-12);
+        for _ in 0..10 {
+            s.plateau_step(2.0, 0.1, 2, 1e-5);
+        }
+        assert_eq!(s.lr, 1e-5, "never below min_lr");
+    }
+
+    #[test]
+    fn cosine_warms_up_then_decays_to_the_floor() {
+        let mut cfg = small_config(Path::new("."));
+        cfg.epochs = 10;
+        cfg.lr = 1.0;
+        let lr = |step| cosine_lr(&cfg, 1.0, 0.01, step, 100);
+        assert!(lr(0) < 0.02);
+        assert!((lr(99) - 1.0).abs() < 1e-9);
+        assert!(lr(500) < lr(200));
+        assert!((lr(1000) - 0.01).abs() < 1e-9);
+    }
+}

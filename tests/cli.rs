@@ -1,0 +1,149 @@
+//! End-to-end tests of the `ferrite` command line on small synthetic data.
+
+use ferrite::Emotion;
+use ferrite::data::synthetic;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn ferrite(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ferrite"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run ferrite")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// Write a synthetic data set as an image folder (one PNG per face).
+fn write_folder(root: &Path, per_class: usize, seed: u64) {
+    let ds = synthetic(per_class, seed);
+    for i in 0..ds.len() {
+        let dir = root.join(ds.labels[i].name());
+        std::fs::create_dir_all(&dir).unwrap();
+        image::GrayImage::from_raw(48, 48, ds.face(i).to_vec())
+            .unwrap()
+            .save(dir.join(format!("{i:04}.png")))
+            .unwrap();
+    }
+}
+
+#[test]
+fn summary_prints_the_keras_totals_and_writes_diagrams() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("arch.svg");
+    let png = dir.path().join("arch.png");
+    let o = ferrite(&["summary", "--arch", "reference", "--diagram", svg.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("Total params: 4,478,727"), "{out}");
+    assert!(out.contains("Trainable params: 4,474,759"), "{out}");
+    assert!(out.contains("Non-trainable params: 3,968"), "{out}");
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+    let o = ferrite(&["summary", "--diagram", png.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(image::open(&png).is_ok());
+}
+
+#[test]
+fn data_stats_counts_classes_and_draws_a_grid() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_folder(&data, 3, 1);
+    let grid = dir.path().join("grid.png");
+    let o = ferrite(&["data", "stats", data.to_str().unwrap(), "--grid", grid.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    for e in Emotion::ALL {
+        assert!(out.lines().any(|l| l.starts_with(e.name()) && l.contains(" 3 ")), "{out}");
+    }
+    assert!(out.contains("total            21"), "{out}");
+    assert!(image::open(&grid).is_ok());
+}
+
+#[test]
+fn train_then_evaluate_a_run_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, val, run, report) = (
+        dir.path().join("train"),
+        dir.path().join("val"),
+        dir.path().join("run"),
+        dir.path().join("report"),
+    );
+    write_folder(&train, 3, 1);
+    write_folder(&val, 1, 2);
+    let o = ferrite(&[
+        "train", "--data", train.to_str().unwrap(), "--val", val.to_str().unwrap(), "--epochs", "1",
+        "--batch-size", "16", "--out", run.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    for f in ["config.json", "metrics.csv", "curves.png", "best.ferrite", "model.ferrite", "checkpoints/latest"] {
+        assert!(run.join(f).exists(), "missing {f}");
+    }
+    let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+    assert!(csv.starts_with("epoch,lr,train_loss,train_acc,val_loss,val_acc,val_macro_f1,epoch_seconds,elapsed_seconds"));
+
+    let o = ferrite(&[
+        "evaluate", "--model", run.to_str().unwrap(), "--data", val.to_str().unwrap(), "--out",
+        report.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("confusion matrix"));
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(report.join("evaluate.json")).unwrap()).unwrap();
+    assert_eq!(json["report"]["samples"], 7);
+    assert!(json["report"]["accuracy"].as_f64().is_some());
+    assert_eq!(json["report"]["per_class"].as_array().unwrap().len(), 7);
+    assert!(image::open(report.join("confusion.png")).is_ok());
+
+    // Training again into the same directory is refused; resuming a finished run is a no-op.
+    let o = ferrite(&["train", "--data", train.to_str().unwrap(), "--out", run.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--resume"), "{}", text(&o));
+}
+
+#[test]
+fn bad_inputs_give_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let o = ferrite(&["data", "stats", missing.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("missing") && text(&o).contains("cannot open"), "{}", text(&o));
+
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = ferrite(&["data", "stats", empty.to_str().unwrap()]);
+    assert!(!o.status.success() && text(&o).contains("no class folders"), "{}", text(&o));
+
+    let data = dir.path().join("data");
+    write_folder(&data, 1, 1);
+    std::fs::create_dir_all(data.join("bored")).unwrap();
+    let o = ferrite(&["data", "stats", data.to_str().unwrap()]);
+    assert!(!o.status.success() && text(&o).contains("bored"), "{}", text(&o));
+    std::fs::remove_dir(data.join("bored")).unwrap();
+
+    std::fs::write(data.join("happy/broken.jpg"), b"\xff\xd8\xff\xe0 truncated").unwrap();
+    let grid = dir.path().join("g.png");
+    let o = ferrite(&["data", "stats", data.to_str().unwrap(), "--grid", grid.to_str().unwrap()]);
+    assert!(!o.status.success() && text(&o).contains("broken.jpg"), "{}", text(&o));
+    let o = ferrite(&["data", "stats", data.to_str().unwrap(), "--skip-bad", "--grid", grid.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("skipped 1"), "{}", text(&o));
+
+    let csv = dir.path().join("fer.csv");
+    std::fs::write(&csv, "emotion,pixels,Usage\n3,1 2 3,Training\n").unwrap();
+    let o = ferrite(&["data", "stats", csv.to_str().unwrap()]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("line 2") && text(&o).contains("pixels"), "{}", text(&o));
+
+    let o = ferrite(&["train", "--resume", missing.to_str().unwrap()]);
+    assert!(!o.status.success() && text(&o).contains("not a resumable run directory"), "{}", text(&o));
+
+    let notmodel = dir.path().join("x.ferrite");
+    std::fs::write(&notmodel, "nope").unwrap();
+    let o = ferrite(&["evaluate", "--model", notmodel.to_str().unwrap(), "--data", data.to_str().unwrap(), "--skip-bad"]);
+    assert!(!o.status.success() && text(&o).contains("x.ferrite"), "{}", text(&o));
+}
