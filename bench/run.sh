@@ -30,6 +30,9 @@ for k, r in rows.items():
           f"{r['infer64_img_s'] / rows['keras']['infer64_img_s']:.2f}x | "
           f"{r['train_img_s'] / rows['torch']['train_img_s']:.2f}x | {r['infer64_img_s'] / rows['torch']['infer64_img_s']:.2f}x |")
 PY
+echo
+echo "ferrite training step by stage (ferrite bench --profile, batch 64, mean of 10 steps):"
+"$root/target/release/ferrite" --threads "$BENCH_THREADS" bench --arch reference --profile --steps 10
 if command -v perf >/dev/null && perf stat -e instructions true >/dev/null 2>&1; then
   echo
   echo "ferrite training step, share of CPU time by function (perf, top 15):"

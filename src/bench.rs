@@ -84,3 +84,65 @@ pub fn measure(spec: &ModelSpec, steps: usize, warmup: usize) -> SpeedReport {
         infer1_ms: times[times.len() / 2],
     }
 }
+
+/// Where the time of one training step goes: forward per layer, loss, backward, update.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepProfile {
+    /// (stage, milliseconds), in execution order; averaged over the measured steps.
+    pub stages: Vec<(String, f64)>,
+    pub total_ms: f64,
+}
+
+/// Profile `steps` training steps (batch 64) after `warmup` untimed ones. flex is eager, so the
+/// wall time between layer outputs is each layer's forward cost.
+pub fn profile_step(spec: &ModelSpec, steps: usize, warmup: usize) -> StepProfile {
+    use crate::model::Tape;
+    use burn::optim::GradientsParams;
+    use burn::tensor::{Int, Tensor, TensorData};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let pixels: Vec<f32> = (0..64 * FACE_PIXELS).map(|_| rng.random()).collect();
+    let labels: Vec<i64> = (0..64).map(|_| rng.random_range(0..Emotion::COUNT as i64)).collect();
+    let device = training_device();
+    device.seed(0);
+    let mut net = Network::new(spec, &device);
+    let mut optim = AdamConfig::new().init();
+    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    let mut sums: Vec<(String, f64)> = Vec::new();
+    for i in 0..warmup + steps {
+        let mut stages: Vec<(String, f64)> = Vec::new();
+        let x = batch_tensor(pixels.clone(), &device);
+        let y = Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [64]), &device);
+        let mut tape = Tape::on();
+        let logits = net.forward_traced(x, &mut tape);
+        let mut counts = std::collections::HashMap::new();
+        for r in tape.into_rows() {
+            let k = counts.entry(r.kind).or_insert(0);
+            *k += 1;
+            stages.push((format!("forward {} #{}", r.kind, k), r.elapsed_ms));
+        }
+        let mut t = Instant::now();
+        let mut lap = |name: &str, stages: &mut Vec<(String, f64)>| {
+            let now = Instant::now();
+            stages.push((name.to_string(), (now - t).as_secs_f64() * 1000.0));
+            t = now;
+        };
+        let loss = loss_fn.forward(logits, y);
+        let _: f32 = loss.clone().into_scalar();
+        lap("loss", &mut stages);
+        let grads = loss.backward();
+        lap("backward (all layers)", &mut stages);
+        let grads = GradientsParams::from_grads(grads, &net);
+        net = optim.step(5e-4, net, grads);
+        lap("optimizer update (Adam)", &mut stages);
+        if i >= warmup {
+            if sums.is_empty() {
+                sums = stages.iter().map(|(n, _)| (n.clone(), 0.0)).collect();
+            }
+            for (s, (_, v)) in sums.iter_mut().zip(&stages) {
+                s.1 += v / steps as f64;
+            }
+        }
+    }
+    let total_ms = sums.iter().map(|(_, v)| v).sum();
+    StepProfile { stages: sums, total_ms }
+}

@@ -47,6 +47,10 @@ enum Command {
         /// Print one JSON line instead of a table.
         #[arg(long)]
         json: bool,
+        /// Instead of speeds, print where a training step's time goes (per layer forward,
+        /// backward, optimizer update).
+        #[arg(long)]
+        profile: bool,
     },
     /// Evaluate a model on a labelled data set.
     Evaluate {
@@ -254,7 +258,19 @@ fn run() -> Result<()> {
             println!("sample grid written to {}", grid.display());
         }
         Command::Train(args) => train(args)?,
-        Command::Bench { arch, steps, json } => {
+        Command::Bench { arch, steps, json, profile: true } => {
+            let p = ferrite::bench::profile_step(&ModelSpec::new(arch.into()), steps.max(1), 3);
+            if json {
+                println!("{}", serde_json::to_string(&p)?);
+            } else {
+                println!("{:<36} {:>9} {:>7}", "stage (batch 64)", "ms", "share");
+                for (name, ms) in &p.stages {
+                    println!("{name:<36} {ms:>9.1} {:>6.1}%", 100.0 * ms / p.total_ms);
+                }
+                println!("{:<36} {:>9.1}", "total", p.total_ms);
+            }
+        }
+        Command::Bench { arch, steps, json, profile: false } => {
             let r = ferrite::bench::measure(&ModelSpec::new(arch.into()), steps.max(1), 5);
             if json {
                 println!("{}", serde_json::to_string(&r)?);

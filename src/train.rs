@@ -364,8 +364,8 @@ pub fn split(ds: Dataset, fraction: f64, seed: u64) -> (Dataset, Dataset) {
     }
     let mut a = Dataset::default();
     let mut b = Dataset::default();
-    for i in 0..ds.len() {
-        let dst = if held[i] { &mut b } else { &mut a };
+    for (i, &is_held) in held.iter().enumerate() {
+        let dst = if is_held { &mut b } else { &mut a };
         dst.faces.extend_from_slice(ds.face(i));
         dst.labels.push(ds.labels[i]);
         dst.sources.push(ds.sources[i].clone());

@@ -107,22 +107,27 @@ pub struct LayerRow {
     pub params: usize,
     /// Parameters not trained by gradient (BatchNorm running mean and variance).
     pub non_trainable: usize,
+    /// Wall time since the previous record (or since the tape was switched on), in ms.
+    /// On an eager CPU backend this is the layer's forward time.
+    pub elapsed_ms: f64,
 }
 
 /// Records layers during a forward pass when switched on; free when off.
 #[derive(Debug, Default)]
 pub struct Tape {
     rows: Option<Vec<LayerRow>>,
+    last: Option<std::time::Instant>,
 }
 
 impl Tape {
     pub fn off() -> Tape {
-        Tape { rows: None }
+        Tape { rows: None, last: None }
     }
 
     pub fn on() -> Tape {
         Tape {
             rows: Some(Vec::new()),
+            last: Some(std::time::Instant::now()),
         }
     }
 
@@ -135,7 +140,11 @@ impl Tape {
         non_trainable: usize,
     ) {
         if let Some(rows) = &mut self.rows {
+            let now = std::time::Instant::now();
+            let elapsed_ms = self.last.map_or(0.0, |t| (now - t).as_secs_f64() * 1000.0);
+            self.last = Some(now);
             rows.push(LayerRow {
+                elapsed_ms,
                 kind,
                 shape: out.dims()[1..].to_vec(),
                 params,
