@@ -296,7 +296,7 @@ mod tests {
 
     #[test]
     fn csv_rows_map_labels_and_select_usage() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::fsutil::TempDir::new().unwrap();
         let p = dir.path().join("fer.csv");
         let body = format!(
             "emotion,pixels,Usage\n4,{},Training\n6,{},PublicTest\n0,{},Training\n",
@@ -319,7 +319,7 @@ mod tests {
 
     #[test]
     fn bad_csv_rows_name_their_line_and_field() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::fsutil::TempDir::new().unwrap();
         let p = dir.path().join("bad.csv");
         let short = vec!["5"; 100].join(" ");
         std::fs::write(
@@ -342,7 +342,7 @@ mod tests {
 
     #[test]
     fn folders_load_any_size_and_reject_unknown_classes() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::fsutil::TempDir::new().unwrap();
         let root = dir.path();
         write_png(&root.join("happy/a.png"), 200, 48);
         write_png(&root.join("happy/b.png"), 100, 96);
@@ -371,7 +371,7 @@ mod tests {
 
     #[test]
     fn missing_and_empty_folders_are_clear_errors() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::fsutil::TempDir::new().unwrap();
         let missing = dir.path().join("nope");
         let err = Dataset::load(&missing, &LoadOptions::default()).unwrap_err().to_string();
         assert!(err.contains("nope") && err.contains("cannot open"), "{err}");
@@ -384,7 +384,7 @@ mod tests {
 
     #[test]
     fn corrupt_and_truncated_images_name_the_file_or_are_skipped() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::fsutil::TempDir::new().unwrap();
         let root = dir.path();
         write_png(&root.join("angry/good.png"), 7, 48);
         std::fs::write(root.join("angry/garbage.jpg"), b"this is not a jpeg").unwrap();

@@ -58,7 +58,7 @@ mod tests {
 
     #[test]
     fn atomic_write_replaces_and_leaves_no_temp() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::fsutil::TempDir::new().unwrap();
         let p = dir.path().join("a.txt");
         write_atomic(&p, b"one").unwrap();
         write_atomic(&p, b"two").unwrap();
@@ -68,11 +68,44 @@ mod tests {
 
     #[test]
     fn failed_writer_keeps_the_old_file() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::fsutil::TempDir::new().unwrap();
         let p = dir.path().join("b.png");
         write_atomic(&p, b"old").unwrap();
         let r = write_atomic_with(&p, |_| Err(Error::Plot("boom".into())));
         assert!(r.is_err());
         assert_eq!(std::fs::read(&p).unwrap(), b"old");
+    }
+}
+
+/// A uniquely named scratch directory under the system temp folder, removed on drop
+/// (tests and benchmarks).
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new() -> Result<TempDir> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let path = std::env::temp_dir().join(format!(
+            "ferrite-{}-{nanos}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+        Ok(TempDir(path))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

@@ -104,7 +104,7 @@ mod tests {
         let device = crate::device::inference_device();
         let spec = ModelSpec::new(Arch::Reference);
         let net = Network::new(&spec, &device).valid();
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::fsutil::TempDir::new().unwrap();
         let path = dir.path().join("m.ferrite");
         save(&path, &net, &ModelHeader::new(spec.clone(), serde_json::json!({"k": 1}))).unwrap();
         let (back, header) = load(&path, &device).unwrap();

@@ -266,7 +266,7 @@ mod tests {
 
     #[test]
     fn plots_are_valid_pngs() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::fsutil::TempDir::new().unwrap();
         let p = dir.path().join("curves.png");
         curves(&[rec(1), rec(2), rec(3)], &p).unwrap();
         let img = image::open(&p).unwrap();

@@ -807,7 +807,7 @@ mod tests {
     #[test]
     fn resume_repeats_an_uninterrupted_run() {
         let _rng = crate::rng_lock();
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::fsutil::TempDir::new().unwrap();
         let (tr, va) = (synthetic(3, 1), synthetic(1, 2));
         let cfg = small_config(dir.path());
         let full = train_on(&cfg, &dir.path().join("full"), &tr, &va, quiet()).unwrap();
@@ -842,7 +842,7 @@ mod tests {
     #[test]
     fn non_finite_loss_stops_and_keeps_the_last_good_checkpoint() {
         let _rng = crate::rng_lock();
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::fsutil::TempDir::new().unwrap();
         let run = dir.path().join("run");
         let (tr, va) = (synthetic(2, 1), synthetic(1, 2));
         let mut cfg = small_config(dir.path());
@@ -869,7 +869,7 @@ mod tests {
 
     #[test]
     fn resume_rejects_missing_and_corrupt_run_dirs() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::fsutil::TempDir::new().unwrap();
         let err = resume(&dir.path().join("nope"), quiet()).unwrap_err();
         assert!(matches!(err, Error::BadRunDir { .. }) && err.to_string().contains("nope"), "{err}");
         std::fs::write(dir.path().join("config.json"), "{ not json").unwrap();

@@ -32,7 +32,7 @@ fn write_folder(root: &Path, per_class: usize, seed: u64) {
 
 #[test]
 fn summary_prints_the_keras_totals_and_writes_diagrams() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = ferrite::fsutil::TempDir::new().unwrap();
     let svg = dir.path().join("arch.svg");
     let png = dir.path().join("arch.png");
     let o = ferrite(&["summary", "--arch", "reference", "--diagram", svg.to_str().unwrap()]);
@@ -49,7 +49,7 @@ fn summary_prints_the_keras_totals_and_writes_diagrams() {
 
 #[test]
 fn data_stats_counts_classes_and_draws_a_grid() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = ferrite::fsutil::TempDir::new().unwrap();
     let data = dir.path().join("data");
     write_folder(&data, 3, 1);
     let grid = dir.path().join("grid.png");
@@ -65,7 +65,7 @@ fn data_stats_counts_classes_and_draws_a_grid() {
 
 #[test]
 fn train_then_evaluate_a_run_directory() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = ferrite::fsutil::TempDir::new().unwrap();
     let (train, val, run, report) = (
         dir.path().join("train"),
         dir.path().join("val"),
@@ -107,7 +107,7 @@ fn train_then_evaluate_a_run_directory() {
 
 #[test]
 fn bad_inputs_give_clear_errors() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = ferrite::fsutil::TempDir::new().unwrap();
     let missing = dir.path().join("missing");
     let o = ferrite(&["data", "stats", missing.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));

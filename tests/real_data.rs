@@ -28,7 +28,7 @@ fn brief_training_on_real_faces_beats_chance() {
             .expect("load FER2013 subset")
     };
     let (train, val) = (load("train", 300), load("val", 50));
-    let run = tempfile::tempdir().unwrap();
+    let run = ferrite::fsutil::TempDir::new().unwrap();
     let mut cfg = TrainConfig::new(ModelSpec::new(Arch::Reference), root.join("train"));
     cfg.val_data = Some(root.join("val"));
     cfg.epochs = 3;
