@@ -30,6 +30,41 @@ pub fn predict_probs(net: &Network, faces: &[u8], device: &Device) -> Vec<[f32; 
     out
 }
 
+/// Test-time augmentation: average the probabilities of transformed copies of each face.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tta {
+    /// The face as is.
+    #[default]
+    None,
+    /// The face and its mirror image.
+    Flip,
+}
+
+/// Mirror every 48x48 face left-right.
+pub fn mirror_faces(faces: &[u8]) -> Vec<u8> {
+    let n = crate::preprocess::FACE_SIZE;
+    let mut out = faces.to_vec();
+    for row in out.chunks_exact_mut(n) {
+        row.reverse();
+    }
+    out
+}
+
+/// [`predict_probs`] with test-time augmentation.
+pub fn predict_probs_tta(net: &Network, faces: &[u8], device: &Device, tta: Tta) -> Vec<[f32; Emotion::COUNT]> {
+    let mut probs = predict_probs(net, faces, device);
+    if tta == Tta::Flip {
+        let flipped = predict_probs(net, &mirror_faces(faces), device);
+        for (p, q) in probs.iter_mut().zip(&flipped) {
+            for (a, b) in p.iter_mut().zip(q) {
+                *a = 0.5 * (*a + b);
+            }
+        }
+    }
+    probs
+}
+
 /// Index of the largest value.
 pub fn argmax(p: &[f32]) -> usize {
     p.iter()
@@ -40,7 +75,12 @@ pub fn argmax(p: &[f32]) -> usize {
 
 /// Evaluate `net` on `ds`: accuracy, per-class scores, confusion matrix, mean cross-entropy.
 pub fn evaluate(net: &Network, ds: &Dataset, device: &Device) -> Report {
-    let probs = predict_probs(net, &ds.faces, device);
+    evaluate_tta(net, ds, device, Tta::None)
+}
+
+/// [`evaluate`] with test-time augmentation.
+pub fn evaluate_tta(net: &Network, ds: &Dataset, device: &Device, tta: Tta) -> Report {
+    let probs = predict_probs_tta(net, &ds.faces, device, tta);
     let mut confusion = Confusion::default();
     let mut loss = 0.0f64;
     for (p, &truth) in probs.iter().zip(&ds.labels) {
@@ -52,4 +92,35 @@ pub fn evaluate(net: &Network, ds: &Dataset, device: &Device) -> Report {
     }
     let mean_loss = if ds.is_empty() { None } else { Some(loss / ds.len() as f64) };
     confusion.report(mean_loss)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::preprocess::FACE_PIXELS;
+
+    #[test]
+    fn mirror_reverses_each_row_and_is_an_involution() {
+        let faces: Vec<u8> = (0..2 * FACE_PIXELS).map(|i| (i % 251) as u8).collect();
+        let m = mirror_faces(&faces);
+        assert_eq!(m[0], faces[47]);
+        assert_eq!(m[FACE_PIXELS + 48], faces[FACE_PIXELS + 95]);
+        assert_eq!(mirror_faces(&m), faces);
+    }
+
+    #[test]
+    fn flip_tta_averages_two_views() {
+        let _rng = crate::rng_lock();
+        let device = crate::device::inference_device();
+        let net = Network::new(&crate::model::ModelSpec::new(crate::model::Arch::Reference), &device);
+        let net = burn::module::Module::valid(&net);
+        let faces: Vec<u8> = (0..FACE_PIXELS).map(|i| (i * 7 % 256) as u8).collect();
+        let a = predict_probs(&net, &faces, &device)[0];
+        let b = predict_probs(&net, &mirror_faces(&faces), &device)[0];
+        let t = predict_probs_tta(&net, &faces, &device, Tta::Flip)[0];
+        for k in 0..Emotion::COUNT {
+            assert!((t[k] - 0.5 * (a[k] + b[k])).abs() < 1e-6);
+        }
+        assert!((t.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    }
 }

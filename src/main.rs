@@ -4,6 +4,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ferrite::augment::AugmentConfig;
 use ferrite::data::{Dataset, LoadOptions};
+use ferrite::evaluate::Tta;
 use ferrite::model::{Arch, ModelSpec};
 use ferrite::train::{OptimizerConfig, RunDir, Schedule, TrainConfig, TrainOptions};
 use ferrite::{Emotion, device, modelfile, plot, summary};
@@ -66,9 +67,12 @@ enum Command {
         /// Skip unreadable images and bad CSV rows (they are counted).
         #[arg(long)]
         skip_bad: bool,
-        /// Folder for report.json and confusion.png.
+        /// Folder for evaluate.json and confusion.png.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Test-time augmentation: average over the face and its mirror image.
+        #[arg(long, value_enum, default_value = "none")]
+        tta: TtaArg,
     },
 }
 
@@ -100,6 +104,21 @@ impl From<ArchArg> for Arch {
     fn from(a: ArchArg) -> Arch {
         match a {
             ArchArg::Reference => Arch::Reference,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TtaArg {
+    None,
+    Flip,
+}
+
+impl From<TtaArg> for Tta {
+    fn from(t: TtaArg) -> Tta {
+        match t {
+            TtaArg::None => Tta::None,
+            TtaArg::Flip => Tta::Flip,
         }
     }
 }
@@ -287,7 +306,8 @@ fn run() -> Result<()> {
             usage,
             skip_bad,
             out,
-        } => evaluate(&model, &data, usage, skip_bad, out.as_deref())?,
+            tta,
+        } => evaluate(&model, &data, usage, skip_bad, out.as_deref(), tta.into())?,
     }
     Ok(())
 }
@@ -358,7 +378,14 @@ fn train(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-fn evaluate(model: &Path, data: &Path, usage: Option<String>, skip_bad: bool, out: Option<&Path>) -> Result<()> {
+fn evaluate(
+    model: &Path,
+    data: &Path,
+    usage: Option<String>,
+    skip_bad: bool,
+    out: Option<&Path>,
+    tta: Tta,
+) -> Result<()> {
     let model_path = if model.is_dir() {
         RunDir(model.to_path_buf()).model_for_inference()
     } else {
@@ -376,8 +403,8 @@ fn evaluate(model: &Path, data: &Path, usage: Option<String>, skip_bad: bool, ou
         },
     )
     .with_context(|| format!("loading {}", data.display()))?;
-    let report = ferrite::evaluate::evaluate(&net, &ds, &device);
-    println!("model {} ({})", model_path.display(), header.spec.arch);
+    let report = ferrite::evaluate::evaluate_tta(&net, &ds, &device, tta);
+    println!("model {} ({}), test-time augmentation: {tta:?}", model_path.display(), header.spec.arch);
     print!("{}", report.to_text());
     if !ds.skipped.is_empty() {
         println!("skipped {} unreadable inputs", ds.skipped.len());
@@ -388,10 +415,17 @@ fn evaluate(model: &Path, data: &Path, usage: Option<String>, skip_bad: bool, ou
             "arch": header.spec.arch,
             "data": data.display().to_string(),
             "skipped": ds.skipped.len(),
+            "tta": tta,
+            "model_meta": header.meta,
             "report": report,
         }))?;
         ferrite::fsutil::write_atomic(&dir.join("evaluate.json"), &json)?;
-        let title = format!("{} on {} (accuracy {:.2}%)", header.spec.arch, data.display(), 100.0 * report.accuracy);
+        let title = format!(
+            "{} on {} (accuracy {:.2}%, TTA {tta:?})",
+            header.spec.arch,
+            data.display(),
+            100.0 * report.accuracy
+        );
         plot::confusion(&report, &title, &dir.join("confusion.png"))?;
         println!("wrote {}/evaluate.json and confusion.png", dir.display());
     }
