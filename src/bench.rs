@@ -26,17 +26,35 @@ pub struct SpeedReport {
     pub infer1_ms: f64,
 }
 
+/// A fixed random batch of 64 faces and a fresh network with its optimiser and loss.
+struct Setup {
+    pixels: Vec<f32>,
+    labels: Vec<i64>,
+    device: burn::tensor::Device,
+    net: Network,
+    optim: burn::optim::ModuleOptimizer,
+    loss_fn: burn::nn::loss::CrossEntropyLoss,
+}
+
+impl Setup {
+    fn new(spec: &ModelSpec) -> Setup {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+        let device = training_device();
+        device.seed(0);
+        Setup {
+            pixels: (0..64 * FACE_PIXELS).map(|_| rng.random()).collect(),
+            labels: (0..64).map(|_| rng.random_range(0..Emotion::COUNT as i64)).collect(),
+            net: Network::new(spec, &device),
+            optim: AdamConfig::new().init(),
+            loss_fn: CrossEntropyLossConfig::new().init(&device),
+            device,
+        }
+    }
+}
+
 /// Time `steps` training steps and inference passes after `warmup` untimed ones.
 pub fn measure(spec: &ModelSpec, steps: usize, warmup: usize) -> SpeedReport {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-    let pixels: Vec<f32> = (0..64 * FACE_PIXELS).map(|_| rng.random()).collect();
-    let labels: Vec<i64> = (0..64).map(|_| rng.random_range(0..Emotion::COUNT as i64)).collect();
-
-    let device = training_device();
-    device.seed(0);
-    let mut net = Network::new(spec, &device);
-    let mut optim = AdamConfig::new().init();
-    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    let Setup { pixels, labels, device, mut net, mut optim, loss_fn } = Setup::new(spec);
     let mut run = |n: usize, net: &mut Network| {
         for _ in 0..n {
             let batch = Batch { pixels: pixels.clone(), labels: labels.clone() };
@@ -99,14 +117,7 @@ pub fn profile_step(spec: &ModelSpec, steps: usize, warmup: usize) -> StepProfil
     use crate::model::Tape;
     use burn::optim::GradientsParams;
     use burn::tensor::{Int, Tensor, TensorData};
-    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-    let pixels: Vec<f32> = (0..64 * FACE_PIXELS).map(|_| rng.random()).collect();
-    let labels: Vec<i64> = (0..64).map(|_| rng.random_range(0..Emotion::COUNT as i64)).collect();
-    let device = training_device();
-    device.seed(0);
-    let mut net = Network::new(spec, &device);
-    let mut optim = AdamConfig::new().init();
-    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    let Setup { pixels, labels, device, mut net, mut optim, loss_fn } = Setup::new(spec);
     let mut sums: Vec<(String, f64)> = Vec::new();
     for i in 0..warmup + steps {
         let mut stages: Vec<(String, f64)> = Vec::new();
