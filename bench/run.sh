@@ -37,6 +37,6 @@ if command -v perf >/dev/null && perf stat -e instructions true >/dev/null 2>&1;
   echo
   echo "ferrite training step, share of CPU time by function (perf, top 15):"
   perf record -q -F 499 -g -o "$out/perf.data" "$root/target/release/ferrite" --threads "$BENCH_THREADS" bench --steps 10 >/dev/null 2>&1
-  perf report -i "$out/perf.data" --no-children --sort symbol 2>/dev/null | grep -E '^ +[0-9.]+%' | head -15
+  perf report -i "$out/perf.data" --no-children --sort symbol 2>/dev/null | grep -E '^ +[0-9.]+%' | sed 's/ *- *- *$//' | head -15
 fi
 rm -rf "$out"
