@@ -90,6 +90,7 @@ pub fn curves(history: &[EpochRecord], path: &Path) -> Result<()> {
             chart
                 .configure_mesh()
                 .x_desc("epoch")
+                .x_label_formatter(&|v| if (v - v.round()).abs() < 1e-6 { format!("{v:.0}") } else { String::new() })
                 .y_label_formatter(&|v| if is_acc { format!("{:.0}%", v * 100.0) } else { format!("{v:.2}") })
                 .draw()
                 .map_err(perr)?;

@@ -134,7 +134,7 @@ pub fn metrics_csv(history: &[EpochRecord]) -> String {
     let mut s = format!("{CSV_HEADER}\n");
     for r in history {
         s.push_str(&format!(
-            "{},{:e},{:.5},{:.5},{:.5},{:.5},{:.5},{:.1},{:.1}\n",
+            "{},{:.4e},{:.5},{:.5},{:.5},{:.5},{:.5},{:.1},{:.1}\n",
             r.epoch,
             r.lr,
             r.train_loss,
