@@ -1,4 +1,4 @@
-//! Training-time augmentation of 48x48 faces: flip, shift, rotation, random erasing.
+//! Training-time augmentation of 48x48 faces: flip, shift, rotation, zoom, random erasing.
 
 use crate::preprocess::{FACE_PIXELS, FACE_SIZE, normalize};
 use rand::Rng;
@@ -15,6 +15,9 @@ pub struct AugmentConfig {
     pub shift: u32,
     /// Largest random rotation in degrees (0 = off).
     pub rotate_deg: f32,
+    /// Largest random zoom as a fraction: the face is scaled by a factor in [1 - z, 1 + z]
+    /// (0 = off).
+    pub zoom: f32,
     /// Probability of erasing one random rectangle (0 = off).
     pub erase_prob: f32,
 }
@@ -25,6 +28,7 @@ impl Default for AugmentConfig {
             flip: true,
             shift: 0,
             rotate_deg: 0.0,
+            zoom: 0.0,
             erase_prob: 0.0,
         }
     }
@@ -37,19 +41,20 @@ impl AugmentConfig {
             flip: false,
             shift: 0,
             rotate_deg: 0.0,
+            zoom: 0.0,
             erase_prob: 0.0,
         }
     }
 
     /// Whether any augmentation is enabled.
     pub fn is_identity(&self) -> bool {
-        !self.flip && self.shift == 0 && self.rotate_deg == 0.0 && self.erase_prob == 0.0
+        !self.flip && self.shift == 0 && self.rotate_deg == 0.0 && self.zoom == 0.0 && self.erase_prob == 0.0
     }
 }
 
 /// Write one augmented, normalised face (`FACE_PIXELS` values) into `out`.
 ///
-/// Flip, shift and rotation are one inverse affine map sampled bilinearly (outside pixels
+/// Flip, shift, rotation and zoom are one inverse affine map sampled bilinearly (outside pixels
 /// are 0); erasing then fills a rectangle of 2-20% of the area with uniform noise.
 pub fn augment_into(src: &[u8], out: &mut [f32], cfg: &AugmentConfig, rng: &mut impl Rng) {
     debug_assert_eq!(src.len(), FACE_PIXELS);
@@ -66,8 +71,14 @@ pub fn augment_into(src: &[u8], out: &mut [f32], cfg: &AugmentConfig, rng: &mut 
     } else {
         0.0
     };
+    let zoom = if cfg.zoom > 0.0 {
+        let z = cfg.zoom.min(0.9);
+        rng.random_range(1.0 - z..=1.0 + z)
+    } else {
+        1.0
+    };
     let n = FACE_SIZE;
-    if angle == 0.0 {
+    if angle == 0.0 && zoom == 1.0 {
         // Integer shift and flip: exact copies, no resampling.
         let (dx, dy) = (dx as i32, dy as i32);
         for y in 0..n as i32 {
@@ -90,9 +101,9 @@ pub fn augment_into(src: &[u8], out: &mut [f32], cfg: &AugmentConfig, rng: &mut 
         let (sin, cos) = angle.sin_cos();
         for y in 0..n {
             for x in 0..n {
-                // Output pixel -> source pixel: undo shift, then rotation, then flip.
-                let ux = x as f32 - dx - c;
-                let uy = y as f32 - dy - c;
+                // Output pixel -> source pixel: undo shift, zoom, rotation, then flip.
+                let ux = (x as f32 - dx - c) / zoom;
+                let uy = (y as f32 - dy - c) / zoom;
                 let mut sx = cos * ux + sin * uy + c;
                 let sy = -sin * ux + cos * uy + c;
                 if flip {
@@ -137,6 +148,32 @@ fn bilinear(src: &[u8], x: f32, y: f32) -> f32 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn zoom_in_magnifies_the_centre() {
+        // A bright 8x8 centre square on black grows when zoomed in, shrinks when zoomed out.
+        let mut src = vec![0u8; FACE_PIXELS];
+        for y in 20..28 {
+            for x in 20..28 {
+                src[y * FACE_SIZE + x] = 255;
+            }
+        }
+        let cfg = AugmentConfig {
+            zoom: 0.4,
+            ..AugmentConfig::none()
+        };
+        let mut rng = StdRng::seed_from_u64(5);
+        let (mut bigger, mut smaller) = (false, false);
+        for _ in 0..40 {
+            let mut out = vec![0.0; FACE_PIXELS];
+            augment_into(&src, &mut out, &cfg, &mut rng);
+            let mass: f32 = out.iter().sum();
+            bigger |= mass > 64.0 * 1.3;
+            smaller |= mass < 64.0 * 0.8;
+            assert!(mass > 64.0 * 0.25 && mass < 64.0 * 2.2, "{mass}");
+        }
+        assert!(bigger && smaller);
+    }
+
     use super::*;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
@@ -206,6 +243,7 @@ mod tests {
             flip: true,
             shift: 3,
             rotate_deg: 15.0,
+            zoom: 0.15,
             erase_prob: 1.0,
         };
         let run = |seed| {

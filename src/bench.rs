@@ -57,7 +57,7 @@ pub fn measure(spec: &ModelSpec, steps: usize, warmup: usize) -> SpeedReport {
     let Setup { pixels, labels, device, mut net, mut optim, loss_fn } = Setup::new(spec);
     let mut run = |n: usize, net: &mut Network| {
         for _ in 0..n {
-            let batch = Batch { pixels: pixels.clone(), labels: labels.clone() };
+            let batch = Batch { pixels: pixels.clone(), labels: labels.clone(), mixed: None };
             let (next, _, _) = train_step(net.clone(), &mut optim, &loss_fn, batch, 5e-4, &device);
             *net = next;
         }
@@ -67,6 +67,22 @@ pub fn measure(spec: &ModelSpec, steps: usize, warmup: usize) -> SpeedReport {
     run(steps, &mut net);
     let train_img_s = (steps * 64) as f64 / t.elapsed().as_secs_f64();
 
+    let (infer64_img_s, infer1_ms) = measure_inference(&net, steps, warmup);
+    SpeedReport {
+        framework: format!("ferrite {} (burn 0.22 flex)", env!("CARGO_PKG_VERSION")),
+        arch: spec.arch.to_string(),
+        threads: rayon::current_num_threads(),
+        train_img_s,
+        infer64_img_s,
+        infer1_ms,
+    }
+}
+
+/// Inference speed of a network: batch-64 images per second over `steps` passes, and the
+/// median milliseconds of `5 * steps` single-face passes, after `warmup` untimed ones of each.
+pub fn measure_inference(net: &Network, steps: usize, warmup: usize) -> (f64, f64) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let pixels: Vec<f32> = (0..64 * FACE_PIXELS).map(|_| rng.random()).collect();
     let dev = inference_device();
     let net = net.valid().to_device(&dev);
     let forward = |px: &[f32]| {
@@ -93,14 +109,7 @@ pub fn measure(spec: &ModelSpec, steps: usize, warmup: usize) -> SpeedReport {
         })
         .collect();
     times.sort_by(f64::total_cmp);
-    SpeedReport {
-        framework: format!("ferrite {} (burn 0.22 flex)", env!("CARGO_PKG_VERSION")),
-        arch: spec.arch.to_string(),
-        threads: rayon::current_num_threads(),
-        train_img_s,
-        infer64_img_s,
-        infer1_ms: times[times.len() / 2],
-    }
+    (infer64_img_s, times[times.len() / 2])
 }
 
 /// Where the time of one training step goes: forward per layer, loss, backward, update.

@@ -31,6 +31,10 @@ pub enum Error {
     NonFinite(String),
     #[error("{0}")]
     Plot(String),
+    #[error("video {source_name}: {message}")]
+    Video { source_name: String, message: String },
+    #[error("face detector: {0}")]
+    Detector(String),
 }
 
 impl Error {

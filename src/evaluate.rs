@@ -39,6 +39,46 @@ pub enum Tta {
     None,
     /// The face and its mirror image.
     Flip,
+    /// Ten views, the 48-pixel counterpart of ten-crop testing: the face and its mirror, each
+    /// as is and shifted by 2 pixels towards the four corners (zero padded).
+    Ten,
+}
+
+impl Tta {
+    /// The views this mode averages: (mirror, dx, dy).
+    pub fn views(self) -> Vec<(bool, i32, i32)> {
+        let shifts: &[(i32, i32)] = match self {
+            Tta::None | Tta::Flip => &[(0, 0)],
+            Tta::Ten => &[(0, 0), (-2, -2), (2, -2), (-2, 2), (2, 2)],
+        };
+        let mirrors: &[bool] = if self == Tta::None { &[false] } else { &[false, true] };
+        mirrors
+            .iter()
+            .flat_map(|&m| shifts.iter().map(move |&(dx, dy)| (m, dx, dy)))
+            .collect()
+    }
+}
+
+/// Shift every 48x48 face by (dx, dy) pixels; uncovered pixels become 0 (black), as in the
+/// training-time shift augmentation.
+pub fn shift_faces(faces: &[u8], dx: i32, dy: i32) -> Vec<u8> {
+    let n = crate::preprocess::FACE_SIZE as i32;
+    let mut out = vec![0u8; faces.len()];
+    for (src, dst) in faces.chunks_exact(FACE_PIXELS).zip(out.chunks_exact_mut(FACE_PIXELS)) {
+        for y in 0..n {
+            let sy = y - dy;
+            if !(0..n).contains(&sy) {
+                continue;
+            }
+            for x in 0..n {
+                let sx = x - dx;
+                if (0..n).contains(&sx) {
+                    dst[(y * n + x) as usize] = src[(sy * n + sx) as usize];
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Mirror every 48x48 face left-right.
@@ -53,16 +93,29 @@ pub fn mirror_faces(faces: &[u8]) -> Vec<u8> {
 
 /// [`predict_probs`] with test-time augmentation.
 pub fn predict_probs_tta(net: &Network, faces: &[u8], device: &Device, tta: Tta) -> Vec<[f32; Emotion::COUNT]> {
-    let mut probs = predict_probs(net, faces, device);
-    if tta == Tta::Flip {
-        let flipped = predict_probs(net, &mirror_faces(faces), device);
-        for (p, q) in probs.iter_mut().zip(&flipped) {
-            for (a, b) in p.iter_mut().zip(q) {
-                *a = 0.5 * (*a + b);
+    let views = tta.views();
+    let mirrored = if views.iter().any(|v| v.0) { mirror_faces(faces) } else { Vec::new() };
+    let mut sum = vec![[0.0f32; Emotion::COUNT]; faces.len() / FACE_PIXELS];
+    for &(mirror, dx, dy) in &views {
+        let base = if mirror { &mirrored[..] } else { faces };
+        let probs = if (dx, dy) == (0, 0) {
+            predict_probs(net, base, device)
+        } else {
+            predict_probs(net, &shift_faces(base, dx, dy), device)
+        };
+        for (s, p) in sum.iter_mut().zip(&probs) {
+            for (a, b) in s.iter_mut().zip(p) {
+                *a += b;
             }
         }
     }
-    probs
+    let k = views.len() as f32;
+    for s in &mut sum {
+        for a in s.iter_mut() {
+            *a /= k;
+        }
+    }
+    sum
 }
 
 /// Index of the largest value.
@@ -122,5 +175,27 @@ mod tests {
             assert!((t[k] - 0.5 * (a[k] + b[k])).abs() < 1e-6);
         }
         assert!((t.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn ten_view_tta_has_ten_distinct_views_and_shifts_pad_with_black() {
+        let views = Tta::Ten.views();
+        assert_eq!(views.len(), 10);
+        let mut uniq = views.clone();
+        uniq.sort();
+        uniq.dedup();
+        assert_eq!(uniq.len(), 10);
+        assert_eq!(Tta::None.views(), vec![(false, 0, 0)]);
+        let faces = vec![9u8; FACE_PIXELS];
+        let s = shift_faces(&faces, 2, -2);
+        // Moved right by 2 and up by 2: the first 2 columns and last 2 rows are black.
+        assert_eq!(s[48 * 10], 0);
+        assert_eq!(s[48 * 10 + 2], 9);
+        assert_eq!(s[48 * 46 + 10], 0);
+        assert_eq!(s[48 * 45 + 10], 9);
+        assert_eq!(s.iter().filter(|&&v| v == 9).count(), 46 * 46);
+        let r: Vec<u8> = (0..FACE_PIXELS).map(|i| (i % 200) as u8).collect();
+        assert_eq!(shift_faces(&r, 0, 0), r);
+        assert_eq!(shift_faces(&shift_faces(&r, 1, 0), -1, 0)[..47], r[..47]);
     }
 }

@@ -6,13 +6,18 @@
 //!   [`augment`]: training-time augmentation;
 //! - [`model`]: architectures (one file each) behind the `Network` enum; [`summary`]: layer tables;
 //! - [`train`]: the fit loop, checkpoints and resume; [`evaluate`] and [`metrics`]: scores;
-//! - [`modelfile`]: the one-file model format; [`plot`]: curves, heatmaps, sample grids;
+//! - [`modelfile`]: the one-file model format; [`embedded`]: the default model in the binary; [`plot`]: curves, heatmaps, sample grids;
+//! - [`detect`]: face boxes and crops; [`track`]: ids across frames; [`annotate`]: drawing;
+//!   [`video`]: ffmpeg frames in and out;
 //! - [`bench`]: speed measurement; [`device`]: the backend choice; [`fsutil`]: atomic writes; [`error`]: typed errors.
 
+pub mod annotate;
 pub mod augment;
 pub mod bench;
 pub mod data;
+pub mod detect;
 pub mod device;
+pub mod embedded;
 pub mod emotion;
 pub mod error;
 pub mod evaluate;
@@ -23,7 +28,9 @@ pub mod modelfile;
 pub mod plot;
 pub mod preprocess;
 pub mod summary;
+pub mod track;
 pub mod train;
+pub mod video;
 
 pub use emotion::Emotion;
 pub use error::{Error, Result};

@@ -6,7 +6,7 @@ use ferrite::augment::AugmentConfig;
 use ferrite::data::{Dataset, LoadOptions};
 use ferrite::evaluate::Tta;
 use ferrite::model::{Arch, ModelSpec};
-use ferrite::train::{OptimizerConfig, RunDir, Schedule, TrainConfig, TrainOptions};
+use ferrite::train::{Mix, OptimizerConfig, RunDir, Schedule, TrainConfig, TrainOptions};
 use ferrite::{Emotion, device, modelfile, plot, summary};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -27,6 +27,9 @@ enum Command {
     Summary {
         #[arg(long, value_enum, default_value = "reference")]
         arch: ArchArg,
+        /// Channel width (architectures that have one, e.g. compact: first-stage channels).
+        #[arg(long)]
+        width: Option<usize>,
         /// Write an architecture diagram (.svg or .png).
         #[arg(long)]
         diagram: Option<PathBuf>,
@@ -42,6 +45,9 @@ enum Command {
     Bench {
         #[arg(long, value_enum, default_value = "reference")]
         arch: ArchArg,
+        /// Channel width (architectures that have one).
+        #[arg(long)]
+        width: Option<usize>,
         /// Timed steps (after 5 untimed warm-up steps).
         #[arg(long, default_value_t = 30)]
         steps: usize,
@@ -52,12 +58,19 @@ enum Command {
         /// backward, optimizer update).
         #[arg(long)]
         profile: bool,
+        /// Inference only, with a trained model's weights: a model file or run directory.
+        #[arg(long, conflicts_with_all = ["profile", "embedded"])]
+        model: Option<PathBuf>,
+        /// Inference only, with the model embedded in this binary.
+        #[arg(long, conflicts_with = "profile")]
+        embedded: bool,
     },
     /// Evaluate a model on a labelled data set.
     Evaluate {
         /// A model file, or a training run directory (uses its final or best model).
+        /// Default: the model embedded in this binary.
         #[arg(long)]
-        model: PathBuf,
+        model: Option<PathBuf>,
         /// Image folder (one subfolder per class) or FER2013 CSV.
         #[arg(long)]
         data: PathBuf,
@@ -70,9 +83,36 @@ enum Command {
         /// Folder for evaluate.json and confusion.png.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Test-time augmentation: average over the face and its mirror image.
+        /// Test-time augmentation: average over the face and its mirror image (flip) or ten
+        /// shifted and mirrored views (ten).
         #[arg(long, value_enum, default_value = "none")]
         tta: TtaArg,
+    },
+    /// Write a model file (from a file or run directory) with f32 or f16 weights, e.g. to
+    /// replace the embedded default model (`models/default.ferrite`).
+    Export {
+        /// A model file or training run directory.
+        #[arg(long)]
+        model: PathBuf,
+        /// The model file to write.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "f16")]
+        precision: PrecisionArg,
+    },
+    /// Classify face crops: the seven probabilities for each image.
+    Predict {
+        /// Face images (any format, size or colour; converted to 48x48 grayscale).
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// A model file or training run directory. Default: the model embedded in this binary.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "none")]
+        tta: TtaArg,
+        /// Print one JSON object per image instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -98,20 +138,37 @@ enum DataCommand {
 #[derive(Clone, Copy, ValueEnum)]
 enum ArchArg {
     Reference,
+    Compact,
 }
 
 impl From<ArchArg> for Arch {
     fn from(a: ArchArg) -> Arch {
         match a {
             ArchArg::Reference => Arch::Reference,
+            ArchArg::Compact => Arch::Compact,
         }
     }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PrecisionArg {
+    F32,
+    F16,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum MixArg {
+    None,
+    Mixup,
+    Cutmix,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 enum TtaArg {
     None,
     Flip,
+    /// The face and its mirror, each centred and shifted 2 px towards the four corners.
+    Ten,
 }
 
 impl From<TtaArg> for Tta {
@@ -119,6 +176,7 @@ impl From<TtaArg> for Tta {
         match t {
             TtaArg::None => Tta::None,
             TtaArg::Flip => Tta::Flip,
+            TtaArg::Ten => Tta::Ten,
         }
     }
 }
@@ -184,6 +242,9 @@ struct TrainArgs {
     early_stop: usize,
     #[arg(long, default_value_t = 0.25)]
     dropout: f64,
+    /// Channel width (architectures that have one, e.g. compact: first-stage channels, default 32).
+    #[arg(long)]
+    width: Option<usize>,
     /// Augmentation: disable the horizontal flip.
     #[arg(long)]
     no_flip: bool,
@@ -193,9 +254,21 @@ struct TrainArgs {
     /// Augmentation: random rotation in degrees (0 = off).
     #[arg(long, default_value_t = 0.0)]
     rotate: f32,
+    /// Augmentation: random zoom, a fraction (0.1 = scale by 0.9-1.1; 0 = off).
+    #[arg(long, default_value_t = 0.0)]
+    zoom: f32,
     /// Augmentation: random-erasing probability (0 = off).
     #[arg(long, default_value_t = 0.0)]
     erase: f32,
+    /// Mix pairs of faces in a batch: mixup or cutmix.
+    #[arg(long, value_enum, default_value = "none")]
+    mix: MixArg,
+    /// Beta(alpha, alpha) parameter of --mix.
+    #[arg(long, default_value_t = 0.2)]
+    mix_alpha: f32,
+    /// Weight classes in the loss by count^-power (0 = off, 0.5 = inverse square root).
+    #[arg(long, default_value_t = 0.0)]
+    class_weight_power: f32,
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Skip unreadable images and bad CSV rows (they are counted).
@@ -227,8 +300,9 @@ fn run() -> Result<()> {
     let cli = Cli::parse();
     device::set_threads(cli.threads);
     match cli.command {
-        Command::Summary { arch, diagram } => {
-            let s = summary::summarize(&ModelSpec::new(arch.into()), &device::inference_device());
+        Command::Summary { arch, width, diagram } => {
+            let spec = spec_for(arch, width, None)?;
+            let s = summary::summarize(&spec, &device::inference_device());
             print!("{}", s.to_text());
             if let Some(path) = diagram {
                 s.write_diagram(&path)
@@ -277,8 +351,25 @@ fn run() -> Result<()> {
             println!("sample grid written to {}", grid.display());
         }
         Command::Train(args) => train(args)?,
-        Command::Bench { arch, steps, json, profile: true } => {
-            let p = ferrite::bench::profile_step(&ModelSpec::new(arch.into()), steps.max(1), 3);
+        Command::Bench { steps, json, model, embedded, .. } if embedded || model.is_some() => {
+            let device = device::inference_device();
+            let (net, header, name) = load_model(model.as_deref(), &device)?;
+            let (infer64, infer1) = ferrite::bench::measure_inference(&net, steps.max(1), 5);
+            let threads = rayon::current_num_threads();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"model": name, "arch": header.spec.arch, "threads": threads,
+                        "infer64_img_s": infer64, "infer1_ms": infer1})
+                );
+            } else {
+                println!("{name} ({}) on {threads} threads:", header.spec.arch);
+                println!("  inference         {infer64:8.1} img/s (batch 64)");
+                println!("  inference         {infer1:8.2} ms per face (batch 1, median)");
+            }
+        }
+        Command::Bench { arch, width, steps, json, profile: true, .. } => {
+            let p = ferrite::bench::profile_step(&spec_for(arch, width, None)?, steps.max(1), 3);
             if json {
                 println!("{}", serde_json::to_string(&p)?);
             } else {
@@ -289,8 +380,8 @@ fn run() -> Result<()> {
                 println!("{:<36} {:>9.1}", "total", p.total_ms);
             }
         }
-        Command::Bench { arch, steps, json, profile: false } => {
-            let r = ferrite::bench::measure(&ModelSpec::new(arch.into()), steps.max(1), 5);
+        Command::Bench { arch, width, steps, json, profile: false, .. } => {
+            let r = ferrite::bench::measure(&spec_for(arch, width, None)?, steps.max(1), 5);
             if json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
@@ -307,7 +398,89 @@ fn run() -> Result<()> {
             skip_bad,
             out,
             tta,
-        } => evaluate(&model, &data, usage, skip_bad, out.as_deref(), tta.into())?,
+        } => evaluate(model.as_deref(), &data, usage, skip_bad, out.as_deref(), tta.into())?,
+        Command::Export { model, out, precision } => {
+            let device = device::inference_device();
+            let (net, header, name) = load_model(Some(&model), &device)?;
+            let precision = match precision {
+                PrecisionArg::F32 => modelfile::Precision::F32,
+                PrecisionArg::F16 => modelfile::Precision::F16,
+            };
+            modelfile::save_with(&out, &net, &header, precision)
+                .with_context(|| format!("writing {}", out.display()))?;
+            let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+            println!("wrote {} ({precision:?}, {size} bytes) from {name}", out.display());
+        }
+        Command::Predict { images, model, tta, json } => predict(&images, model.as_deref(), tta.into(), json)?,
+    }
+    Ok(())
+}
+
+/// A model spec from the command line, checked.
+fn spec_for(arch: ArchArg, width: Option<usize>, dropout: Option<f64>) -> Result<ModelSpec> {
+    let mut spec = ModelSpec::new(arch.into());
+    if width.is_some() {
+        spec.width = width;
+    }
+    if let Some(d) = dropout {
+        spec.dropout = d;
+    }
+    spec.validate()?;
+    Ok(spec)
+}
+
+/// Load `--model` (a file or a run directory), or the embedded default model.
+/// Returns the network in inference mode, its header and a name for reports.
+fn load_model(model: Option<&Path>, device: &burn::tensor::Device) -> Result<(ferrite::model::Network, modelfile::ModelHeader, String)> {
+    match model {
+        None => {
+            let (net, header) = ferrite::embedded::default_model(device).context("loading the embedded model")?;
+            Ok((net, header, ferrite::embedded::DEFAULT_MODEL_NAME.to_string()))
+        }
+        Some(model) => {
+            let path = if model.is_dir() {
+                RunDir(model.to_path_buf()).model_for_inference()
+            } else {
+                model.to_path_buf()
+            };
+            let (net, header) =
+                modelfile::load(&path, device).with_context(|| format!("loading model {}", path.display()))?;
+            Ok((burn::module::Module::valid(&net), header, path.display().to_string()))
+        }
+    }
+}
+
+fn predict(images: &[PathBuf], model: Option<&Path>, tta: Tta, json: bool) -> Result<()> {
+    let device = device::inference_device();
+    let (net, _header, _name) = load_model(model, &device)?;
+    let mut faces = Vec::with_capacity(images.len() * ferrite::preprocess::FACE_PIXELS);
+    for path in images {
+        faces.extend(ferrite::data::read_face(path).with_context(|| format!("reading {}", path.display()))?);
+    }
+    let probs = ferrite::evaluate::predict_probs_tta(&net, &faces, &device, tta);
+    if !json {
+        print!("{:<28} {:<9}", "image", "label");
+        for e in Emotion::ALL {
+            print!(" {:>8}", e.name());
+        }
+        println!();
+    }
+    for (path, p) in images.iter().zip(&probs) {
+        let top = Emotion::ALL[ferrite::evaluate::argmax(p)];
+        if json {
+            let map: serde_json::Map<String, serde_json::Value> =
+                Emotion::ALL.iter().map(|e| (e.name().to_string(), serde_json::json!(p[e.index()]))).collect();
+            println!(
+                "{}",
+                serde_json::json!({"image": path.display().to_string(), "label": top.name(), "probabilities": map})
+            );
+        } else {
+            print!("{:<28} {:<9}", path.display().to_string(), top.name());
+            for v in p {
+                print!(" {v:>8.4}");
+            }
+            println!();
+        }
     }
     Ok(())
 }
@@ -323,8 +496,7 @@ fn train(a: TrainArgs) -> Result<()> {
         let (Some(data), Some(out)) = (a.data, a.out) else {
             bail!("--data and --out are required unless --resume is given");
         };
-        let mut spec = ModelSpec::new(a.arch.into());
-        spec.dropout = a.dropout;
+        let spec = spec_for(a.arch, a.width, Some(a.dropout))?;
         let mut cfg = TrainConfig::new(spec, data);
         cfg.val_data = a.val;
         cfg.epochs = a.epochs;
@@ -358,8 +530,15 @@ fn train(a: TrainArgs) -> Result<()> {
             flip: !a.no_flip,
             shift: a.shift,
             rotate_deg: a.rotate,
+            zoom: a.zoom,
             erase_prob: a.erase,
         };
+        cfg.mix = match a.mix {
+            MixArg::None => Mix::None,
+            MixArg::Mixup => Mix::Mixup { alpha: a.mix_alpha },
+            MixArg::Cutmix => Mix::Cutmix { alpha: a.mix_alpha },
+        };
+        cfg.class_weight_power = a.class_weight_power;
         cfg.seed = a.seed;
         cfg.skip_bad = a.skip_bad;
         cfg.max_per_class = a.max_per_class;
@@ -379,21 +558,15 @@ fn train(a: TrainArgs) -> Result<()> {
 }
 
 fn evaluate(
-    model: &Path,
+    model: Option<&Path>,
     data: &Path,
     usage: Option<String>,
     skip_bad: bool,
     out: Option<&Path>,
     tta: Tta,
 ) -> Result<()> {
-    let model_path = if model.is_dir() {
-        RunDir(model.to_path_buf()).model_for_inference()
-    } else {
-        model.to_path_buf()
-    };
     let device = device::inference_device();
-    let (net, header) = modelfile::load(&model_path, &device)
-        .with_context(|| format!("loading model {}", model_path.display()))?;
+    let (net, header, model_name) = load_model(model, &device)?;
     let ds = Dataset::load(
         data,
         &LoadOptions {
@@ -404,14 +577,14 @@ fn evaluate(
     )
     .with_context(|| format!("loading {}", data.display()))?;
     let report = ferrite::evaluate::evaluate_tta(&net, &ds, &device, tta);
-    println!("model {} ({}), test-time augmentation: {tta:?}", model_path.display(), header.spec.arch);
+    println!("model {model_name} ({}), test-time augmentation: {tta:?}", header.spec.arch);
     print!("{}", report.to_text());
     if !ds.skipped.is_empty() {
         println!("skipped {} unreadable inputs", ds.skipped.len());
     }
     if let Some(dir) = out {
         let json = serde_json::to_vec_pretty(&serde_json::json!({
-            "model": model_path.display().to_string(),
+            "model": model_name,
             "arch": header.spec.arch,
             "data": data.display().to_string(),
             "skipped": ds.skipped.len(),

@@ -1,14 +1,16 @@
 //! The one-file model format: magic, JSON header (architecture and metadata), burnpack weights.
 //!
 //! Layout: `FERRITE1` (8 bytes) | header length (u32, little endian) | header JSON | weights.
+//! Weights are stored as f32 or, to halve the size (the embedded model), f16; they are always
+//! loaded back into an f32 network.
 
 use crate::emotion::Emotion;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::model::{ModelSpec, Network};
-use burn::module::Module;
+use burn::module::{Module, ModuleMapper, Param};
 use burn::store::ModuleRecord;
-use burn::tensor::{Bytes, Device};
+use burn::tensor::{Bytes, Device, FloatDType, Tensor};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -35,11 +37,53 @@ impl ModelHeader {
     }
 }
 
-/// Serialise a network and its header into the one-file format.
+/// How weights are stored in a model file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    /// Half precision: half the size, predictions within rounding of the f32 model.
+    F16,
+}
+
+/// Casts every float parameter to one dtype.
+struct CastAll(FloatDType);
+
+impl ModuleMapper for CastAll {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let dtype = self.0;
+        param.map(|t| t.cast(dtype))
+    }
+}
+
+/// Serialise a network and its header into the one-file format (f32 weights).
 pub fn encode(net: &Network, header: &ModelHeader) -> Result<Vec<u8>> {
+    encode_with(net, header, Precision::F32)
+}
+
+/// Serialise a network and its header into the one-file format with the given precision.
+pub fn encode_with(net: &Network, header: &ModelHeader, precision: Precision) -> Result<Vec<u8>> {
     let head = serde_json::to_vec(header).map_err(|e| Error::Config(e.to_string()))?;
+    let net = match precision {
+        Precision::F32 => net.clone(),
+        // A clone shares BatchNorm running statistics with `net` (mapping it would change
+        // `net` too), so cast an independent copy rebuilt from the f32 record.
+        Precision::F16 => {
+            let bytes = net
+                .clone()
+                .into_record()
+                .into_bytes()
+                .map_err(|e| Error::Config(format!("cannot serialise weights: {e}")))?;
+            let record = ModuleRecord::from_bytes(bytes).map_err(|e| Error::Config(e.to_string()))?;
+            let device = net.devices().into_iter().next().unwrap_or_default();
+            Network::new(&header.spec, &device)
+                .try_load_record(record)
+                .map_err(|e| Error::Config(e.to_string()))?
+                .map(&mut CastAll(FloatDType::F16))
+        }
+    };
     let weights = net
-        .clone()
         .into_record()
         .into_bytes()
         .map_err(|e| Error::Config(format!("cannot serialise weights: {e}")))?;
@@ -74,16 +118,25 @@ pub fn decode(bytes: &[u8], origin: &Path, device: &Device) -> Result<(Network, 
         )));
     }
     let weights = Bytes::from_bytes_vec(bytes[12 + len..].to_vec());
-    let record = ModuleRecord::from_bytes(weights).map_err(|e| bad(format!("bad weights: {e}")))?;
+    let record = ModuleRecord::from_bytes(weights)
+        .map_err(|e| bad(format!("bad weights: {e}")))?
+        .cast_to_module_dtype();
     let net = Network::new(&header.spec, device)
         .try_load_record(record)
-        .map_err(|e| bad(format!("weights do not fit the architecture: {e}")))?;
+        .map_err(|e| bad(format!("weights do not fit the architecture: {e}")))?
+        // BatchNorm running statistics keep the stored dtype; make everything f32.
+        .map(&mut CastAll(FloatDType::F32));
     Ok((net, header))
 }
 
 /// Write a model file atomically.
 pub fn save(path: &Path, net: &Network, header: &ModelHeader) -> Result<()> {
     write_atomic(path, &encode(net, header)?)
+}
+
+/// Write a model file atomically with the given weight precision.
+pub fn save_with(path: &Path, net: &Network, header: &ModelHeader, precision: Precision) -> Result<()> {
+    write_atomic(path, &encode_with(net, header, precision)?)
 }
 
 /// Read a model file.
@@ -115,6 +168,26 @@ mod tests {
         let a = net.forward(x.clone()).into_data().try_into_vec::<f32>().unwrap();
         let b = back.valid().forward(x).into_data().try_into_vec::<f32>().unwrap();
         assert_eq!(a, b, "predictions must match bit for bit");
+    }
+
+    #[test]
+    fn f16_files_are_half_the_size_and_load_as_f32() {
+        let _rng = crate::rng_lock();
+        let device = crate::device::inference_device();
+        let spec = ModelSpec::new(Arch::Compact);
+        let net = Network::new(&spec, &device).valid();
+        let header = ModelHeader::new(spec, serde_json::Value::Null);
+        let full = encode(&net, &header).unwrap();
+        let half = encode_with(&net, &header, Precision::F16).unwrap();
+        assert!(half.len() * 10 < full.len() * 6, "{} vs {}", half.len(), full.len());
+        let (back, _) = decode(&half, Path::new("half.ferrite"), &device).unwrap();
+        let faces: Vec<u8> = (0..4 * FACE_PIXELS).map(|i| (i * 13 % 256) as u8).collect();
+        let x = crate::preprocess::faces_tensor(&faces, &device);
+        let a = net.forward(x.clone()).into_data().try_into_vec::<f32>().unwrap();
+        let b = back.valid().forward(x).into_data().try_into_vec::<f32>().unwrap();
+        for (p, q) in a.iter().zip(&b) {
+            assert!((p - q).abs() < 2e-2 * (1.0 + p.abs()), "{p} vs {q}");
+        }
     }
 
     #[test]

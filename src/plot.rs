@@ -10,7 +10,7 @@ use crate::train::EpochRecord;
 use plotters::prelude::*;
 use std::path::Path;
 
-static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+pub static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 
 /// Register the embedded font with plotters (once).
 pub fn ensure_font() {

@@ -57,6 +57,7 @@ fn keras_name(kind: &str) -> &'static str {
         "MaxPooling2D" => "max_pooling2d",
         "Dropout" => "dropout",
         "Flatten" => "flatten",
+        "GlobalAveragePooling2D" => "global_average_pooling2d",
         "Dense" => "dense",
         _ => "layer",
     }

@@ -43,6 +43,18 @@ pub enum Schedule {
     Constant,
 }
 
+/// Mixing two training faces into one (and their labels in the loss).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Mix {
+    #[default]
+    None,
+    /// mixup: a weighted average of two faces, weight ~ Beta(alpha, alpha).
+    Mixup { alpha: f32 },
+    /// CutMix: a rectangle of another face pasted in, area ~ Beta(alpha, alpha).
+    Cutmix { alpha: f32 },
+}
+
 /// Everything that defines a training run; saved as `config.json` in the run directory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
@@ -60,6 +72,13 @@ pub struct TrainConfig {
     /// Stop when validation accuracy has not improved for this many epochs (0 = never).
     pub early_stop_patience: usize,
     pub augment: AugmentConfig,
+    /// mixup / CutMix of pairs of faces within a batch.
+    #[serde(default)]
+    pub mix: Mix,
+    /// Class weights in the loss proportional to count^-power (0 = off, 0.5 = inverse square
+    /// root, 1 = inverse frequency), normalised to average 1 over the training faces.
+    #[serde(default)]
+    pub class_weight_power: f32,
     pub seed: u64,
     pub skip_bad: bool,
     pub max_per_class: Option<usize>,
@@ -85,6 +104,8 @@ impl TrainConfig {
             label_smoothing: 0.0,
             early_stop_patience: 0,
             augment: AugmentConfig::default(),
+            mix: Mix::None,
+            class_weight_power: 0.0,
             seed: 42,
             skip_bad: false,
             max_per_class: None,
@@ -108,7 +129,15 @@ impl TrainConfig {
         if !(0.0..1.0).contains(&self.label_smoothing) {
             return bad("label smoothing must be in [0, 1)");
         }
-        Ok(())
+        if let Mix::Mixup { alpha } | Mix::Cutmix { alpha } = self.mix
+            && !(alpha.is_finite() && alpha > 0.0)
+        {
+            return bad("mix alpha must be a positive number");
+        }
+        if !(0.0..=2.0).contains(&self.class_weight_power) {
+            return bad("class weight power must be in [0, 2]");
+        }
+        self.spec.validate()
     }
 }
 
@@ -378,6 +407,66 @@ pub fn split(ds: Dataset, fraction: f64, seed: u64) -> (Dataset, Dataset) {
 pub struct Batch {
     pub pixels: Vec<f32>,
     pub labels: Vec<i64>,
+    /// For mixed batches: the partner labels and the weight `lam` of `labels` (>= 0.5).
+    pub mixed: Option<(Vec<i64>, f32)>,
+}
+
+/// Class weights for the loss: count^-power, normalised so the mean weight per face is 1.
+pub fn class_weights(counts: &[usize; Emotion::COUNT], power: f32) -> Vec<f32> {
+    let total: usize = counts.iter().sum();
+    let raw: Vec<f64> = counts.iter().map(|&c| (c.max(1) as f64).powf(-(power as f64))).collect();
+    let mean: f64 = counts.iter().zip(&raw).map(|(&c, w)| c as f64 * w).sum::<f64>() / total.max(1) as f64;
+    raw.iter().map(|w| (w / mean) as f32).collect()
+}
+
+/// Mix each face of a batch with a partner from the same batch (mixup or CutMix), in place.
+/// Returns the partner labels and the weight of the original labels.
+fn mix_batch(pixels: &mut [f32], labels: &[i64], mix: Mix, rng: &mut StdRng) -> Option<(Vec<i64>, f32)> {
+    use rand::Rng;
+    use rand_distr::{Beta, Distribution};
+    let n = labels.len();
+    let alpha = match mix {
+        Mix::None => return None,
+        Mix::Mixup { alpha } | Mix::Cutmix { alpha } => alpha,
+    };
+    if n < 2 {
+        return None;
+    }
+    let beta = Beta::new(alpha, alpha).ok()?;
+    let mut lam: f32 = beta.sample(rng);
+    lam = lam.max(1.0 - lam);
+    let mut partner: Vec<usize> = (0..n).collect();
+    partner.shuffle(rng);
+    let orig = pixels.to_vec();
+    let face = |k: usize| &orig[k * FACE_PIXELS..(k + 1) * FACE_PIXELS];
+    match mix {
+        Mix::Mixup { .. } => {
+            for (k, &p) in partner.iter().enumerate() {
+                let (a, b) = (face(k), face(p));
+                for ((o, x), y) in pixels[k * FACE_PIXELS..(k + 1) * FACE_PIXELS].iter_mut().zip(a).zip(b) {
+                    *o = lam * x + (1.0 - lam) * y;
+                }
+            }
+        }
+        Mix::Cutmix { .. } => {
+            // One rectangle for the batch with area (1 - lam) of the face.
+            let size = crate::preprocess::FACE_SIZE;
+            let side = ((1.0 - lam).sqrt() * size as f32).round() as usize;
+            let (h, w) = (side.min(size), side.min(size));
+            let y0 = rng.random_range(0..=size - h);
+            let x0 = rng.random_range(0..=size - w);
+            for (k, &p) in partner.iter().enumerate() {
+                let b = face(p);
+                let dst = &mut pixels[k * FACE_PIXELS..(k + 1) * FACE_PIXELS];
+                for y in y0..y0 + h {
+                    dst[y * size + x0..y * size + x0 + w].copy_from_slice(&b[y * size + x0..y * size + x0 + w]);
+                }
+            }
+            lam = 1.0 - (h * w) as f32 / (size * size) as f32;
+        }
+        Mix::None => unreachable!(),
+    }
+    Some((partner.iter().map(|&p| labels[p]).collect(), lam))
 }
 
 /// One optimisation step: forward, cross-entropy, backward, update.
@@ -395,7 +484,14 @@ pub fn train_step(
     let x = batch_tensor(batch.pixels, device);
     let y = Tensor::<1, Int>::from_data(TensorData::new(batch.labels.clone(), [n]), device);
     let logits = net.forward(x);
-    let loss = loss_fn.forward(logits.clone(), y);
+    let loss = match &batch.mixed {
+        None => loss_fn.forward(logits.clone(), y),
+        Some((partner, lam)) => {
+            let y2 = Tensor::<1, Int>::from_data(TensorData::new(partner.clone(), [n]), device);
+            loss_fn.forward(logits.clone(), y).mul_scalar(*lam)
+                + loss_fn.forward(logits.clone(), y2).mul_scalar(1.0 - lam)
+        }
+    };
     let loss_value: f32 = loss.clone().into_scalar();
     if !loss_value.is_finite() {
         return (net, loss_value, 0);
@@ -418,6 +514,7 @@ fn batch_producer<'a>(
     order: Vec<usize>,
     batch_size: usize,
     augment: &'a AugmentConfig,
+    mix: Mix,
     seed: u64,
 ) -> std::sync::mpsc::Receiver<Batch> {
     let (tx, rx) = std::sync::mpsc::sync_channel(4);
@@ -428,8 +525,9 @@ fn batch_producer<'a>(
             for (k, &i) in idx.iter().enumerate() {
                 augment_into(ds.face(i), &mut pixels[k * FACE_PIXELS..(k + 1) * FACE_PIXELS], augment, &mut rng);
             }
-            let labels = idx.iter().map(|&i| ds.labels[i].index() as i64).collect();
-            if tx.send(Batch { pixels, labels }).is_err() {
+            let labels: Vec<i64> = idx.iter().map(|&i| ds.labels[i].index() as i64).collect();
+            let mixed = mix_batch(&mut pixels, &labels, mix, &mut rng);
+            if tx.send(Batch { pixels, labels, mixed }).is_err() {
                 return;
             }
         }
@@ -587,6 +685,11 @@ fn fit(
     if cfg.label_smoothing > 0.0 {
         loss_cfg = loss_cfg.with_smoothing(Some(cfg.label_smoothing));
     }
+    if cfg.class_weight_power > 0.0 {
+        let weights = class_weights(&train_ds.class_counts(), cfg.class_weight_power);
+        tracing::info!(?weights, "class weights in the loss");
+        loss_cfg = loss_cfg.with_weights(Some(weights));
+    }
     let loss_fn = loss_cfg.init(device);
     let steps_per_epoch = train_ds.len().div_ceil(cfg.batch_size);
     let eval_device = device.clone().without_autodiff();
@@ -627,7 +730,7 @@ fn fit(
         let mut lr = state.lr;
         let first_step = state.epoch * steps_per_epoch;
         let result: Result<()> = std::thread::scope(|scope| {
-            let rx = batch_producer(scope, train_ds, order, cfg.batch_size, &cfg.augment, seed);
+            let rx = batch_producer(scope, train_ds, order, cfg.batch_size, &cfg.augment, cfg.mix, seed);
             for (k, batch) in rx.iter().enumerate() {
                 if let Schedule::Cosine { warmup_epochs, min_lr } = cfg.schedule {
                     lr = cosine_lr(cfg, warmup_epochs, min_lr, first_step + k, steps_per_epoch);
@@ -791,7 +894,7 @@ mod tests {
             let mut pixels = Vec::new();
             crate::preprocess::normalize_into(&noise, &mut pixels);
             let (next, loss, _) =
-                train_step(net, &mut optim, &loss_fn, Batch { pixels, labels: labels.clone() }, 1e-3, &device);
+                train_step(net, &mut optim, &loss_fn, Batch { pixels, labels: labels.clone(), mixed: None }, 1e-3, &device);
             net = next;
             first.get_or_insert(loss);
             last = loss;
@@ -909,6 +1012,40 @@ mod tests {
             s.plateau_step(2.0, 0.1, 2, 1e-5);
         }
         assert_eq!(s.lr, 1e-5, "never below min_lr");
+    }
+
+    #[test]
+    fn class_weights_follow_the_power_and_average_one() {
+        let counts = [400, 100, 400, 400, 400, 400, 400];
+        assert!(class_weights(&counts, 0.0).iter().all(|&w| (w - 1.0).abs() < 1e-6));
+        let w = class_weights(&counts, 0.5);
+        assert!((w[1] / w[0] - 2.0).abs() < 1e-5, "{w:?}");
+        let mean: f32 = counts.iter().zip(&w).map(|(&c, w)| c as f32 * w).sum::<f32>() / 2500.0;
+        assert!((mean - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn mixing_keeps_pixels_in_range_and_weights_the_original_labels_most() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let n = 8;
+        let base: Vec<f32> = (0..n * FACE_PIXELS).map(|i| (i / FACE_PIXELS) as f32 / n as f32).collect();
+        let labels: Vec<i64> = (0..n as i64).collect();
+        assert!(mix_batch(&mut base.clone(), &labels, Mix::None, &mut rng).is_none());
+        for mix in [Mix::Mixup { alpha: 0.4 }, Mix::Cutmix { alpha: 1.0 }] {
+            let mut px = base.clone();
+            let (partner, lam) = mix_batch(&mut px, &labels, mix, &mut rng).unwrap();
+            assert!((0.5..=1.0).contains(&lam), "{lam}");
+            let mut sorted = partner.clone();
+            sorted.sort();
+            assert_eq!(sorted, labels, "partners are a permutation of the batch");
+            for k in 0..n {
+                let face = &px[k * FACE_PIXELS..(k + 1) * FACE_PIXELS];
+                let (a, b) = (k as f32 / n as f32, partner[k] as f32 / n as f32);
+                // Each face's mean is the label-weighted mean of the two sources.
+                let mean = face.iter().sum::<f32>() / FACE_PIXELS as f32;
+                assert!((mean - (lam * a + (1.0 - lam) * b)).abs() < 1e-3, "{mix:?} {mean} {lam} {a} {b}");
+            }
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Model architectures, the `Network` that wraps them, and the layer tape used by `summary`.
 
+pub mod compact;
 pub mod reference;
 
 use crate::error::{Error, Result};
@@ -9,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
+pub use compact::{CompactCnn, CompactConfig};
 pub use reference::{ReferenceCnn, ReferenceConfig};
 
 /// The architectures ferrite can build (`--arch`).
@@ -17,14 +19,26 @@ pub use reference::{ReferenceCnn, ReferenceConfig};
 pub enum Arch {
     /// The FER2013 tutorials' CNN: 4 conv blocks, 2 dense blocks, 4,478,727 parameters.
     Reference,
+    /// ferrite's VGG-style compact CNN: 8 conv layers, global average pooling (~1.17M parameters
+    /// at width 32).
+    Compact,
 }
 
 impl Arch {
-    pub const ALL: [Arch; 1] = [Arch::Reference];
+    pub const ALL: [Arch; 2] = [Arch::Reference, Arch::Compact];
 
     pub fn name(self) -> &'static str {
         match self {
             Arch::Reference => "reference",
+            Arch::Compact => "compact",
+        }
+    }
+
+    /// The channel width used when a spec gives none (`None` for fixed architectures).
+    pub fn default_width(self) -> Option<usize> {
+        match self {
+            Arch::Reference => None,
+            Arch::Compact => Some(32),
         }
     }
 }
@@ -56,11 +70,35 @@ pub struct ModelSpec {
     pub arch: Arch,
     /// Dropout probability of every dropout layer.
     pub dropout: f64,
+    /// Channel width for architectures that have one (compact: first-stage channels).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<usize>,
 }
 
 impl ModelSpec {
     pub fn new(arch: Arch) -> Self {
-        ModelSpec { arch, dropout: 0.25 }
+        ModelSpec {
+            arch,
+            dropout: 0.25,
+            width: arch.default_width(),
+        }
+    }
+
+    /// Check the spec describes a network that can be built.
+    pub fn validate(&self) -> Result<()> {
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(Error::Config(format!("dropout must be in [0, 1), got {}", self.dropout)));
+        }
+        match (self.arch.default_width(), self.width) {
+            (None, Some(w)) => Err(Error::Config(format!(
+                "architecture '{}' has a fixed width; --width {w} does not apply",
+                self.arch
+            ))),
+            (Some(_), Some(w)) if !(4..=256).contains(&w) => {
+                Err(Error::Config(format!("width must be in 4..=256, got {w}")))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -68,6 +106,7 @@ impl ModelSpec {
 #[derive(Module, Debug)]
 pub enum Network {
     Reference(ReferenceCnn),
+    Compact(CompactCnn),
 }
 
 impl Network {
@@ -76,6 +115,13 @@ impl Network {
         match spec.arch {
             Arch::Reference => Network::Reference(
                 ReferenceConfig {
+                    dropout: spec.dropout,
+                }
+                .init(device),
+            ),
+            Arch::Compact => Network::Compact(
+                CompactConfig {
+                    width: spec.width.or(Arch::Compact.default_width()).unwrap_or(32),
                     dropout: spec.dropout,
                 }
                 .init(device),
@@ -92,6 +138,7 @@ impl Network {
     pub fn forward_traced(&self, x: Tensor<4>, tape: &mut Tape) -> Tensor<2> {
         match self {
             Network::Reference(m) => m.forward(x, tape),
+            Network::Compact(m) => m.forward(x, tape),
         }
     }
 }
@@ -168,5 +215,50 @@ mod tests {
             assert_eq!(a.name().parse::<Arch>().unwrap(), a);
         }
         assert!("resnet9000".parse::<Arch>().is_err());
+    }
+
+    #[test]
+    fn specs_validate_width_and_dropout() {
+        assert!(ModelSpec::new(Arch::Reference).validate().is_ok());
+        assert!(ModelSpec::new(Arch::Compact).validate().is_ok());
+        let mut s = ModelSpec::new(Arch::Reference);
+        s.width = Some(16);
+        assert!(s.validate().unwrap_err().to_string().contains("fixed width"));
+        let mut s = ModelSpec::new(Arch::Compact);
+        s.width = Some(0);
+        assert!(s.validate().is_err());
+        s.width = Some(16);
+        s.dropout = 1.0;
+        assert!(s.validate().is_err());
+    }
+
+    /// Every architecture maps (N, 1, 48, 48) to (N, 7), and its layer shapes are as documented.
+    #[test]
+    fn compact_shapes_per_layer() {
+        let _rng = crate::rng_lock();
+        let device = crate::device::inference_device();
+        let spec = ModelSpec::new(Arch::Compact);
+        let net = Network::new(&spec, &device);
+        let mut tape = Tape::on();
+        let y = net.valid().forward_traced(Tensor::<4>::zeros([3, 1, 48, 48], &device), &mut tape);
+        assert_eq!(y.dims(), [3, crate::Emotion::COUNT]);
+        let rows = tape.into_rows();
+        let convs: Vec<_> = rows.iter().filter(|r| r.kind == "Conv2D").map(|r| r.shape.clone()).collect();
+        assert_eq!(
+            convs,
+            vec![
+                vec![32, 48, 48], vec![32, 48, 48], vec![64, 24, 24], vec![64, 24, 24],
+                vec![128, 12, 12], vec![128, 12, 12], vec![256, 6, 6], vec![256, 6, 6]
+            ]
+        );
+        let pools: Vec<_> = rows.iter().filter(|r| r.kind == "MaxPooling2D").map(|r| r.shape.clone()).collect();
+        assert_eq!(pools, vec![vec![32, 24, 24], vec![64, 12, 12], vec![128, 6, 6], vec![256, 3, 3]]);
+        assert_eq!(rows.last().unwrap().shape, vec![crate::Emotion::COUNT]);
+        // 3x3 convolutions without bias, BN (4 numbers per channel), dense 256 -> 7.
+        let conv: usize = [(1, 32), (32, 32), (32, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256)]
+            .iter()
+            .map(|(i, o)| 9 * i * o + 4 * o)
+            .sum();
+        assert_eq!(net.num_params(), conv + 256 * 7 + 7);
     }
 }
