@@ -7,13 +7,17 @@
 //! - [`model`]: architectures (one file each) behind the `Network` enum; [`summary`]: layer tables;
 //! - [`train`]: the fit loop, checkpoints and resume; [`evaluate`] and [`metrics`]: scores;
 //! - [`modelfile`]: the one-file model format; [`embedded`]: the default model in the binary; [`plot`]: curves, heatmaps, sample grids;
-//! - [`detect`]: face boxes and crops; [`track`]: ids across frames; [`annotate`]: drawing;
+//! - [`analyzer`]: faces in photos and videos (detect, classify, track);
+//!   [`blazeface`]: the embedded face detector; [`detect`]: face boxes and crops; [`track`]: ids across frames; [`annotate`]: drawing;
 //!   [`video`]: ffmpeg frames in and out;
+//! - [`server`]: the web app and JSON API (axum; `app(state)` builds the router);
 //! - [`bench`]: speed measurement; [`device`]: the backend choice; [`fsutil`]: atomic writes; [`error`]: typed errors.
 
+pub mod analyzer;
 pub mod annotate;
 pub mod augment;
 pub mod bench;
+pub mod blazeface;
 pub mod data;
 pub mod detect;
 pub mod device;
@@ -27,6 +31,7 @@ pub mod model;
 pub mod modelfile;
 pub mod plot;
 pub mod preprocess;
+pub mod server;
 pub mod summary;
 pub mod track;
 pub mod train;

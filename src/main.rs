@@ -64,6 +64,9 @@ enum Command {
         /// Inference only, with the model embedded in this binary.
         #[arg(long, conflicts_with = "profile")]
         embedded: bool,
+        /// Inference only, with `--arch`'s freshly initialised weights.
+        #[arg(long, conflicts_with = "profile")]
+        inference_only: bool,
     },
     /// Evaluate a model on a labelled data set.
     Evaluate {
@@ -99,6 +102,65 @@ enum Command {
         out: PathBuf,
         #[arg(long, value_enum, default_value = "f16")]
         precision: PrecisionArg,
+    },
+    /// Find faces in photos (files or folders) and label each face's expression.
+    Detect {
+        /// Image files or folders (searched recursively).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Folder for annotated copies and results.json / results.csv. Without it the results
+        /// go to standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "json")]
+        format: FormatArg,
+        #[command(flatten)]
+        face: FaceArgs,
+    },
+    /// Label faces in a video file, camera (/dev/video0) or stream URL over time.
+    Video {
+        /// Anything ffmpeg reads: a file, /dev/video0, rtsp://...
+        source: String,
+        /// Write an annotated copy (same frame rate, audio kept).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Write the per-frame, per-face timeline as CSV.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+        /// Write each person's emotion over time as a PNG.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        /// Run the face detector on every Nth frame; the tracker carries boxes in between.
+        #[arg(long, default_value_t = 3)]
+        detect_every: usize,
+        /// Smoothing of probabilities over time: weight of the past, 0 (none) to 0.95.
+        #[arg(long, default_value_t = 0.6)]
+        smoothing: f32,
+        /// Stop after this many frames (cameras and streams run until stopped otherwise).
+        #[arg(long)]
+        max_frames: Option<usize>,
+        /// Show the annotated frames in a window (needs a display and ffplay).
+        #[arg(long)]
+        show: bool,
+        #[command(flatten)]
+        face: FaceArgs,
+    },
+    /// Start the web app and JSON API (live webcam in the browser, photo upload, MJPEG feed).
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: String,
+        /// A server-side video source for /video_feed (file, /dev/video0, rtsp://...).
+        #[arg(long)]
+        source: Option<String>,
+        /// Largest upload in MiB.
+        #[arg(long, default_value_t = 10)]
+        max_upload_mb: usize,
+        /// Most concurrent live-camera sessions.
+        #[arg(long, default_value_t = 8)]
+        max_sessions: usize,
+        #[command(flatten)]
+        face: FaceArgs,
     },
     /// Classify face crops: the seven probabilities for each image.
     Predict {
@@ -148,6 +210,61 @@ impl From<ArchArg> for Arch {
             ArchArg::Compact => Arch::Compact,
         }
     }
+}
+
+/// Options shared by `detect` and `video`.
+#[derive(Args, Clone)]
+struct FaceArgs {
+    /// Expression model file or run directory. Default: the model embedded in this binary.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Smallest face-detector score kept.
+    #[arg(long, default_value_t = 0.7)]
+    min_score: f32,
+    /// Margin around each face before cropping, as a fraction of the box size.
+    #[arg(long, default_value_t = 0.15)]
+    margin: f32,
+    /// Label a face `uncertain` when its top probability is below this (0 = never).
+    #[arg(long, default_value_t = 0.4)]
+    abstain: f32,
+    /// Also search an N x N grid of enlarged tiles for small faces (group photos; slower).
+    #[arg(long, default_value_t = 1)]
+    tiles: u32,
+    #[arg(long, value_enum, default_value = "none")]
+    tta: TtaArg,
+}
+
+impl FaceArgs {
+    fn analyzer(&self) -> Result<ferrite::analyzer::Analyzer> {
+        use ferrite::analyzer::{Analyzer, AnalyzerConfig};
+        use ferrite::blazeface::{BlazeFace, BlazeFaceConfig};
+        if !(0.0..=1.0).contains(&self.abstain) || !(0.0..=1.0).contains(&self.min_score) {
+            bail!("--abstain and --min-score must be between 0 and 1");
+        }
+        if !(0.0..=1.0).contains(&self.margin) || !(1..=6).contains(&self.tiles) {
+            bail!("--margin must be in [0, 1] and --tiles in 1..=6");
+        }
+        let config = AnalyzerConfig {
+            margin: self.margin,
+            abstain_below: self.abstain,
+            detector: BlazeFaceConfig {
+                min_score: self.min_score,
+                tiles: self.tiles,
+                ..BlazeFaceConfig::default()
+            },
+            tta: self.tta.into(),
+        };
+        let device = device::inference_device();
+        let (net, _, _) = load_model(self.model.as_deref(), &device)?;
+        let detector = BlazeFace::new(config.detector.clone()).context("building the face detector")?;
+        Ok(Analyzer::from_parts(Box::new(detector), net, device, config))
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum FormatArg {
+    Json,
+    Csv,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -351,9 +468,17 @@ fn run() -> Result<()> {
             println!("sample grid written to {}", grid.display());
         }
         Command::Train(args) => train(args)?,
-        Command::Bench { steps, json, model, embedded, .. } if embedded || model.is_some() => {
+        Command::Bench { arch, width, steps, json, model, embedded, inference_only, .. }
+            if embedded || model.is_some() || inference_only =>
+        {
             let device = device::inference_device();
-            let (net, header, name) = load_model(model.as_deref(), &device)?;
+            let (net, header, name) = if inference_only && !embedded && model.is_none() {
+                let spec = spec_for(arch, width, None)?;
+                let net = ferrite::model::Network::new(&spec, &device);
+                (net, modelfile::ModelHeader::new(spec, serde_json::Value::Null), "random weights".to_string())
+            } else {
+                load_model(model.as_deref(), &device)?
+            };
             let (infer64, infer1) = ferrite::bench::measure_inference(&net, steps.max(1), 5);
             let threads = rayon::current_num_threads();
             if json {
@@ -410,6 +535,45 @@ fn run() -> Result<()> {
                 .with_context(|| format!("writing {}", out.display()))?;
             let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
             println!("wrote {} ({precision:?}, {size} bytes) from {name}", out.display());
+        }
+        Command::Detect { paths, out, format, face } => detect(&paths, out.as_deref(), format, &face)?,
+        Command::Video {
+            source,
+            out,
+            csv,
+            plot,
+            detect_every,
+            smoothing,
+            max_frames,
+            show,
+            face,
+        } => video(&source, out.as_deref(), csv.as_deref(), plot.as_deref(), detect_every, smoothing, max_frames, show, &face)?,
+        Command::Serve { addr, source, max_upload_mb, max_sessions, face } => {
+            let analyzer = face.analyzer()?;
+            let model_name = match &face.model {
+                Some(p) => p.display().to_string(),
+                None => ferrite::embedded::DEFAULT_MODEL_NAME.to_string(),
+            };
+            let limits = ferrite::server::Limits {
+                max_upload_bytes: max_upload_mb.max(1) * 1024 * 1024,
+                max_sessions: max_sessions.max(1),
+                ..Default::default()
+            };
+            let state = ferrite::server::AppState::new(analyzer, model_name, limits, source);
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(&addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr}"))?;
+                let local = listener.local_addr()?;
+                println!("ferrite is serving on http://{local}/ (Ctrl-C stops)");
+                axum::serve(listener, ferrite::server::app(state))
+                    .with_graceful_shutdown(async {
+                        let _ = tokio::signal::ctrl_c().await;
+                    })
+                    .await
+                    .context("server failed")
+            })?;
         }
         Command::Predict { images, model, tta, json } => predict(&images, model.as_deref(), tta.into(), json)?,
     }
@@ -602,5 +766,304 @@ fn evaluate(
         plot::confusion(&report, &title, &dir.join("confusion.png"))?;
         println!("wrote {}/evaluate.json and confusion.png", dir.display());
     }
+    Ok(())
+}
+
+const IMAGE_EXTENSIONS: [&str; 7] = ["jpg", "jpeg", "png", "bmp", "tif", "tiff", "gif"];
+
+/// Image files named on the command line: files as given, folders searched recursively.
+fn collect_images(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("reading folder {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                walk(&p, out)?;
+            } else if p
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+            {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let before = out.len();
+            walk(p, &mut out)?;
+            if out.len() == before {
+                bail!("{}: no images in this folder", p.display());
+            }
+        } else if p.exists() {
+            out.push(p.clone());
+        } else {
+            bail!("{}: no such file or folder", p.display());
+        }
+    }
+    Ok(out)
+}
+
+const CSV_PROBS: &str = "angry,disgust,fear,happy,neutral,sad,surprise";
+
+fn face_csv_fields(f: &ferrite::analyzer::Face) -> String {
+    let probs: Vec<String> = f.probs.iter().map(|p| format!("{p:.4}")).collect();
+    format!(
+        "{:.0},{:.0},{:.0},{:.0},{:.4},{},{}",
+        f.bbox.x,
+        f.bbox.y,
+        f.bbox.w,
+        f.bbox.h,
+        f.score,
+        f.label_name(),
+        probs.join(",")
+    )
+}
+
+fn csv_quote(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn detect(paths: &[PathBuf], out: Option<&Path>, format: FormatArg, face: &FaceArgs) -> Result<()> {
+    use rayon::prelude::*;
+    debug_assert_eq!(CSV_PROBS.split(',').count(), Emotion::COUNT);
+    let images = collect_images(paths)?;
+    let analyzer = face.analyzer()?;
+    if let Some(dir) = out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let bar = if images.len() > 1 && std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(images.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    // Annotated copies keep the file name (folders flattened: a/x.jpg -> a_x.jpg when needed).
+    let names: Vec<String> = images
+        .iter()
+        .map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+        .collect();
+    let results: Vec<Result<Vec<ferrite::analyzer::Face>, String>> = images
+        .par_iter()
+        .enumerate()
+        .map(|(i, path)| {
+            let r = (|| -> Result<Vec<ferrite::analyzer::Face>> {
+                let img = image::ImageReader::open(path)
+                    .with_context(|| format!("{}: cannot open", path.display()))?
+                    .with_guessed_format()
+                    .with_context(|| format!("{}: cannot read", path.display()))?
+                    .decode()
+                    .with_context(|| format!("{}: not a readable image", path.display()))?;
+                let faces = analyzer.analyze(&img).with_context(|| format!("{}: detection failed", path.display()))?;
+                if let Some(dir) = out {
+                    let mut rgb = img.to_rgb8();
+                    analyzer.draw(&mut rgb, &faces);
+                    let unique = names.iter().filter(|n| **n == names[i]).count() == 1;
+                    let stem = Path::new(&names[i]).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                    let name = if unique { format!("{stem}.jpg") } else { format!("{stem}_{i}.jpg") };
+                    let target = dir.join(name);
+                    ferrite::fsutil::write_atomic_with(&target, |tmp| {
+                        rgb.save_with_format(tmp, image::ImageFormat::Jpeg)
+                            .map_err(|e| ferrite::Error::Plot(format!("{}: {e}", target.display())))
+                    })?;
+                }
+                Ok(faces)
+            })();
+            bar.inc(1);
+            r.map_err(|e| format!("{e:#}"))
+        })
+        .collect();
+    bar.finish_and_clear();
+    let mut failed = 0;
+    let mut json_rows = Vec::new();
+    let mut csv = format!("image,face,x,y,w,h,score,label,{CSV_PROBS}\n");
+    for (path, r) in images.iter().zip(&results) {
+        match r {
+            Ok(faces) => {
+                let labels: Vec<String> = faces.iter().map(|f| f.caption()).collect();
+                let line = format!("{}: {} face(s){}{}", path.display(), faces.len(), if faces.is_empty() { "" } else { ": " }, labels.join(", "));
+                if out.is_some() { println!("{line}") } else { eprintln!("{line}") }
+                json_rows.push(serde_json::json!({
+                    "image": path.display().to_string(),
+                    "faces": faces.iter().map(|f| f.to_json()).collect::<Vec<_>>(),
+                }));
+                for (k, f) in faces.iter().enumerate() {
+                    csv.push_str(&format!("{},{k},{}\n", csv_quote(&path.display().to_string()), face_csv_fields(f)));
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {e}");
+            }
+        }
+    }
+    let text = match format {
+        FormatArg::Json => serde_json::to_string_pretty(&json_rows)? + "\n",
+        FormatArg::Csv => csv,
+    };
+    match out {
+        Some(dir) => {
+            let name = if format == FormatArg::Json { "results.json" } else { "results.csv" };
+            ferrite::fsutil::write_atomic(&dir.join(name), text.as_bytes())?;
+            println!("wrote {} annotated image(s) and {name} to {}", images.len() - failed, dir.display());
+        }
+        None => print!("{text}"),
+    }
+    if failed > 0 {
+        bail!("{failed} of {} image(s) could not be processed", images.len());
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn video(
+    source: &str,
+    out: Option<&Path>,
+    csv: Option<&Path>,
+    plot_path: Option<&Path>,
+    detect_every: usize,
+    smoothing: f32,
+    max_frames: Option<usize>,
+    show: bool,
+    face: &FaceArgs,
+) -> Result<()> {
+    use ferrite::analyzer::{VideoAnalyzer, VideoOptions};
+    use ferrite::video::{FrameReader, FrameWriter, probe};
+    use std::io::Write;
+    if !(0.0..=0.95).contains(&smoothing) {
+        bail!("--smoothing must be between 0 and 0.95");
+    }
+    if detect_every == 0 {
+        bail!("--detect-every must be at least 1");
+    }
+    let info = probe(source)?;
+    let analyzer = face.analyzer()?;
+    let mut reader = FrameReader::open(source, &info)?;
+    let audio = info.has_audio.then_some(source);
+    let mut writer = match out {
+        Some(p) => Some(FrameWriter::create(p, info.width, info.height, info.fps, audio)?),
+        None => None,
+    };
+    let mut csv_file = match csv {
+        Some(p) => {
+            let mut f = std::io::BufWriter::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?);
+            writeln!(f, "frame,time_s,track,detected,x,y,w,h,score,label,{CSV_PROBS}")?;
+            Some((p, f))
+        }
+        None => None,
+    };
+    let mut viewer = if show {
+        if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
+            eprintln!("warning: --show needs a display (DISPLAY is not set); continuing without a window");
+            None
+        } else {
+            std::process::Command::new("ffplay")
+                .args(["-loglevel", "error", "-f", "rawvideo", "-pixel_format", "rgb24", "-video_size"])
+                .arg(format!("{}x{}", info.width, info.height))
+                .arg("-framerate")
+                .arg(format!("{}", info.fps))
+                .args(["-window_title", "ferrite", "-i", "-"])
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .map_err(|e| eprintln!("warning: cannot open a window (ffplay: {e})"))
+                .ok()
+        }
+    } else {
+        None
+    };
+    let opts = VideoOptions {
+        detect_every,
+        tracker: ferrite::track::TrackerConfig {
+            smoothing,
+            max_missed: (info.fps.round() as usize).max(detect_every + 1),
+            ..Default::default()
+        },
+    };
+    let mut va = VideoAnalyzer::new(&analyzer, info.fps, opts);
+    let mut timeline: Vec<ferrite::plot::TimelinePoint> = Vec::new();
+    let started = std::time::Instant::now();
+    let mut frames = 0usize;
+    let interactive = std::io::stderr().is_terminal();
+    let (mut decode_s, mut draw_s, mut encode_s) = (0.0f64, 0.0f64, 0.0f64);
+    let outcome: Result<()> = (|| {
+        while max_frames.is_none_or(|m| frames < m) {
+            let t = std::time::Instant::now();
+            let Some(mut frame) = reader.next_frame()? else { break };
+            decode_s += t.elapsed().as_secs_f64();
+            let r = va.process(&frame)?;
+            frames += 1;
+            if let Some((_, f)) = csv_file.as_mut() {
+                for t in &r.faces {
+                    writeln!(f, "{},{:.3},{},{},{}", r.index, r.time_s, t.id, r.detected as u8, face_csv_fields(&t.face))?;
+                }
+                f.flush()?;
+            }
+            for t in &r.faces {
+                timeline.push(ferrite::plot::TimelinePoint { time_s: r.time_s, track: t.id, probs: t.face.probs });
+            }
+            let t = std::time::Instant::now();
+            if writer.is_some() || viewer.is_some() {
+                analyzer.draw_tracked(&mut frame, &r.faces);
+            }
+            let t2 = std::time::Instant::now();
+            draw_s += (t2 - t).as_secs_f64();
+            if let Some(w) = writer.as_mut() {
+                w.write(&frame)?;
+            }
+            encode_s += t2.elapsed().as_secs_f64();
+            if let Some(v) = viewer.as_mut()
+                && v.stdin.as_mut().is_none_or(|s| s.write_all(frame.as_raw()).is_err())
+            {
+                viewer = None; // window closed
+            }
+            if interactive && frames % 25 == 0 {
+                eprint!("\rframe {frames} ({:.1} fps)", frames as f64 / started.elapsed().as_secs_f64());
+            }
+        }
+        Ok(())
+    })();
+    if interactive {
+        eprintln!();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    // Whatever happened, keep what was already analysed: the CSV rows are flushed per frame.
+    if let Some((p, mut f)) = csv_file {
+        f.flush().with_context(|| format!("writing {}", p.display()))?;
+        println!("timeline: {}", p.display());
+    }
+    if let Some(p) = plot_path
+        && !timeline.is_empty()
+    {
+        ferrite::plot::timeline(&timeline, 6, p).with_context(|| format!("writing {}", p.display()))?;
+        println!("plot: {}", p.display());
+    }
+    outcome.with_context(|| format!("after {frames} frame(s)"))?;
+    if let Some(w) = writer {
+        w.finish()?;
+        println!("annotated video: {}", out.map(|p| p.display().to_string()).unwrap_or_default());
+    }
+    let tracks: std::collections::BTreeSet<u32> = timeline.iter().map(|t| t.track).collect();
+    println!(
+        "{frames} frame(s) in {secs:.1}s ({:.1} fps), {} person(s) tracked",
+        frames as f64 / secs.max(1e-9),
+        tracks.len()
+    );
+    let per = |s: f64| 1000.0 * s / frames.max(1) as f64;
+    println!(
+        "ms per frame: decode wait {:.2}, detect {:.2} (every {detect_every} frames), classify {:.2}, draw {:.2}, encode wait {:.2}",
+        per(decode_s),
+        per(va.detect_s),
+        per(va.classify_s),
+        per(draw_s),
+        per(encode_s)
+    );
     Ok(())
 }

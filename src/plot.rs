@@ -289,3 +289,80 @@ mod tests {
         assert!(curves(&[], &dir.path().join("none.png")).is_err());
     }
 }
+
+/// One sample of a person's expression over time (a video timeline row).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimelinePoint {
+    pub time_s: f64,
+    pub track: u32,
+    pub probs: [f32; Emotion::COUNT],
+}
+
+/// Each person's (track's) seven probabilities over time, one panel per person (the
+/// `max_tracks` seen longest, in order of first appearance).
+pub fn timeline(points: &[TimelinePoint], max_tracks: usize, path: &Path) -> Result<()> {
+    let mut counts: std::collections::BTreeMap<u32, usize> = std::collections::BTreeMap::new();
+    for p in points {
+        *counts.entry(p.track).or_default() += 1;
+    }
+    if counts.is_empty() {
+        return Err(Error::Plot("no faces to plot".into()));
+    }
+    let mut tracks: Vec<(u32, usize)> = counts.into_iter().collect();
+    tracks.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    tracks.truncate(max_tracks.max(1));
+    tracks.sort_by_key(|t| t.0);
+    let t_end = points.iter().map(|p| p.time_s).fold(0.0f64, f64::max).max(1e-3);
+    let panel_h = 260u32;
+    render_png(path, (1000, panel_h * tracks.len() as u32), |root| {
+        let panels = root.split_evenly((tracks.len(), 1));
+        for (area, (id, _)) in panels.iter().zip(&tracks) {
+            let mut chart = ChartBuilder::on(area)
+                .caption(format!("person #{id}"), ("sans-serif", 18))
+                .margin(8)
+                .x_label_area_size(30)
+                .y_label_area_size(46)
+                .right_y_label_area_size(90)
+                .build_cartesian_2d(0.0..t_end, 0.0..1.0f64)
+                .map_err(perr)?;
+            chart
+                .configure_mesh()
+                .x_desc("seconds")
+                .y_label_formatter(&|v| format!("{:.0}%", v * 100.0))
+                .draw()
+                .map_err(perr)?;
+            let mine: Vec<&TimelinePoint> = points.iter().filter(|p| p.track == *id).collect();
+            for e in Emotion::ALL {
+                let [r, g, b] = e.color();
+                let color = RGBColor(r, g, b);
+                // Break the line where the person was not seen for over a second.
+                let mut segment: Vec<(f64, f64)> = Vec::new();
+                let mut segments = Vec::new();
+                for p in &mine {
+                    if segment.last().is_some_and(|&(t, _)| p.time_s - t > 1.0) {
+                        segments.push(std::mem::take(&mut segment));
+                    }
+                    segment.push((p.time_s, p.probs[e.index()] as f64));
+                }
+                segments.push(segment);
+                for (k, s) in segments.into_iter().enumerate() {
+                    let series = chart.draw_series(LineSeries::new(s, color.stroke_width(2))).map_err(perr)?;
+                    if k == 0 {
+                        series
+                            .label(e.name())
+                            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(3)));
+                    }
+                }
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 13))
+                .draw()
+                .map_err(perr)?;
+        }
+        Ok(())
+    })
+}

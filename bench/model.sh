@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Inference speed of the embedded default model next to the reference CNN, in one run:
+# single preprocessed 48x48 face to probabilities (median, one thread) and batch-64 throughput
+# (one thread and all threads). Usage: bench/model.sh [STEPS]
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+steps="${1:-40}"
+cd "$root"
+cargo build --release --quiet
+bin="$root/target/release/ferrite"
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p') | $(nproc) cores | $(date -u +%F)"
+echo "| model | threads | batch-1 ms (median) | batch-64 img/s |"
+echo "|---|---|---|---|"
+for threads in 1 "$(nproc)"; do
+  for which in embedded reference; do
+    if [ "$which" = embedded ]; then
+      json="$(RAYON_NUM_THREADS=$threads "$bin" --threads "$threads" bench --embedded --steps "$steps" --json)"
+    else
+      json="$(RAYON_NUM_THREADS=$threads "$bin" --threads "$threads" bench --arch reference --inference-only --steps "$steps" --json)"
+    fi
+    python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(f"| {sys.argv[2]} ({r[\"arch\"]}) | {sys.argv[3]} | {r[\"infer1_ms\"]:.2f} | {r[\"infer64_img_s\"]:.1f} |")' "$json" "$which" "$threads"
+  done
+done

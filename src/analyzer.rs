@@ -1,0 +1,333 @@
+//! Faces in the wild: detect faces, classify each crop, abstain when unsure, track over video.
+//!
+//! `Analyzer::new()` builds the embedded detector and expression model once;
+//! `analyze(&DynamicImage)` gives one `Face` per face found. `VideoAnalyzer` adds detection every
+//! N frames, tracking with stable ids in between and smoothing of probabilities.
+
+use crate::annotate::Painter;
+use crate::blazeface::{BlazeFace, BlazeFaceConfig};
+use crate::detect::{BBox, Detector, crop_face};
+use crate::emotion::Emotion;
+use crate::error::Result;
+use crate::evaluate::{Tta, argmax, predict_probs_tta};
+use crate::model::Network;
+use crate::preprocess::FACE_PIXELS;
+use crate::track::{Tracker, TrackerConfig};
+use burn::tensor::Device;
+use image::{DynamicImage, GrayImage, RgbImage};
+use serde::{Deserialize, Serialize};
+
+/// How faces are cropped and labelled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnalyzerConfig {
+    /// Margin added on each side of the detector's tight box before the square crop, as a
+    /// fraction of the box size (FER2013 crops show brow to chin with some background).
+    pub margin: f32,
+    /// A face whose top probability is below this is labelled `uncertain` (0 = never).
+    pub abstain_below: f32,
+    pub detector: BlazeFaceConfig,
+    /// Test-time augmentation for each face crop.
+    pub tta: Tta,
+}
+
+impl Default for AnalyzerConfig {
+    fn default() -> Self {
+        AnalyzerConfig {
+            margin: 0.15,
+            abstain_below: 0.4,
+            detector: BlazeFaceConfig::default(),
+            tta: Tta::None,
+        }
+    }
+}
+
+/// One face: where, how sure the detector is, the seven probabilities and the label.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Face {
+    pub bbox: BBox,
+    pub score: f32,
+    pub probs: [f32; Emotion::COUNT],
+    /// The top class, or `None` (uncertain) when its probability is below the threshold.
+    pub label: Option<Emotion>,
+}
+
+impl Face {
+    fn new(bbox: BBox, score: f32, probs: [f32; Emotion::COUNT], abstain_below: f32) -> Face {
+        let top = argmax(&probs);
+        let label = (probs[top] >= abstain_below).then_some(Emotion::ALL[top]);
+        Face { bbox, score, probs, label }
+    }
+
+    /// The label's name, or "uncertain".
+    pub fn label_name(&self) -> &'static str {
+        self.label.map_or("uncertain", |e| e.name())
+    }
+
+    /// The most probable class and its probability (even when uncertain).
+    pub fn top(&self) -> (Emotion, f32) {
+        let k = argmax(&self.probs);
+        (Emotion::ALL[k], self.probs[k])
+    }
+
+    /// The face as JSON: box, detector score, label, probabilities by class name.
+    pub fn to_json(&self) -> serde_json::Value {
+        let probs: serde_json::Map<String, serde_json::Value> = Emotion::ALL
+            .iter()
+            .map(|e| (e.name().to_string(), serde_json::json!((self.probs[e.index()] * 1e4).round() / 1e4)))
+            .collect();
+        serde_json::json!({
+            "box": {"x": self.bbox.x.round(), "y": self.bbox.y.round(), "w": self.bbox.w.round(), "h": self.bbox.h.round()},
+            "score": (self.score * 1e4).round() / 1e4,
+            "label": self.label_name(),
+            "probabilities": probs,
+        })
+    }
+
+    /// Colour for drawing: the emotion's, white when uncertain.
+    pub fn color(&self) -> [u8; 3] {
+        self.label.map_or([255, 255, 255], |e| e.color())
+    }
+
+    /// "happy 93%" or "uncertain (sad 31%)".
+    pub fn caption(&self) -> String {
+        let (e, p) = self.top();
+        match self.label {
+            Some(_) => format!("{} {:.0}%", e.name(), 100.0 * p),
+            None => format!("uncertain ({} {:.0}%)", e.name(), 100.0 * p),
+        }
+    }
+}
+
+/// Detector + expression model, built once and shared.
+pub struct Analyzer {
+    detector: Box<dyn Detector>,
+    net: Network,
+    device: Device,
+    painter: Painter,
+    pub config: AnalyzerConfig,
+}
+
+impl Analyzer {
+    /// The embedded detector and expression model with default settings.
+    pub fn new() -> Result<Analyzer> {
+        Analyzer::with_config(AnalyzerConfig::default())
+    }
+
+    /// The embedded detector and expression model.
+    pub fn with_config(config: AnalyzerConfig) -> Result<Analyzer> {
+        let device = crate::device::inference_device();
+        let (net, _) = crate::embedded::default_model(&device)?;
+        let detector = BlazeFace::new(config.detector.clone())?;
+        Ok(Analyzer::from_parts(Box::new(detector), net, device, config))
+    }
+
+    /// Any detector and model (e.g. a model file the user trained).
+    pub fn from_parts(detector: Box<dyn Detector>, net: Network, device: Device, config: AnalyzerConfig) -> Analyzer {
+        Analyzer {
+            detector,
+            net: burn::module::Module::valid(&net),
+            device,
+            painter: Painter::new(),
+            config,
+        }
+    }
+
+    /// Find and classify every face in an image (any colour type or bit depth).
+    pub fn analyze(&self, image: &DynamicImage) -> Result<Vec<Face>> {
+        let rgb = image.to_rgb8();
+        self.analyze_rgb(&rgb)
+    }
+
+    pub fn analyze_rgb(&self, rgb: &RgbImage) -> Result<Vec<Face>> {
+        let dets = self.detector.detect(rgb)?;
+        let gray = DynamicImage::ImageRgb8(rgb.clone()).to_luma8();
+        let boxes: Vec<BBox> = dets.iter().map(|d| d.bbox).collect();
+        let probs = self.classify(&gray, &boxes);
+        Ok(dets
+            .iter()
+            .zip(probs)
+            .map(|(d, p)| Face::new(d.bbox, d.score, p, self.config.abstain_below))
+            .collect())
+    }
+
+    /// Expression probabilities of the faces at `boxes` (one batch through the model).
+    pub fn classify(&self, gray: &GrayImage, boxes: &[BBox]) -> Vec<[f32; Emotion::COUNT]> {
+        if boxes.is_empty() {
+            return Vec::new();
+        }
+        let mut faces = Vec::with_capacity(boxes.len() * FACE_PIXELS);
+        for b in boxes {
+            faces.extend(crop_face(gray, b, self.config.margin));
+        }
+        predict_probs_tta(&self.net, &faces, &self.device, self.config.tta)
+    }
+
+    /// Draw each face's box and caption on `img`.
+    pub fn draw(&self, img: &mut RgbImage, faces: &[Face]) {
+        for f in faces {
+            self.painter.labelled_box(img, &f.bbox, &f.caption(), f.color());
+        }
+    }
+
+    /// Draw tracked faces with their ids.
+    pub fn draw_tracked(&self, img: &mut RgbImage, faces: &[TrackedFace]) {
+        for t in faces {
+            let caption = format!("#{} {}", t.id, t.face.caption());
+            self.painter.labelled_box(img, &t.face.bbox, &caption, t.face.color());
+        }
+    }
+}
+
+/// A face in a video frame with its track id (probabilities smoothed over time).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackedFace {
+    pub id: u32,
+    pub face: Face,
+}
+
+/// Results for one video frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameResult {
+    pub index: usize,
+    /// Seconds from the start (index / fps).
+    pub time_s: f64,
+    /// Whether the detector ran on this frame (otherwise boxes come from the tracker).
+    pub detected: bool,
+    pub faces: Vec<TrackedFace>,
+}
+
+/// Video settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VideoOptions {
+    /// Run the detector on every Nth frame (1 = every frame); boxes are carried by the
+    /// tracker in between and the faces are classified on every frame.
+    pub detect_every: usize,
+    pub tracker: TrackerConfig,
+}
+
+impl Default for VideoOptions {
+    fn default() -> Self {
+        VideoOptions {
+            detect_every: 3,
+            tracker: TrackerConfig::default(),
+        }
+    }
+}
+
+/// Frame-by-frame analysis of a video with tracking. `A` is `&Analyzer` or `Arc<Analyzer>`.
+pub struct VideoAnalyzer<A: std::ops::Deref<Target = Analyzer>> {
+    analyzer: A,
+    tracker: Tracker,
+    opts: VideoOptions,
+    fps: f64,
+    index: usize,
+    /// Boxes and detector scores of the faces seen on the last detection frame, moved along
+    /// with their tracks.
+    carried: Vec<(BBox, f32)>,
+    /// Seconds spent detecting and classifying so far.
+    pub detect_s: f64,
+    pub classify_s: f64,
+}
+
+impl<A: std::ops::Deref<Target = Analyzer>> VideoAnalyzer<A> {
+    pub fn new(analyzer: A, fps: f64, opts: VideoOptions) -> VideoAnalyzer<A> {
+        VideoAnalyzer {
+            analyzer,
+            tracker: Tracker::new(opts.tracker.clone()),
+            opts,
+            fps: if fps > 0.0 { fps } else { 25.0 },
+            index: 0,
+            carried: Vec::new(),
+            detect_s: 0.0,
+            classify_s: 0.0,
+        }
+    }
+
+    /// The analyzer this video uses.
+    pub fn analyzer(&self) -> &A {
+        &self.analyzer
+    }
+
+    /// Analyse the next frame.
+    pub fn process(&mut self, frame: &RgbImage) -> Result<FrameResult> {
+        let index = self.index;
+        self.index += 1;
+        let detected = index % self.opts.detect_every.max(1) == 0;
+        let t0 = std::time::Instant::now();
+        let found: Vec<(BBox, f32)> = if detected {
+            self.analyzer.detector.detect(frame)?.into_iter().map(|d| (d.bbox, d.score)).collect()
+        } else {
+            self.carried.clone()
+        };
+        let t1 = std::time::Instant::now();
+        let gray = DynamicImage::ImageRgb8(frame.clone()).to_luma8();
+        let boxes: Vec<BBox> = found.iter().map(|f| f.0).collect();
+        let probs = self.analyzer.classify(&gray, &boxes);
+        self.detect_s += (t1 - t0).as_secs_f64();
+        self.classify_s += t1.elapsed().as_secs_f64();
+        let faces: Vec<(BBox, [f32; Emotion::COUNT])> = boxes.iter().copied().zip(probs).collect();
+        let ids = self.tracker.update(&faces);
+        self.carried = found.clone();
+        let abstain = self.analyzer.config.abstain_below;
+        Ok(FrameResult {
+            index,
+            time_s: index as f64 / self.fps,
+            detected,
+            faces: found
+                .iter()
+                .zip(ids)
+                .map(|(&(bbox, score), (id, smoothed))| TrackedFace {
+                    id,
+                    face: Face::new(bbox, score, smoothed, abstain),
+                })
+                .collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::Detection;
+
+    /// A detector that reports fixed boxes.
+    struct Fixed(Vec<Detection>);
+    impl Detector for Fixed {
+        fn detect(&self, _: &RgbImage) -> Result<Vec<Detection>> {
+            Ok(self.0.clone())
+        }
+    }
+
+    #[test]
+    fn abstains_below_the_threshold() {
+        let mut p = [0.1f32; Emotion::COUNT];
+        p[3] = 0.4;
+        let f = Face::new(BBox::new(0.0, 0.0, 10.0, 10.0), 0.9, p, 0.5);
+        assert_eq!(f.label, None);
+        assert_eq!(f.label_name(), "uncertain");
+        assert!(f.caption().starts_with("uncertain (happy"));
+        let f = Face::new(f.bbox, 0.9, p, 0.3);
+        assert_eq!(f.label, Some(Emotion::Happy));
+        assert_eq!(f.to_json()["label"], "happy");
+    }
+
+    #[test]
+    fn video_frames_carry_boxes_between_detections() {
+        let device = crate::device::inference_device();
+        let (net, _) = crate::embedded::default_model(&device).unwrap();
+        let det = Fixed(vec![Detection {
+            bbox: BBox::new(10.0, 10.0, 40.0, 40.0),
+            score: 0.9,
+        }]);
+        let a = Analyzer::from_parts(Box::new(det), net, device, AnalyzerConfig::default());
+        let faces = a.analyze(&DynamicImage::new_luma16(64, 64)).unwrap();
+        assert_eq!(faces.len(), 1);
+        assert!((faces[0].probs.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+        let mut v = VideoAnalyzer::new(&a, 10.0, VideoOptions::default());
+        let frame = RgbImage::new(64, 64);
+        let results: Vec<_> = (0..4).map(|_| v.process(&frame).unwrap()).collect();
+        assert_eq!(results.iter().map(|r| r.detected).collect::<Vec<_>>(), [true, false, false, true]);
+        assert!(results.iter().all(|r| r.faces.len() == 1 && r.faces[0].id == results[0].faces[0].id));
+        assert!((results[2].time_s - 0.2).abs() < 1e-9);
+    }
+}

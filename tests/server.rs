@@ -1,0 +1,172 @@
+//! The web app and API through `app(state).oneshot(...)`: every route, good and bad input.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use ferrite::analyzer::Analyzer;
+use ferrite::server::{AppState, Limits, Session, app};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use tower::ServiceExt;
+
+fn analyzer() -> Arc<Analyzer> {
+    static A: OnceLock<Arc<Analyzer>> = OnceLock::new();
+    A.get_or_init(|| Arc::new(Analyzer::new().expect("embedded models load"))).clone()
+}
+
+fn state(limits: Limits) -> AppState {
+    AppState::from_shared(analyzer(), "embedded", limits, None)
+}
+
+fn photo(name: &str) -> Vec<u8> {
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/photos").join(name)).unwrap()
+}
+
+async fn call(limits: Limits, req: Request<Body>) -> (StatusCode, String, Vec<u8>) {
+    let res = app(state(limits)).oneshot(req).await.unwrap();
+    let status = res.status();
+    let ct = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
+    (status, ct, body)
+}
+
+fn get(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).unwrap()
+}
+
+fn post(ct: &str, body: Vec<u8>) -> Request<Body> {
+    Request::post("/api/v1/analyze").header(header::CONTENT_TYPE, ct).body(Body::from(body)).unwrap()
+}
+
+fn json(body: &[u8]) -> Value {
+    serde_json::from_slice(body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(body)))
+}
+
+/// A 4xx answer with a JSON error naming the problem.
+fn assert_json_error(status: StatusCode, ct: &str, body: &[u8], want: StatusCode, needle: &str) {
+    assert_eq!(status, want, "{}", String::from_utf8_lossy(body));
+    assert!(ct.starts_with("application/json"), "{ct}");
+    let v = json(body);
+    assert_eq!(v["error"]["status"], want.as_u16());
+    let msg = v["error"]["message"].as_str().unwrap().to_lowercase();
+    assert!(msg.contains(needle), "{msg}");
+}
+
+#[tokio::test]
+async fn page_assets_and_openapi_are_served() {
+    let (s, ct, body) = call(Limits::default(), get("/")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(ct.starts_with("text/html"));
+    let html = String::from_utf8(body).unwrap();
+    assert!(html.contains("Start camera") && html.contains("/app.js"));
+    let (s, ct, body) = call(Limits::default(), get("/app.js")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(ct.starts_with("text/javascript"));
+    assert!(String::from_utf8(body).unwrap().contains("getUserMedia"));
+    let (s, ct, _) = call(Limits::default(), get("/style.css")).await;
+    assert_eq!((s, ct.starts_with("text/css")), (StatusCode::OK, true));
+    let (s, _, body) = call(Limits::default(), get("/api/openapi.json")).await;
+    assert_eq!(s, StatusCode::OK);
+    let spec = json(&body);
+    for path in ["/api/v1/analyze", "/api/v1/health", "/api/v1/ws", "/video_feed"] {
+        assert!(spec["paths"][path].is_object(), "{path} documented");
+    }
+    let (s, _, body) = call(Limits::default(), get("/api/v1/health")).await;
+    assert_eq!(s, StatusCode::OK);
+    let h = json(&body);
+    assert_eq!(h["status"], "ok");
+    assert_eq!(h["classes"].as_array().unwrap().len(), 7);
+    assert_eq!(h["video_feed"], false);
+    let (s, ct, body) = call(Limits::default(), get("/no/such/page")).await;
+    assert_json_error(s, &ct, &body, StatusCode::NOT_FOUND, "no such route");
+}
+
+#[tokio::test]
+async fn analyze_takes_raw_and_multipart_images() {
+    let (s, _, body) = call(Limits::default(), post("image/jpeg", photo("astronaut.jpg"))).await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let v = json(&body);
+    assert_eq!(v["width"], 320);
+    let faces = v["faces"].as_array().unwrap();
+    assert_eq!(faces.len(), 1);
+    let p: f64 = faces[0]["probabilities"].as_object().unwrap().values().map(|x| x.as_f64().unwrap()).sum();
+    assert!((p - 1.0).abs() < 2e-3);
+    // multipart/form-data with an "image" field
+    let boundary = "XferriteX";
+    let mut mp = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"g.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n"
+    )
+    .into_bytes();
+    mp.extend(photo("group4.jpg"));
+    mp.extend(format!("\r\n--{boundary}--\r\n").into_bytes());
+    let (s, _, body) = call(Limits::default(), post(&format!("multipart/form-data; boundary={boundary}"), mp)).await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert!(json(&body)["faces"].as_array().unwrap().len() >= 3);
+    let (s, _, body) = call(Limits::default(), post("image/jpeg", photo("coffee.jpg"))).await;
+    assert_eq!((s, json(&body)["faces"].as_array().unwrap().len()), (StatusCode::OK, 0));
+}
+
+#[tokio::test]
+async fn analyze_rejects_bad_input_with_json_errors() {
+    let d = Limits::default;
+    let (s, ct, b) = call(d(), post("image/jpeg", Vec::new())).await;
+    assert_json_error(s, &ct, &b, StatusCode::BAD_REQUEST, "empty");
+    let (s, ct, b) = call(d(), post("image/png", b"this is not an image".to_vec())).await;
+    assert_json_error(s, &ct, &b, StatusCode::UNSUPPORTED_MEDIA_TYPE, "not an image");
+    // A truncated JPEG: the header is fine, the data is not.
+    let mut cut = photo("astronaut.jpg");
+    cut.truncate(600);
+    let (s, ct, b) = call(d(), post("image/jpeg", cut)).await;
+    assert_json_error(s, &ct, &b, StatusCode::BAD_REQUEST, "not a readable image");
+    let (s, ct, b) = call(d(), post("application/json", b"{\"image\": 1}".to_vec())).await;
+    assert_json_error(s, &ct, &b, StatusCode::UNSUPPORTED_MEDIA_TYPE, "content type");
+    // Huge dimensions in a small file: refused before decoding.
+    let mut png = Vec::new();
+    image::GrayImage::new(9000, 2).write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+    let (s, ct, b) = call(d(), post("image/png", png)).await;
+    assert_json_error(s, &ct, &b, StatusCode::PAYLOAD_TOO_LARGE, "too large");
+    // An upload over the size limit.
+    let small = Limits { max_upload_bytes: 10_000, ..Limits::default() };
+    let (s, ct, b) = call(small, post("image/jpeg", photo("group6.jpg"))).await;
+    assert_json_error(s, &ct, &b, StatusCode::PAYLOAD_TOO_LARGE, "too large");
+    let (s, ct, b) = call(d(), post("multipart/form-data; boundary=zz", b"--zz\r\nContent-Disposition: form-data; name=\"other\"\r\n\r\nx\r\n--zz--\r\n".to_vec())).await;
+    assert_json_error(s, &ct, &b, StatusCode::BAD_REQUEST, "image");
+    let (s, _, _) = call(d(), get("/api/v1/analyze")).await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn websocket_route_and_feed_without_source() {
+    // A plain GET is not a WebSocket upgrade.
+    let (s, _, _) = call(Limits::default(), get("/api/v1/ws")).await;
+    assert!(s.is_client_error(), "{s}");
+    let (s, ct, b) = call(Limits::default(), get("/video_feed")).await;
+    assert_json_error(s, &ct, &b, StatusCode::NOT_FOUND, "--source");
+}
+
+#[test]
+fn websocket_protocol_messages() {
+    let mut session = Session::new(analyzer(), Limits::default());
+    let r = session.frame(&photo("group1.jpg"));
+    assert_eq!(r["type"], "result", "{r}");
+    assert_eq!(r["frame"], 1);
+    let faces = r["faces"].as_array().unwrap();
+    assert!(faces.len() >= 2, "{r}");
+    let ids: Vec<u64> = faces.iter().map(|f| f["id"].as_u64().unwrap()).collect();
+    // The same frame again: the same people keep their ids.
+    let r2 = session.frame(&photo("group1.jpg"));
+    let ids2: Vec<u64> = r2["faces"].as_array().unwrap().iter().map(|f| f["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, ids2);
+    // Malformed messages get an error reply; the session goes on.
+    assert_eq!(session.frame(b"garbage")["type"], "error");
+    assert_eq!(session.control("{not json")["type"], "error");
+    assert_eq!(session.control("{\"type\": \"launch\"}")["type"], "error");
+    assert_eq!(session.control("{\"type\": \"ping\"}")["type"], "pong");
+    assert_eq!(session.control("{\"type\": \"reset\"}")["type"], "reset");
+    assert_eq!(session.frame(&photo("group1.jpg"))["frame"], 1);
+}
