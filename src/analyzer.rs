@@ -252,7 +252,7 @@ impl<A: std::ops::Deref<Target = Analyzer>> VideoAnalyzer<A> {
     pub fn process(&mut self, frame: &RgbImage) -> Result<FrameResult> {
         let index = self.index;
         self.index += 1;
-        let detected = index % self.opts.detect_every.max(1) == 0;
+        let detected = index.is_multiple_of(self.opts.detect_every.max(1));
         let t0 = std::time::Instant::now();
         let found: Vec<(BBox, f32)> = if detected {
             self.analyzer.detector.detect(frame)?.into_iter().map(|d| (d.bbox, d.score)).collect()

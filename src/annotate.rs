@@ -76,8 +76,8 @@ fn blend(img: &mut RgbImage, x: i32, y: i32, color: [u8; 3], alpha: f32) {
     }
     let a = alpha.clamp(0.0, 1.0);
     let p = img.get_pixel_mut(x as u32, y as u32);
-    for k in 0..3 {
-        p.0[k] = (p.0[k] as f32 * (1.0 - a) + color[k] as f32 * a).round() as u8;
+    for (v, c) in p.0.iter_mut().zip(color) {
+        *v = (*v as f32 * (1.0 - a) + c as f32 * a).round() as u8;
     }
 }
 

@@ -1024,7 +1024,7 @@ fn video(
             {
                 viewer = None; // window closed
             }
-            if interactive && frames % 25 == 0 {
+            if interactive && frames.is_multiple_of(25) {
                 eprint!("\rframe {frames} ({:.1} fps)", frames as f64 / started.elapsed().as_secs_f64());
             }
         }

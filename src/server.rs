@@ -404,9 +404,9 @@ async fn video_feed(State(s): State<AppState>) -> Result<Response, ApiError> {
         }
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, std::convert::Infallible>(b), rx)) });
-    Ok(Response::builder()
+    Response::builder()
         .header(header::CONTENT_TYPE, "multipart/x-mixed-replace; boundary=frame")
         .header(header::CACHE_CONTROL, "no-cache")
         .body(Body::from_stream(stream))
-        .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?)
+        .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }

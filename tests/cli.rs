@@ -3,19 +3,9 @@
 use ferrite::Emotion;
 use ferrite::data::synthetic;
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn ferrite(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferrite"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run ferrite")
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
+mod common;
+use common::{ferrite, text};
 
 /// Write a synthetic data set as an image folder (one PNG per face).
 fn write_folder(root: &Path, per_class: usize, seed: u64) {
@@ -146,4 +136,22 @@ fn bad_inputs_give_clear_errors() {
     std::fs::write(&notmodel, "nope").unwrap();
     let o = ferrite(&["evaluate", "--model", notmodel.to_str().unwrap(), "--data", data.to_str().unwrap(), "--skip-bad"]);
     assert!(!o.status.success() && text(&o).contains("x.ferrite"), "{}", text(&o));
+}
+
+#[test]
+fn predict_and_evaluate_use_the_embedded_model_without_flags() {
+    let dir = ferrite::fsutil::TempDir::new().unwrap();
+    write_folder(dir.path(), 2, 5);
+    let face = dir.path().join("happy").read_dir().unwrap().next().unwrap().unwrap().path();
+    let o = ferrite(&["predict", face.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let p = v["probabilities"].as_object().unwrap();
+    assert_eq!(p.len(), Emotion::COUNT);
+    assert!((p.values().map(|x| x.as_f64().unwrap()).sum::<f64>() - 1.0).abs() < 1e-3);
+    let o = ferrite(&["evaluate", "--data", dir.path().to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("<embedded default model>") && text(&o).contains("accuracy"), "{}", text(&o));
+    let o = ferrite(&["predict", dir.path().join("nope.png").to_str().unwrap()]);
+    assert!(!o.status.success() && text(&o).contains("nope.png"), "{}", text(&o));
 }

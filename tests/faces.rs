@@ -6,7 +6,7 @@ use ferrite::blazeface::{BlazeFace, BlazeFaceConfig};
 use ferrite::detect::Detector;
 use image::{DynamicImage, RgbImage};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 
 fn photos() -> PathBuf {
@@ -26,17 +26,8 @@ fn count(img: &DynamicImage) -> usize {
     detector().detect(&img.to_rgb8()).unwrap().len()
 }
 
-fn ferrite(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferrite"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run ferrite")
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
+mod common;
+use common::{ferrite, text};
 
 fn need_ffmpeg() {
     let ok = Command::new("ffmpeg").arg("-version").output().is_ok_and(|o| o.status.success());

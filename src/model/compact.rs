@@ -11,7 +11,6 @@ use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 /// Configuration of the compact CNN.
@@ -43,14 +42,7 @@ impl ConvBnRelu {
 
     /// (N, C_in, H, W) -> (N, C_out, H, W)
     fn forward(&self, x: Tensor<4>, tape: &mut Tape) -> Tensor<4> {
-        let x = self.conv.forward(x);
-        tape.record("Conv2D", &x, self.conv.num_params(), 0);
-        let x = self.bn.forward(x);
-        let c = x.dims()[1];
-        tape.record("BatchNormalization", &x, self.bn.num_params(), 2 * c);
-        let x = relu(x);
-        tape.record("Activation(relu)", &x, 0, 0);
-        x
+        super::conv_bn_relu(&self.conv, &self.bn, x, tape)
     }
 }
 

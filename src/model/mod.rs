@@ -103,6 +103,8 @@ impl ModelSpec {
 }
 
 /// Any ferrite network. Input (N, 1, 48, 48) in [0, 1]; output (N, 7) logits in `Emotion` order.
+// The variants hold module handles (a few KB), built once per model: boxing buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Network {
     Reference(ReferenceCnn),
@@ -141,6 +143,24 @@ impl Network {
             Network::Compact(m) => m.forward(x, tape),
         }
     }
+}
+
+/// Conv2d -> BatchNorm -> ReLU, each recorded on `tape` (the block both architectures use).
+/// (N, C_in, H, W) -> (N, C_out, H', W')
+pub(crate) fn conv_bn_relu(
+    conv: &burn::nn::conv::Conv2d,
+    bn: &burn::nn::BatchNorm,
+    x: Tensor<4>,
+    tape: &mut Tape,
+) -> Tensor<4> {
+    let x = conv.forward(x);
+    tape.record("Conv2D", &x, conv.num_params(), 0);
+    let x = bn.forward(x);
+    let c = x.dims()[1];
+    tape.record("BatchNormalization", &x, bn.num_params(), 2 * c);
+    let x = burn::tensor::activation::relu(x);
+    tape.record("Activation(relu)", &x, 0, 0);
+    x
 }
 
 /// One row of a layer table.

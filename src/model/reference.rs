@@ -37,13 +37,7 @@ impl ConvBlock {
 
     /// (N, C_in, H, W) -> (N, C_out, H/2, W/2)
     fn forward(&self, x: Tensor<4>, tape: &mut Tape) -> Tensor<4> {
-        let x = self.conv.forward(x);
-        tape.record("Conv2D", &x, self.conv.num_params(), 0);
-        let x = self.bn.forward(x);
-        let c = x.dims()[1];
-        tape.record("BatchNormalization", &x, self.bn.num_params(), 2 * c);
-        let x = relu(x);
-        tape.record("Activation(relu)", &x, 0, 0);
+        let x = super::conv_bn_relu(&self.conv, &self.bn, x, tape);
         let x = self.pool.forward(x);
         tape.record("MaxPooling2D", &x, 0, 0);
         let x = self.dropout.forward(x);

@@ -66,7 +66,26 @@ try {
   const rows = await page.$$eval("#photo-results tbody tr", (trs) => trs.length);
   await page.locator("#photo").screenshot({ path: `${shots}/upload.png` });
   if (errors.length) fail("page errors: " + errors.join("; "));
-  console.log(JSON.stringify({ ok: true, live_faces_labels: labels, chart_points: Number(await page.getAttribute("#chart", "data-points")), csv_rows: csv.length - 1, upload_faces: rows }));
+  // Without a camera (no fake device, permission denied): a clear message, no crash.
+  const bare = await chromium.launch({
+    executablePath, headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+      "--disable-component-update", "--disable-sync", "--deny-permission-prompts"],
+  });
+  let cameraMessage = "";
+  try {
+    const p2 = await (await bare.newContext()).newPage();
+    await p2.goto(url);
+    await p2.click("#start-camera");
+    await p2.waitForFunction(() => document.getElementById("camera-status").classList.contains("error"), null, { timeout: 15000 })
+      .catch(() => fail("no error message when the camera is unavailable"));
+    cameraMessage = await p2.textContent("#camera-status");
+    if (!/refused|No camera|could not be started|cannot use a camera/.test(cameraMessage)) fail("unclear camera message: " + cameraMessage);
+    await p2.locator("#live").screenshot({ path: `${shots}/no-camera.png` });
+  } finally {
+    await bare.close();
+  }
+  console.log(JSON.stringify({ ok: true, no_camera_message: cameraMessage, live_faces_labels: labels, chart_points: Number(await page.getAttribute("#chart", "data-points")), csv_rows: csv.length - 1, upload_faces: rows }));
 } finally {
   await browser.close();
 }

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Regenerate the examples in this folder with the embedded model: an annotated group photo, and
+# the CSV timeline and per-person plot of a 10-second panning video with five faces
+# (bench/make_video.sh, made from tests/fixtures/photos/group5.jpg).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+cd "$root"
+cargo build --release --quiet
+bin="$root/target/release/ferrite"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+"$bin" detect tests/fixtures/photos/group4.jpg tests/fixtures/photos/group6.jpg --out "$tmp/photos" --format json
+cp "$tmp/photos/group4.jpg" "$here/group4-annotated.jpg"
+cp "$tmp/photos/group6.jpg" "$here/group6-annotated.jpg"
+cp "$tmp/photos/results.json" "$here/photos.json"
+bench/make_video.sh "$tmp/in.mp4" 10
+"$bin" video "$tmp/in.mp4" --csv "$here/timeline.csv" --plot "$here/timeline.png" --out "$tmp/annotated.mp4"
+# One annotated frame of the video (the 5-second mark) as a picture.
+ffmpeg -nostdin -v error -y -ss 5 -i "$tmp/annotated.mp4" -frames:v 1 "$here/video-frame.jpg"
