@@ -170,3 +170,34 @@ fn websocket_protocol_messages() {
     assert_eq!(session.control("{\"type\": \"reset\"}")["type"], "reset");
     assert_eq!(session.frame(&photo("group1.jpg"))["frame"], 1);
 }
+
+#[tokio::test]
+async fn video_feed_streams_annotated_jpeg_frames_of_the_source() {
+    let dir = ferrite::fsutil::TempDir::new().unwrap();
+    let video = dir.path().join("feed.mp4");
+    let make = std::process::Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/make_video.sh"))
+        .args([video.to_str().unwrap(), "2"])
+        .output()
+        .expect("bench/make_video.sh needs ffmpeg (.ci/run installs it)");
+    assert!(make.status.success(), "{}", String::from_utf8_lossy(&make.stderr));
+    let state = AppState::from_shared(analyzer(), "embedded", Limits::default(), Some(video.display().to_string()));
+    let res = app(state).oneshot(get("/video_feed")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()[header::CONTENT_TYPE], "multipart/x-mixed-replace; boundary=frame");
+    // Read until two whole parts have arrived; the stream itself never ends (files loop).
+    let mut body = res.into_body();
+    let mut buf = Vec::new();
+    let started = std::time::Instant::now();
+    while buf.windows(7).filter(|w| w == b"--frame").count() < 3 {
+        assert!(started.elapsed().as_secs() < 60, "feed too slow");
+        let frame = body.frame().await.expect("stream open").unwrap();
+        if let Ok(data) = frame.into_data() {
+            buf.extend_from_slice(&data);
+        }
+    }
+    let text = String::from_utf8_lossy(&buf[..200]).to_string();
+    assert!(text.starts_with("--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "), "{text}");
+    let start = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let jpeg = image::load_from_memory(&buf[start..]).expect("a JPEG frame");
+    assert_eq!((jpeg.width(), jpeg.height()), (640, 480));
+}
