@@ -18,6 +18,6 @@ for threads in 1 "$(nproc)"; do
     else
       json="$(RAYON_NUM_THREADS=$threads "$bin" --threads "$threads" bench --arch reference --inference-only --steps "$steps" --json)"
     fi
-    python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(f"| {sys.argv[2]} ({r[\"arch\"]}) | {sys.argv[3]} | {r[\"infer1_ms\"]:.2f} | {r[\"infer64_img_s\"]:.1f} |")' "$json" "$which" "$threads"
+    python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("| %s (%s) | %s | %.2f | %.1f |" % (sys.argv[2], r["arch"], sys.argv[3], r["infer1_ms"], r["infer64_img_s"]))' "$json" "$which" "$threads"
   done
 done
