@@ -140,7 +140,7 @@ impl Analyzer {
 
     pub fn analyze_rgb(&self, rgb: &RgbImage) -> Result<Vec<Face>> {
         let dets = self.detector.detect(rgb)?;
-        let gray = DynamicImage::ImageRgb8(rgb.clone()).to_luma8();
+        let gray = image::imageops::grayscale(rgb);
         let boxes: Vec<BBox> = dets.iter().map(|d| d.bbox).collect();
         let probs = self.classify(&gray, &boxes);
         Ok(dets
@@ -260,27 +260,28 @@ impl<A: std::ops::Deref<Target = Analyzer>> VideoAnalyzer<A> {
             self.carried.clone()
         };
         let t1 = std::time::Instant::now();
-        let gray = DynamicImage::ImageRgb8(frame.clone()).to_luma8();
+        let gray = image::imageops::grayscale(frame);
         let boxes: Vec<BBox> = found.iter().map(|f| f.0).collect();
         let probs = self.analyzer.classify(&gray, &boxes);
         self.detect_s += (t1 - t0).as_secs_f64();
         self.classify_s += t1.elapsed().as_secs_f64();
         let faces: Vec<(BBox, [f32; Emotion::COUNT])> = boxes.iter().copied().zip(probs).collect();
         let ids = self.tracker.update(&faces);
-        self.carried = found.clone();
         let abstain = self.analyzer.config.abstain_below;
+        let tracked = found
+            .iter()
+            .zip(ids)
+            .map(|(&(bbox, score), (id, smoothed))| TrackedFace {
+                id,
+                face: Face::new(bbox, score, smoothed, abstain),
+            })
+            .collect();
+        self.carried = found;
         Ok(FrameResult {
             index,
             time_s: index as f64 / self.fps,
             detected,
-            faces: found
-                .iter()
-                .zip(ids)
-                .map(|(&(bbox, score), (id, smoothed))| TrackedFace {
-                    id,
-                    face: Face::new(bbox, score, smoothed, abstain),
-                })
-                .collect(),
+            faces: tracked,
         })
     }
 }

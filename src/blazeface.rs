@@ -165,8 +165,8 @@ impl BlazeFace {
         }
         let scale = INPUT as f32 / rw.max(rh) as f32;
         let (sw, sh) = (((rw as f32 * scale).round() as u32).clamp(1, INPUT as u32), ((rh as f32 * scale).round() as u32).clamp(1, INPUT as u32));
-        let view = image::imageops::crop_imm(image, rx, ry, rw, rh).to_image();
-        let resized = image::imageops::resize(&view, sw, sh, FilterType::Triangle);
+        let view = image::imageops::crop_imm(image, rx, ry, rw, rh);
+        let resized = image::imageops::resize(&*view, sw, sh, FilterType::Triangle);
         let (ox, oy) = ((INPUT as u32 - sw) / 2, (INPUT as u32 - sh) / 2);
         let mut patch = vec![-1.0f32; INPUT * INPUT * 3];
         for (x, y, p) in resized.enumerate_pixels() {

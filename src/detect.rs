@@ -114,36 +114,23 @@ pub fn merge_overlaps(mut dets: Vec<Detection>, iou: f32) -> Vec<Detection> {
     out
 }
 
-/// Cut the square face crop around `bbox` (grown by `margin`) out of `gray` as a 48x48 face.
-/// Parts outside the image are filled by clamping to the border.
+/// Cut the square face crop around `bbox` (grown by `margin`) out of `gray` and make it a
+/// 48x48 face with the one shared preprocessing step (`preprocess::to_face`). Parts outside the
+/// image are filled by clamping to the border.
 pub fn crop_face(gray: &GrayImage, bbox: &BBox, margin: f32) -> Vec<u8> {
-    let n = crate::preprocess::FACE_SIZE;
     let sq = bbox.expanded_square(margin);
     let (w, h) = (gray.width() as i64, gray.height() as i64);
-    let mut out = vec![0u8; FACE_PIXELS];
     if w == 0 || h == 0 {
-        return out;
+        return vec![0u8; FACE_PIXELS];
     }
-    let scale = sq.w / n as f32;
-    // Area average over the source pixels each output pixel covers (sampled on a small grid),
-    // so large faces are not aliased when shrunk to 48x48.
-    let taps = (scale.ceil() as usize).clamp(1, 4);
-    for oy in 0..n {
-        for ox in 0..n {
-            let mut acc = 0u32;
-            for ty in 0..taps {
-                for tx in 0..taps {
-                    let sx = sq.x + (ox as f32 + (tx as f32 + 0.5) / taps as f32) * scale;
-                    let sy = sq.y + (oy as f32 + (ty as f32 + 0.5) / taps as f32) * scale;
-                    let px = (sx.floor() as i64).clamp(0, w - 1) as u32;
-                    let py = (sy.floor() as i64).clamp(0, h - 1) as u32;
-                    acc += gray.get_pixel(px, py).0[0] as u32;
-                }
-            }
-            out[oy * n + ox] = ((acc + (taps * taps / 2) as u32) / (taps * taps) as u32) as u8;
-        }
-    }
-    out
+    let side = (sq.w.round() as u32).max(1);
+    let (x0, y0) = (sq.x.round() as i64, sq.y.round() as i64);
+    let square = GrayImage::from_fn(side, side, |x, y| {
+        let px = (x0 + x as i64).clamp(0, w - 1) as u32;
+        let py = (y0 + y as i64).clamp(0, h - 1) as u32;
+        *gray.get_pixel(px, py)
+    });
+    crate::preprocess::to_face(&DynamicImage::ImageLuma8(square))
 }
 
 /// Any image as 8-bit RGB (grayscale, RGBA, 16-bit and palette images included).

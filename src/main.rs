@@ -851,6 +851,10 @@ fn detect(paths: &[PathBuf], out: Option<&Path>, format: FormatArg, face: &FaceA
         .iter()
         .map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
         .collect();
+    let mut name_counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for n in &names {
+        *name_counts.entry(n.as_str()).or_default() += 1;
+    }
     let results: Vec<Result<Vec<ferrite::analyzer::Face>, String>> = images
         .par_iter()
         .enumerate()
@@ -866,7 +870,7 @@ fn detect(paths: &[PathBuf], out: Option<&Path>, format: FormatArg, face: &FaceA
                 if let Some(dir) = out {
                     let mut rgb = img.to_rgb8();
                     analyzer.draw(&mut rgb, &faces);
-                    let unique = names.iter().filter(|n| **n == names[i]).count() == 1;
+                    let unique = name_counts[names[i].as_str()] == 1;
                     let stem = Path::new(&names[i]).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
                     let name = if unique { format!("{stem}.jpg") } else { format!("{stem}_{i}.jpg") };
                     let target = dir.join(name);
