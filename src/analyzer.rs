@@ -9,11 +9,11 @@ use crate::blazeface::{BlazeFace, BlazeFaceConfig};
 use crate::detect::{BBox, Detector, crop_face};
 use crate::emotion::Emotion;
 use crate::error::Result;
-use crate::evaluate::{Tta, argmax, predict_probs_tta};
+use crate::evaluate::{Tta, argmax, average_views};
 use crate::model::Network;
+use crate::onnx::FastModel;
 use crate::preprocess::FACE_PIXELS;
 use crate::track::{Tracker, TrackerConfig};
-use burn::tensor::Device;
 use image::{DynamicImage, GrayImage, RgbImage};
 use serde::{Deserialize, Serialize};
 
@@ -101,8 +101,7 @@ impl Face {
 /// Detector + expression model, built once and shared.
 pub struct Analyzer {
     detector: Box<dyn Detector>,
-    net: Network,
-    device: Device,
+    model: FastModel,
     painter: Painter,
     pub config: AnalyzerConfig,
 }
@@ -118,18 +117,19 @@ impl Analyzer {
         let device = crate::device::inference_device();
         let (net, _) = crate::embedded::default_model(&device)?;
         let detector = BlazeFace::new(config.detector.clone())?;
-        Ok(Analyzer::from_parts(Box::new(detector), net, device, config))
+        Analyzer::from_parts(Box::new(detector), &net, config)
     }
 
-    /// Any detector and model (e.g. a model file the user trained).
-    pub fn from_parts(detector: Box<dyn Detector>, net: Network, device: Device, config: AnalyzerConfig) -> Analyzer {
-        Analyzer {
+    /// Any detector and model (e.g. a model file the user trained). The model is compiled once
+    /// for single-face inference (`onnx::FastModel`); its BatchNorm statistics are used as in
+    /// inference mode.
+    pub fn from_parts(detector: Box<dyn Detector>, net: &Network, config: AnalyzerConfig) -> Result<Analyzer> {
+        Ok(Analyzer {
             detector,
-            net: burn::module::Module::valid(&net),
-            device,
+            model: FastModel::new(net)?,
             painter: Painter::new(),
             config,
-        }
+        })
     }
 
     /// Find and classify every face in an image (any colour type or bit depth).
@@ -142,7 +142,7 @@ impl Analyzer {
         let dets = self.detector.detect(rgb)?;
         let gray = image::imageops::grayscale(rgb);
         let boxes: Vec<BBox> = dets.iter().map(|d| d.bbox).collect();
-        let probs = self.classify(&gray, &boxes);
+        let probs = self.classify(&gray, &boxes)?;
         Ok(dets
             .iter()
             .zip(probs)
@@ -150,16 +150,16 @@ impl Analyzer {
             .collect())
     }
 
-    /// Expression probabilities of the faces at `boxes` (one batch through the model).
-    pub fn classify(&self, gray: &GrayImage, boxes: &[BBox]) -> Vec<[f32; Emotion::COUNT]> {
+    /// Expression probabilities of the faces at `boxes` (test-time views averaged per face).
+    pub fn classify(&self, gray: &GrayImage, boxes: &[BBox]) -> Result<Vec<[f32; Emotion::COUNT]>> {
         if boxes.is_empty() {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let mut faces = Vec::with_capacity(boxes.len() * FACE_PIXELS);
         for b in boxes {
             faces.extend(crop_face(gray, b, self.config.margin));
         }
-        predict_probs_tta(&self.net, &faces, &self.device, self.config.tta)
+        average_views(&faces, self.config.tta, |batch| self.model.probs_each(batch))
     }
 
     /// Draw each face's box and caption on `img`.
@@ -262,7 +262,7 @@ impl<A: std::ops::Deref<Target = Analyzer>> VideoAnalyzer<A> {
         let t1 = std::time::Instant::now();
         let gray = image::imageops::grayscale(frame);
         let boxes: Vec<BBox> = found.iter().map(|f| f.0).collect();
-        let probs = self.analyzer.classify(&gray, &boxes);
+        let probs = self.analyzer.classify(&gray, &boxes)?;
         self.detect_s += (t1 - t0).as_secs_f64();
         self.classify_s += t1.elapsed().as_secs_f64();
         let faces: Vec<(BBox, [f32; Emotion::COUNT])> = boxes.iter().copied().zip(probs).collect();
@@ -320,7 +320,7 @@ mod tests {
             bbox: BBox::new(10.0, 10.0, 40.0, 40.0),
             score: 0.9,
         }]);
-        let a = Analyzer::from_parts(Box::new(det), net, device, AnalyzerConfig::default());
+        let a = Analyzer::from_parts(Box::new(det), &net, AnalyzerConfig::default()).unwrap();
         let faces = a.analyze(&DynamicImage::new_luma16(64, 64)).unwrap();
         assert_eq!(faces.len(), 1);
         assert!((faces[0].probs.iter().sum::<f32>() - 1.0).abs() < 1e-4);

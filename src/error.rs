@@ -35,6 +35,8 @@ pub enum Error {
     Video { source_name: String, message: String },
     #[error("face detector: {0}")]
     Detector(String),
+    #[error("expression model: {0}")]
+    Model(String),
 }
 
 impl Error {

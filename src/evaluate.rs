@@ -93,17 +93,23 @@ pub fn mirror_faces(faces: &[u8]) -> Vec<u8> {
 
 /// [`predict_probs`] with test-time augmentation.
 pub fn predict_probs_tta(net: &Network, faces: &[u8], device: &Device, tta: Tta) -> Vec<[f32; Emotion::COUNT]> {
+    let ok: Result<_, std::convert::Infallible> = average_views(faces, tta, |batch| Ok(predict_probs(net, batch, device)));
+    ok.unwrap_or_else(|never| match never {})
+}
+
+/// Test-time augmentation around any batch classifier: `probs` maps faces
+/// (`n * FACE_PIXELS` bytes) to their probabilities; the views of `tta` are averaged.
+pub fn average_views<F, E>(faces: &[u8], tta: Tta, mut probs: F) -> Result<Vec<[f32; Emotion::COUNT]>, E>
+where
+    F: FnMut(&[u8]) -> Result<Vec<[f32; Emotion::COUNT]>, E>,
+{
     let views = tta.views();
     let mirrored = if views.iter().any(|v| v.0) { mirror_faces(faces) } else { Vec::new() };
     let mut sum = vec![[0.0f32; Emotion::COUNT]; faces.len() / FACE_PIXELS];
     for &(mirror, dx, dy) in &views {
         let base = if mirror { &mirrored[..] } else { faces };
-        let probs = if (dx, dy) == (0, 0) {
-            predict_probs(net, base, device)
-        } else {
-            predict_probs(net, &shift_faces(base, dx, dy), device)
-        };
-        for (s, p) in sum.iter_mut().zip(&probs) {
+        let p = if (dx, dy) == (0, 0) { probs(base)? } else { probs(&shift_faces(base, dx, dy))? };
+        for (s, p) in sum.iter_mut().zip(&p) {
             for (a, b) in s.iter_mut().zip(p) {
                 *a += b;
             }
@@ -115,7 +121,7 @@ pub fn predict_probs_tta(net: &Network, faces: &[u8], device: &Device, tta: Tta)
             *a /= k;
         }
     }
-    sum
+    Ok(sum)
 }
 
 /// Index of the largest value.

@@ -6,7 +6,7 @@
 //!   [`augment`]: training-time augmentation;
 //! - [`model`]: architectures (one file each) behind the `Network` enum; [`summary`]: layer tables;
 //! - [`train`]: the fit loop, checkpoints and resume; [`evaluate`] and [`metrics`]: scores;
-//! - [`modelfile`]: the one-file model format; [`embedded`]: the default model in the binary; [`plot`]: curves, heatmaps, sample grids;
+//! - [`modelfile`]: the one-file model format; [`onnx`]: ONNX export and the tract single-face path; [`embedded`]: the default model in the binary; [`plot`]: curves, heatmaps, sample grids;
 //! - [`analyzer`]: faces in photos and videos (detect, classify, track);
 //!   [`blazeface`]: the embedded face detector; [`detect`]: face boxes and crops; [`track`]: ids across frames; [`annotate`]: drawing;
 //!   [`video`]: ffmpeg frames in and out;
@@ -29,6 +29,7 @@ pub mod fsutil;
 pub mod metrics;
 pub mod model;
 pub mod modelfile;
+pub mod onnx;
 pub mod plot;
 pub mod preprocess;
 pub mod server;

@@ -100,6 +100,11 @@ enum Command {
         /// The model file to write.
         #[arg(long)]
         out: PathBuf,
+        /// ferrite's model file, or ONNX (opset 13, BatchNorm folded, softmax output) for other
+        /// runtimes. Default: onnx when --out ends in .onnx, else ferrite.
+        #[arg(long, value_enum)]
+        format: Option<ExportFormat>,
+        /// Weight precision of the ferrite format (ONNX is always f32).
         #[arg(long, value_enum, default_value = "f16")]
         precision: PrecisionArg,
     },
@@ -257,7 +262,7 @@ impl FaceArgs {
         let device = device::inference_device();
         let (net, _, _) = load_model(self.model.as_deref(), &device)?;
         let detector = BlazeFace::new(config.detector.clone()).context("building the face detector")?;
-        Ok(Analyzer::from_parts(Box::new(detector), net, device, config))
+        Analyzer::from_parts(Box::new(detector), &net, config).context("compiling the expression model")
     }
 }
 
@@ -265,6 +270,12 @@ impl FaceArgs {
 enum FormatArg {
     Json,
     Csv,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ExportFormat {
+    Ferrite,
+    Onnx,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -480,17 +491,22 @@ fn run() -> Result<()> {
                 load_model(model.as_deref(), &device)?
             };
             let (infer64, infer1) = ferrite::bench::measure_inference(&net, steps.max(1), 5);
+            let (fast64, fast1) =
+                ferrite::bench::measure_fast(&net, steps.max(1), 5).context("timing the compiled (tract) model")?;
             let threads = rayon::current_num_threads();
             if json {
                 println!(
                     "{}",
                     serde_json::json!({"model": name, "arch": header.spec.arch, "threads": threads,
-                        "infer64_img_s": infer64, "infer1_ms": infer1})
+                        "infer64_img_s": infer64, "infer1_ms": infer1,
+                        "fast64_img_s": fast64, "fast1_ms": fast1})
                 );
             } else {
                 println!("{name} ({}) on {threads} threads:", header.spec.arch);
-                println!("  inference         {infer64:8.1} img/s (batch 64)");
-                println!("  inference         {infer1:8.2} ms per face (batch 1, median)");
+                println!("  burn flex         {infer64:8.1} img/s (batch 64)");
+                println!("  burn flex         {infer1:8.2} ms per face (batch 1, median)");
+                println!("  compiled (tract)  {fast64:8.1} img/s (64 faces, one run each)");
+                println!("  compiled (tract)  {fast1:8.2} ms per face (median)");
             }
         }
         Command::Bench { arch, width, steps, json, profile: true, .. } => {
@@ -524,9 +540,16 @@ fn run() -> Result<()> {
             out,
             tta,
         } => evaluate(model.as_deref(), &data, usage, skip_bad, out.as_deref(), tta.into())?,
-        Command::Export { model, out, precision } => {
+        Command::Export { model, out, format, precision } => {
             let device = device::inference_device();
             let (net, header, name) = load_model(Some(&model), &device)?;
+            let onnx_ext = out.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
+            if format.unwrap_or(if onnx_ext { ExportFormat::Onnx } else { ExportFormat::Ferrite }) == ExportFormat::Onnx {
+                let bytes = ferrite::onnx::to_bytes(&net).context("converting the model to ONNX")?;
+                ferrite::fsutil::write_atomic(&out, &bytes).with_context(|| format!("writing {}", out.display()))?;
+                println!("wrote {} (ONNX opset {}, f32, {} bytes) from {name}", out.display(), ferrite::onnx::OPSET, bytes.len());
+                return Ok(());
+            }
             let precision = match precision {
                 PrecisionArg::F32 => modelfile::Precision::F32,
                 PrecisionArg::F16 => modelfile::Precision::F16,
@@ -621,7 +644,9 @@ fn predict(images: &[PathBuf], model: Option<&Path>, tta: Tta, json: bool) -> Re
     for path in images {
         faces.extend(ferrite::data::read_face(path).with_context(|| format!("reading {}", path.display()))?);
     }
-    let probs = ferrite::evaluate::predict_probs_tta(&net, &faces, &device, tta);
+    let fast = ferrite::onnx::FastModel::new(&net).context("compiling the expression model")?;
+    let probs = ferrite::evaluate::average_views(&faces, tta, |batch| fast.probs_each(batch))
+        .context("classifying the faces")?;
     if !json {
         print!("{:<28} {:<9}", "image", "label");
         for e in Emotion::ALL {

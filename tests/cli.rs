@@ -155,3 +155,42 @@ fn predict_and_evaluate_use_the_embedded_model_without_flags() {
     let o = ferrite(&["predict", dir.path().join("nope.png").to_str().unwrap()]);
     assert!(!o.status.success() && text(&o).contains("nope.png"), "{}", text(&o));
 }
+
+#[test]
+fn export_onnx_gives_what_predict_prints() {
+    use tract_onnx::prelude::*;
+    let dir = ferrite::fsutil::TempDir::new().unwrap();
+    write_folder(&dir.path().join("faces"), 1, 9);
+    let face = dir.path().join("faces/surprise").read_dir().unwrap().next().unwrap().unwrap().path();
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default.ferrite");
+    let onnx_path = dir.path().join("default.onnx");
+    let o = ferrite(&["export", "--model", model.to_str().unwrap(), "--out", onnx_path.to_str().unwrap()]);
+    assert!(o.status.success() && text(&o).contains("ONNX"), "{}", text(&o));
+    // --format wins over the file name.
+    let other = dir.path().join("model.bin");
+    let o = ferrite(&["export", "--model", model.to_str().unwrap(), "--out", other.to_str().unwrap(), "--format", "onnx"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(std::fs::read(&other).unwrap(), std::fs::read(&onnx_path).unwrap());
+
+    let o = ferrite(&["predict", face.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let plan = tract_onnx::onnx()
+        .model_for_path(&onnx_path)
+        .and_then(|m| m.with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), tvec!(1, 1, 48, 48))))
+        .and_then(|m| m.into_optimized())
+        .and_then(|m| m.into_runnable())
+        .unwrap();
+    let pixels: Vec<f32> = ferrite::data::read_face(&face).unwrap().iter().map(|&p| p as f32 / 255.0).collect();
+    let out = plan.run(tvec!(Tensor::from_shape(&[1, 1, 48, 48], &pixels).unwrap().into())).unwrap();
+    let got = out[0].to_plain_array_view::<f32>().unwrap();
+    for (e, p) in Emotion::ALL.iter().zip(got.iter()) {
+        let printed = v["probabilities"][e.name()].as_f64().unwrap();
+        assert!((printed - *p as f64).abs() < 1e-4, "{}: predict {printed} vs onnx {p}", e.name());
+    }
+
+    // A path under a regular file cannot be written: the error names it.
+    let bad = face.join("x.onnx");
+    let o = ferrite(&["export", "--model", model.to_str().unwrap(), "--out", bad.to_str().unwrap()]);
+    assert!(!o.status.success() && text(&o).contains(bad.to_str().unwrap()), "{}", text(&o));
+}

@@ -6,7 +6,7 @@
 //! ~117M multiply-adds per face (the reference CNN ~290M) and has ~1.17M parameters (reference
 //! 4.48M).
 
-use super::Tape;
+use super::{Layer, Tape};
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
@@ -112,5 +112,20 @@ impl CompactCnn {
         let x = self.head.forward(x); // (N, 7)
         tape.record("Dense", &x, self.head.num_params(), 0);
         x
+    }
+}
+
+impl CompactCnn {
+    /// The inference-time layers in order (dropout left out), as `forward` runs them.
+    pub fn layers(&self) -> Vec<Layer<'_>> {
+        let mut out = Vec::new();
+        for stage in [&self.stage1, &self.stage2, &self.stage3, &self.stage4] {
+            for c in [&stage.a, &stage.b] {
+                out.extend([Layer::Conv(&c.conv), Layer::BatchNorm(&c.bn), Layer::Relu]);
+            }
+            out.push(Layer::MaxPool(&stage.pool));
+        }
+        out.extend([Layer::GlobalAvgPool, Layer::Linear(&self.head)]);
+        out
     }
 }

@@ -136,6 +136,14 @@ impl Network {
         self.forward_traced(x, &mut Tape::off())
     }
 
+    /// The inference-time layers in execution order, for exporters (`crate::onnx`).
+    pub fn layers(&self) -> Vec<Layer<'_>> {
+        match self {
+            Network::Reference(m) => m.layers(),
+            Network::Compact(m) => m.layers(),
+        }
+    }
+
     /// `forward` that also records each layer's output shape and parameters on `tape`.
     pub fn forward_traced(&self, x: Tensor<4>, tape: &mut Tape) -> Tensor<2> {
         match self {
@@ -147,6 +155,22 @@ impl Network {
 
 /// Conv2d -> BatchNorm -> ReLU, each recorded on `tape` (the block both architectures use).
 /// (N, C_in, H, W) -> (N, C_out, H', W')
+/// One layer as inference sees it (dropout is the identity there and is left out). `forward`
+/// and `layers` of an architecture describe the same network; `crate::onnx`'s tests check that
+/// the exported graph computes what `forward` does.
+#[derive(Debug, Clone, Copy)]
+pub enum Layer<'a> {
+    Conv(&'a burn::nn::conv::Conv2d),
+    BatchNorm(&'a burn::nn::BatchNorm),
+    Relu,
+    MaxPool(&'a burn::nn::pool::MaxPool2d),
+    /// Mean over height and width: (N, C, H, W) -> (N, C).
+    GlobalAvgPool,
+    /// (N, C, H, W) -> (N, C*H*W).
+    Flatten,
+    Linear(&'a burn::nn::Linear),
+}
+
 pub(crate) fn conv_bn_relu(
     conv: &burn::nn::conv::Conv2d,
     bn: &burn::nn::BatchNorm,

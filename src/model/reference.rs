@@ -1,6 +1,6 @@
 //! The FER2013 tutorials' reference CNN (4,478,727 parameters with BatchNorm statistics).
 
-use super::Tape;
+use super::{Layer, Tape};
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
@@ -119,5 +119,21 @@ impl ReferenceCnn {
         let x = self.head.forward(x); // (N, 7)
         tape.record("Dense", &x, self.head.num_params(), 0);
         x
+    }
+}
+
+impl ReferenceCnn {
+    /// The inference-time layers in order (dropout left out), as `forward` runs them.
+    pub fn layers(&self) -> Vec<Layer<'_>> {
+        let mut out = Vec::new();
+        for b in [&self.conv1, &self.conv2, &self.conv3, &self.conv4] {
+            out.extend([Layer::Conv(&b.conv), Layer::BatchNorm(&b.bn), Layer::Relu, Layer::MaxPool(&b.pool)]);
+        }
+        out.push(Layer::Flatten);
+        for d in [&self.dense1, &self.dense2] {
+            out.extend([Layer::Linear(&d.linear), Layer::BatchNorm(&d.bn), Layer::Relu]);
+        }
+        out.push(Layer::Linear(&self.head));
+        out
     }
 }
