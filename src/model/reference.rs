@@ -67,7 +67,7 @@ impl DenseBlock {
     fn forward(&self, x: Tensor<2>, tape: &mut Tape) -> Tensor<2> {
         let x = self.linear.forward(x);
         tape.record("Dense", &x, self.linear.num_params(), 0);
-        let x = self.bn.forward(x);
+        let x = super::batch_norm(&self.bn, x);
         let c = x.dims()[1];
         tape.record("BatchNormalization", &x, self.bn.num_params(), 2 * c);
         let x = relu(x);
