@@ -408,6 +408,10 @@ struct TrainArgs {
     /// Stop after this many epochs in this invocation; `--resume` continues.
     #[arg(long)]
     max_epochs_now: Option<usize>,
+    /// Wall-time budget in minutes: no epoch starts that would end past it, and the cosine
+    /// schedule anneals over the epochs that fit (judged by the slowest epoch so far).
+    #[arg(long)]
+    time_budget: Option<f64>,
 }
 
 fn main() {
@@ -715,6 +719,7 @@ fn train(a: TrainArgs) -> Result<()> {
         };
         cfg.label_smoothing = a.label_smoothing;
         cfg.early_stop_patience = a.early_stop;
+        cfg.time_budget_minutes = a.time_budget;
         cfg.augment = AugmentConfig {
             flip: !a.no_flip,
             shift: a.shift,

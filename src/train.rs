@@ -82,6 +82,11 @@ pub struct TrainConfig {
     pub seed: u64,
     pub skip_bad: bool,
     pub max_per_class: Option<usize>,
+    /// Wall-time budget in minutes (training and validation, summed over resumed calls): no
+    /// epoch is started that would end past it (judged by the slowest epoch so far), and the
+    /// cosine schedule anneals over the epochs that fit instead of `epochs`.
+    #[serde(default)]
+    pub time_budget_minutes: Option<f64>,
 }
 
 impl TrainConfig {
@@ -109,6 +114,7 @@ impl TrainConfig {
             seed: 42,
             skip_bad: false,
             max_per_class: None,
+            time_budget_minutes: None,
         }
     }
 
@@ -136,6 +142,9 @@ impl TrainConfig {
         }
         if !(0.0..=2.0).contains(&self.class_weight_power) {
             return bad("class weight power must be in [0, 2]");
+        }
+        if self.time_budget_minutes.is_some_and(|m| !(m.is_finite() && m > 0.0)) {
+            return bad("time budget must be a positive number of minutes");
         }
         self.spec.validate()
     }
@@ -338,15 +347,29 @@ fn build_optimizer(cfg: &TrainConfig) -> ModuleOptimizer {
     }
 }
 
-/// Learning rate for a step under the cosine schedule.
-fn cosine_lr(cfg: &TrainConfig, warmup_epochs: f64, min_lr: f64, step: usize, steps_per_epoch: usize) -> f64 {
+/// Learning rate for a step under the cosine schedule annealing over `epochs` epochs.
+fn cosine_lr(cfg: &TrainConfig, epochs: usize, warmup_epochs: f64, min_lr: f64, step: usize, steps_per_epoch: usize) -> f64 {
     let t = step as f64 / steps_per_epoch.max(1) as f64; // epochs done, fractional
     if t < warmup_epochs {
         return cfg.lr * (t + 1.0 / steps_per_epoch.max(1) as f64) / warmup_epochs;
     }
-    let span = (cfg.epochs as f64 - warmup_epochs).max(1e-9);
+    let span = (epochs as f64 - warmup_epochs).max(1e-9);
     let p = ((t - warmup_epochs) / span).clamp(0.0, 1.0);
     min_lr + 0.5 * (cfg.lr - min_lr) * (1.0 + (std::f64::consts::PI * p).cos())
+}
+
+/// The epochs a run will get: `cfg.epochs`, or with a time budget the epochs done plus those
+/// that still fit, each assumed as slow as the slowest so far (at least one more while none is
+/// done, so the first epoch measures the speed).
+pub fn planned_epochs(cfg: &TrainConfig, history: &[EpochRecord]) -> usize {
+    let Some(minutes) = cfg.time_budget_minutes else { return cfg.epochs };
+    let (Some(last), Some(slowest)) = (history.last(), history.iter().map(|r| r.epoch_seconds).reduce(f64::max))
+    else {
+        return cfg.epochs;
+    };
+    let left = minutes * 60.0 - last.elapsed_seconds;
+    let more = if slowest > 0.0 { (left / slowest).floor().max(0.0) as usize } else { cfg.epochs };
+    (last.epoch + more).min(cfg.epochs)
 }
 
 /// Load train and validation data as the config says.
@@ -701,8 +724,21 @@ fn fit(
         skipped = train_ds.skipped.len() + val_ds.skipped.len(),
         "data loaded"
     );
+    let mut out_of_time = false;
     while state.epoch < cfg.epochs {
         if opts.max_epochs_this_call.is_some_and(|m| epochs_this_call >= m) {
+            break;
+        }
+        let planned = planned_epochs(cfg, &state.history);
+        if state.epoch >= planned {
+            tracing::info!(
+                "time budget: {:.0} of {:.0} minutes used and the slowest epoch took {:.1}; stopping after epoch {}",
+                state.elapsed_seconds / 60.0,
+                cfg.time_budget_minutes.unwrap_or(0.0),
+                state.history.iter().map(|r| r.epoch_seconds).fold(0.0, f64::max) / 60.0,
+                state.epoch
+            );
+            out_of_time = true;
             break;
         }
         let epoch = state.epoch + 1;
@@ -733,7 +769,7 @@ fn fit(
             let rx = batch_producer(scope, train_ds, order, cfg.batch_size, &cfg.augment, cfg.mix, seed);
             for (k, batch) in rx.iter().enumerate() {
                 if let Schedule::Cosine { warmup_epochs, min_lr } = cfg.schedule {
-                    lr = cosine_lr(cfg, warmup_epochs, min_lr, first_step + k, steps_per_epoch);
+                    lr = cosine_lr(cfg, planned, warmup_epochs, min_lr, first_step + k, steps_per_epoch);
                 }
                 let n = batch.labels.len();
                 let (next, loss_value, batch_correct) =
@@ -843,7 +879,7 @@ fn fit(
             break;
         }
     }
-    if (state.epoch >= cfg.epochs || stopped_early) && run.best().exists() {
+    if (state.epoch >= cfg.epochs || stopped_early || out_of_time) && run.best().exists() {
         let bytes = std::fs::read(run.best()).map_err(|e| Error::io(run.best(), e))?;
         write_atomic(&run.final_model(), &bytes)?;
     }
@@ -1053,10 +1089,53 @@ mod tests {
         let mut cfg = small_config(Path::new("."));
         cfg.epochs = 10;
         cfg.lr = 1.0;
-        let lr = |step| cosine_lr(&cfg, 1.0, 0.01, step, 100);
+        let lr = |step| cosine_lr(&cfg, cfg.epochs, 1.0, 0.01, step, 100);
         assert!(lr(0) < 0.02);
         assert!((lr(99) - 1.0).abs() < 1e-9);
         assert!(lr(500) < lr(200));
         assert!((lr(1000) - 0.01).abs() < 1e-9);
+    }
+
+    #[test]
+    fn time_budget_plans_the_epochs_that_fit() {
+        let mut cfg = small_config(Path::new("."));
+        cfg.epochs = 30;
+        let row = |epoch: usize, secs: f64, elapsed: f64| EpochRecord {
+            epoch,
+            lr: 0.0,
+            train_loss: 0.0,
+            train_acc: 0.0,
+            val_loss: 0.0,
+            val_acc: 0.0,
+            val_macro_f1: 0.0,
+            epoch_seconds: secs,
+            elapsed_seconds: elapsed,
+        };
+        let history = [row(1, 300.0, 300.0), row(2, 360.0, 660.0)];
+        assert_eq!(planned_epochs(&cfg, &history), 30, "no budget: the configured epochs");
+        cfg.time_budget_minutes = Some(60.0);
+        assert_eq!(planned_epochs(&cfg, &[]), 30, "nothing measured yet");
+        // 3600 - 660 = 2940 s left; the slowest epoch took 360 s: 8 more.
+        assert_eq!(planned_epochs(&cfg, &history), 10);
+        cfg.time_budget_minutes = Some(10.0);
+        assert_eq!(planned_epochs(&cfg, &history), 2, "over budget: no more epochs");
+        cfg.time_budget_minutes = Some(1000.0);
+        assert_eq!(planned_epochs(&cfg, &history), 30, "never beyond --epochs");
+    }
+
+    #[test]
+    fn a_spent_time_budget_stops_training_and_writes_the_model() {
+        let _rng = crate::rng_lock();
+        let dir = crate::fsutil::TempDir::new().unwrap();
+        let (tr, va) = (synthetic(2, 1), synthetic(1, 2));
+        let mut cfg = small_config(dir.path());
+        cfg.epochs = 5;
+        cfg.time_budget_minutes = Some(1e-6);
+        let run = dir.path().join("run");
+        let out = train_on(&cfg, &run, &tr, &va, quiet()).unwrap();
+        assert_eq!(out.state.epoch, 1, "the first epoch measures the speed, then the budget is spent");
+        assert!(run.join("model.ferrite").exists());
+        let again = resume_with(&run, &tr, &va, quiet()).unwrap();
+        assert_eq!(again.state.epoch, 1, "resuming a spent budget trains nothing more");
     }
 }
