@@ -9,7 +9,7 @@ use crate::blazeface::{BlazeFace, BlazeFaceConfig};
 use crate::detect::{BBox, Detector, crop_face};
 use crate::emotion::Emotion;
 use crate::error::Result;
-use crate::evaluate::{Tta, argmax, average_views};
+use crate::evaluate::{Tta, argmax};
 use crate::model::Network;
 use crate::onnx::FastModel;
 use crate::preprocess::FACE_PIXELS;
@@ -159,7 +159,7 @@ impl Analyzer {
         for b in boxes {
             faces.extend(crop_face(gray, b, self.config.margin));
         }
-        average_views(&faces, self.config.tta, |batch| self.model.probs_each(batch))
+        self.model.probs_tta(&faces, self.config.tta)
     }
 
     /// Draw each face's box and caption on `img`.

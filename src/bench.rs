@@ -85,31 +85,13 @@ pub fn measure_inference(net: &Network, steps: usize, warmup: usize) -> (f64, f6
     let pixels: Vec<f32> = (0..64 * FACE_PIXELS).map(|_| rng.random()).collect();
     let dev = inference_device();
     let net = net.valid().to_device(&dev);
-    let forward = |px: &[f32]| {
+    let forward = |px: &[f32]| -> Result<(), std::convert::Infallible> {
         let out = net.forward(batch_tensor(px.to_vec(), &dev));
         let _ = out.into_data();
+        Ok(())
     };
-    for _ in 0..warmup {
-        forward(&pixels);
-    }
-    let t = Instant::now();
-    for _ in 0..steps {
-        forward(&pixels);
-    }
-    let infer64_img_s = (steps * 64) as f64 / t.elapsed().as_secs_f64();
-    let one = &pixels[..FACE_PIXELS];
-    for _ in 0..warmup {
-        forward(one);
-    }
-    let mut times: Vec<f64> = (0..steps * 5)
-        .map(|_| {
-            let t = Instant::now();
-            forward(one);
-            t.elapsed().as_secs_f64() * 1000.0
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    (infer64_img_s, times[times.len() / 2])
+    let timed = time_passes(steps, warmup, || forward(&pixels), || forward(&pixels[..FACE_PIXELS]));
+    timed.unwrap_or_else(|never| match never {})
 }
 
 /// Inference speed of the tract-compiled copy (`onnx::FastModel`, what `predict`, `detect`,
@@ -119,26 +101,36 @@ pub fn measure_fast(net: &Network, steps: usize, warmup: usize) -> crate::error:
     let fast = crate::onnx::FastModel::new(net)?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let faces: Vec<u8> = (0..64 * FACE_PIXELS).map(|_| rng.random()).collect();
+    time_passes(steps, warmup, || fast.probs_each(&faces).map(drop), || fast.probs(&faces[..FACE_PIXELS]).map(drop))
+}
+
+/// Images per second of `steps` passes of `batch64` (64 faces each) and the median milliseconds
+/// of `5 * steps` passes of `one`, each after `warmup` untimed passes.
+fn time_passes<E>(
+    steps: usize,
+    warmup: usize,
+    mut batch64: impl FnMut() -> Result<(), E>,
+    mut one: impl FnMut() -> Result<(), E>,
+) -> Result<(f64, f64), E> {
     for _ in 0..warmup {
-        fast.probs_each(&faces)?;
+        batch64()?;
     }
     let t = Instant::now();
     for _ in 0..steps {
-        fast.probs_each(&faces)?;
+        batch64()?;
     }
-    let fast64_img_s = (steps * 64) as f64 / t.elapsed().as_secs_f64();
-    let one = &faces[..FACE_PIXELS];
+    let img_s = (steps * 64) as f64 / t.elapsed().as_secs_f64();
     for _ in 0..warmup {
-        fast.probs(one)?;
+        one()?;
     }
     let mut times = Vec::with_capacity(steps * 5);
     for _ in 0..steps * 5 {
         let t = Instant::now();
-        fast.probs(one)?;
+        one()?;
         times.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     times.sort_by(f64::total_cmp);
-    Ok((fast64_img_s, times[times.len() / 2]))
+    Ok((img_s, times[times.len() / 2]))
 }
 
 /// Where the time of one training step goes: forward per layer, loss, backward, update.

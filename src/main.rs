@@ -649,8 +649,7 @@ fn predict(images: &[PathBuf], model: Option<&Path>, tta: Tta, json: bool) -> Re
         faces.extend(ferrite::data::read_face(path).with_context(|| format!("reading {}", path.display()))?);
     }
     let fast = ferrite::onnx::FastModel::new(&net).context("compiling the expression model")?;
-    let probs = ferrite::evaluate::average_views(&faces, tta, |batch| fast.probs_each(batch))
-        .context("classifying the faces")?;
+    let probs = fast.probs_tta(&faces, tta).context("classifying the faces")?;
     if !json {
         print!("{:<28} {:<9}", "image", "label");
         for e in Emotion::ALL {

@@ -7,6 +7,7 @@
 
 use crate::emotion::Emotion;
 use crate::error::{Error, Result};
+use crate::evaluate::{Tta, average_views};
 use crate::model::{Layer, Network};
 use crate::preprocess::{FACE_PIXELS, FACE_SIZE, normalize};
 use burn::nn::PaddingConfig2d;
@@ -23,8 +24,8 @@ fn onnx_error(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Model(format!("{what}: {e}"))
 }
 
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default()
+fn values<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    t.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| onnx_error("reading weights", format!("{e:?}")))
 }
 
 /// Inference ops with BatchNorm already folded in.
@@ -63,19 +64,19 @@ fn fold(net: &Network) -> Result<Vec<Op>> {
                     return Err(Error::Config("ONNX export supports stride-1, undilated, ungrouped convolutions".into()));
                 }
                 let dims = c.weight.val().dims();
-                let b = c.bias.as_ref().map(|b| values(b.val())).unwrap_or_else(|| vec![0.0; dims[0]]);
-                ops.push(Op::Conv { w: values(c.weight.val()), dims, b, pads: conv_pads(&c.padding, c.kernel_size)? });
+                let b = c.bias.as_ref().map(|b| values(b.val())).transpose()?.unwrap_or_else(|| vec![0.0; dims[0]]);
+                ops.push(Op::Conv { w: values(c.weight.val())?, dims, b, pads: conv_pads(&c.padding, c.kernel_size)? });
             }
             Layer::Linear(l) => {
                 let dims = l.weight.val().dims();
-                let b = l.bias.as_ref().map(|b| values(b.val())).unwrap_or_else(|| vec![0.0; dims[1]]);
-                ops.push(Op::Gemm { w: values(l.weight.val()), dims, b });
+                let b = l.bias.as_ref().map(|b| values(b.val())).transpose()?.unwrap_or_else(|| vec![0.0; dims[1]]);
+                ops.push(Op::Gemm { w: values(l.weight.val())?, dims, b });
             }
             Layer::BatchNorm(bn) => {
-                let gamma = values(bn.gamma.val());
-                let beta = values(bn.beta.val());
-                let mean = values(bn.running_mean.value());
-                let var = values(bn.running_var.value());
+                let gamma = values(bn.gamma.val())?;
+                let beta = values(bn.beta.val())?;
+                let mean = values(bn.running_mean.value())?;
+                let var = values(bn.running_var.value())?;
                 let scale: Vec<f32> =
                     gamma.iter().zip(&var).map(|(g, v)| g / (v + bn.epsilon as f32).sqrt()).collect();
                 // Conv weights are (C_out, ...): channel = i / (C_in * K_h * K_w);
@@ -297,6 +298,11 @@ impl FastModel {
         }
         faces.par_chunks_exact(FACE_PIXELS).map(|f| self.probs(f)).collect()
     }
+
+    /// Probabilities of each face with the views of `tta` averaged (`evaluate::average_views`).
+    pub fn probs_tta(&self, faces: &[u8], tta: Tta) -> Result<Vec<[f32; Emotion::COUNT]>> {
+        average_views(faces, tta, |batch| self.probs_each(batch))
+    }
 }
 
 #[cfg(test)]
@@ -320,7 +326,7 @@ mod tests {
         }
         let net = net.valid();
         let moved = net.layers().iter().any(|l| match l {
-            Layer::BatchNorm(bn) => values(bn.running_mean.value()).iter().any(|m| m.abs() > 1e-6),
+            Layer::BatchNorm(bn) => values(bn.running_mean.value()).unwrap().iter().any(|m| m.abs() > 1e-6),
             _ => false,
         });
         assert!(moved, "BatchNorm statistics were not updated: the test would not exercise folding");

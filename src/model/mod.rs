@@ -153,8 +153,6 @@ impl Network {
     }
 }
 
-/// Conv2d -> BatchNorm -> ReLU, each recorded on `tape` (the block both architectures use).
-/// (N, C_in, H, W) -> (N, C_out, H', W')
 /// One layer as inference sees it (dropout is the identity there and is left out). `forward`
 /// and `layers` of an architecture describe the same network; `crate::onnx`'s tests check that
 /// the exported graph computes what `forward` does.
@@ -171,6 +169,8 @@ pub enum Layer<'a> {
     Linear(&'a burn::nn::Linear),
 }
 
+/// Conv2d -> BatchNorm -> ReLU, each recorded on `tape` (the block both architectures use).
+/// (N, C_in, H, W) -> (N, C_out, H', W')
 pub(crate) fn conv_bn_relu(
     conv: &burn::nn::conv::Conv2d,
     bn: &burn::nn::BatchNorm,
@@ -187,7 +187,6 @@ pub(crate) fn conv_bn_relu(
     x
 }
 
-/// One row of a layer table.
 /// `bn` applied to `x` (N, C, ...): in training, the batch statistics come from two reductions
 /// (sum and sum of squares per channel) and the output is one per-channel scale and shift, about
 /// half the memory passes of burn's generic `batch_norm_train` (which flex does not specialise),
@@ -224,6 +223,7 @@ pub(crate) fn batch_norm<const D: usize>(bn: &burn::nn::BatchNorm, x: Tensor<D>)
     x * scale.reshape(per_channel) + shift.reshape(per_channel)
 }
 
+/// One row of a layer table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerRow {
     /// Keras-style layer type (Conv2D, BatchNormalization, ...).

@@ -120,9 +120,7 @@ impl ReferenceCnn {
         tape.record("Dense", &x, self.head.num_params(), 0);
         x
     }
-}
 
-impl ReferenceCnn {
     /// The inference-time layers in order (dropout left out), as `forward` runs them.
     pub fn layers(&self) -> Vec<Layer<'_>> {
         let mut out = Vec::new();
