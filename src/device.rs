@@ -26,3 +26,9 @@ pub fn set_threads(threads: Option<usize>) {
         let _ = rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global();
     }
 }
+
+/// Whether `device` is burn's flex CPU backend (with or without autodiff): the backend that
+/// ferrite's own kernels (`model::pool`) are written for.
+pub fn is_flex(device: &Device) -> bool {
+    matches!(device.as_dispatch().clone().inner(), burn::backend::DispatchDevice::Flex(_))
+}

@@ -21,6 +21,18 @@ struct Cli {
     command: Command,
 }
 
+/// Shape options of the compact architecture (besides `--width`).
+#[derive(clap::Args, Debug, Clone, Copy)]
+struct ShapeArgs {
+    /// Compact: the network sees the centred N x N crop of the 48x48 face (fewer
+    /// multiply-adds; with --shift in training it is random-crop augmentation).
+    #[arg(long)]
+    crop: Option<usize>,
+    /// Compact: convolutions in the first, 48-pixel stage (1 or 2, default 2).
+    #[arg(long)]
+    stem_convs: Option<usize>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Print a Keras-style layer table of an architecture; optionally write a diagram.
@@ -30,6 +42,8 @@ enum Command {
         /// Channel width (architectures that have one, e.g. compact: first-stage channels).
         #[arg(long)]
         width: Option<usize>,
+        #[command(flatten)]
+        shape: ShapeArgs,
         /// Write an architecture diagram (.svg or .png).
         #[arg(long)]
         diagram: Option<PathBuf>,
@@ -48,6 +62,8 @@ enum Command {
         /// Channel width (architectures that have one).
         #[arg(long)]
         width: Option<usize>,
+        #[command(flatten)]
+        shape: ShapeArgs,
         /// Timed steps (after 5 untimed warm-up steps).
         #[arg(long, default_value_t = 30)]
         steps: usize,
@@ -373,6 +389,8 @@ struct TrainArgs {
     /// Channel width (architectures that have one, e.g. compact: first-stage channels, default 32).
     #[arg(long)]
     width: Option<usize>,
+    #[command(flatten)]
+    shape: ShapeArgs,
     /// Augmentation: disable the horizontal flip.
     #[arg(long)]
     no_flip: bool,
@@ -409,7 +427,7 @@ struct TrainArgs {
     #[arg(long)]
     max_epochs_now: Option<usize>,
     /// Wall-time budget in minutes: no epoch starts that would end past it, and the cosine
-    /// schedule anneals over the epochs that fit (judged by the slowest epoch so far).
+    /// schedule anneals over the epochs that fit (judged by the median of the last five epochs).
     #[arg(long)]
     time_budget: Option<f64>,
 }
@@ -432,8 +450,8 @@ fn run() -> Result<()> {
     let cli = Cli::parse();
     device::set_threads(cli.threads);
     match cli.command {
-        Command::Summary { arch, width, diagram } => {
-            let spec = spec_for(arch, width, None)?;
+        Command::Summary { arch, width, shape, diagram } => {
+            let spec = spec_for(arch, width, shape, None)?;
             let s = summary::summarize(&spec, &device::inference_device());
             print!("{}", s.to_text());
             if let Some(path) = diagram {
@@ -483,12 +501,12 @@ fn run() -> Result<()> {
             println!("sample grid written to {}", grid.display());
         }
         Command::Train(args) => train(args)?,
-        Command::Bench { arch, width, steps, json, model, embedded, inference_only, .. }
+        Command::Bench { arch, width, shape, steps, json, model, embedded, inference_only, .. }
             if embedded || model.is_some() || inference_only =>
         {
             let device = device::inference_device();
             let (net, header, name) = if inference_only && !embedded && model.is_none() {
-                let spec = spec_for(arch, width, None)?;
+                let spec = spec_for(arch, width, shape, None)?;
                 let net = ferrite::model::Network::new(&spec, &device);
                 (net, modelfile::ModelHeader::new(spec, serde_json::Value::Null), "random weights".to_string())
             } else {
@@ -513,8 +531,8 @@ fn run() -> Result<()> {
                 println!("  compiled (tract)  {fast1:8.2} ms per face (median)");
             }
         }
-        Command::Bench { arch, width, steps, json, profile: true, .. } => {
-            let p = ferrite::bench::profile_step(&spec_for(arch, width, None)?, steps.max(1), 3);
+        Command::Bench { arch, width, shape, steps, json, profile: true, .. } => {
+            let p = ferrite::bench::profile_step(&spec_for(arch, width, shape, None)?, steps.max(1), 3);
             if json {
                 println!("{}", serde_json::to_string(&p)?);
             } else {
@@ -525,8 +543,8 @@ fn run() -> Result<()> {
                 println!("{:<36} {:>9.1}", "total", p.total_ms);
             }
         }
-        Command::Bench { arch, width, steps, json, profile: false, .. } => {
-            let r = ferrite::bench::measure(&spec_for(arch, width, None)?, steps.max(1), 5);
+        Command::Bench { arch, width, shape, steps, json, profile: false, .. } => {
+            let r = ferrite::bench::measure(&spec_for(arch, width, shape, None)?, steps.max(1), 5);
             if json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
@@ -608,11 +626,13 @@ fn run() -> Result<()> {
 }
 
 /// A model spec from the command line, checked.
-fn spec_for(arch: ArchArg, width: Option<usize>, dropout: Option<f64>) -> Result<ModelSpec> {
+fn spec_for(arch: ArchArg, width: Option<usize>, shape: ShapeArgs, dropout: Option<f64>) -> Result<ModelSpec> {
     let mut spec = ModelSpec::new(arch.into());
     if width.is_some() {
         spec.width = width;
     }
+    spec.crop = shape.crop;
+    spec.stem_convs = shape.stem_convs;
     if let Some(d) = dropout {
         spec.dropout = d;
     }
@@ -688,7 +708,7 @@ fn train(a: TrainArgs) -> Result<()> {
         let (Some(data), Some(out)) = (a.data, a.out) else {
             bail!("--data and --out are required unless --resume is given");
         };
-        let spec = spec_for(a.arch, a.width, Some(a.dropout))?;
+        let spec = spec_for(a.arch, a.width, a.shape, Some(a.dropout))?;
         let mut cfg = TrainConfig::new(spec, data);
         cfg.val_data = a.val;
         cfg.epochs = a.epochs;

@@ -39,6 +39,8 @@ enum Op {
     MaxPool { kernel: [usize; 2], stride: [usize; 2] },
     GlobalAvgPool,
     Flatten,
+    /// The centred `size` x `size` window of the 48x48 input.
+    CenterCrop { size: usize },
 }
 
 fn conv_pads(padding: &PaddingConfig2d, kernel: [usize; 2]) -> Result<[usize; 4]> {
@@ -97,6 +99,7 @@ fn fold(net: &Network) -> Result<Vec<Op>> {
                 }
             }
             Layer::Relu => ops.push(Op::Relu),
+            Layer::CenterCrop(size) => ops.push(Op::CenterCrop { size }),
             Layer::MaxPool(p) => {
                 if p.padding != PaddingConfig2d::Valid || p.dilation != [1, 1] || p.ceil_mode {
                     return Err(Error::Config("ONNX export supports unpadded, undilated max-pooling".into()));
@@ -116,6 +119,16 @@ fn tensor(name: &str, dims: &[usize], data: Vec<f32>) -> pb::TensorProto {
         dims: dims.iter().map(|&d| d as i64).collect(),
         data_type: pb::tensor_proto::DataType::Float as i32,
         float_data: data,
+        ..Default::default()
+    }
+}
+
+fn tensor_i64(name: &str, data: Vec<i64>) -> pb::TensorProto {
+    pb::TensorProto {
+        name: name.to_string(),
+        dims: vec![data.len() as i64],
+        data_type: pb::tensor_proto::DataType::Int64 as i32,
+        int64_data: data,
         ..Default::default()
     }
 }
@@ -205,6 +218,16 @@ pub fn to_proto(net: &Network) -> Result<pb::ModelProto> {
                 node("Flatten", vec![pooled], vec![int("axis", 1)], &mut nodes)
             }
             Op::Flatten => node("Flatten", vec![last], vec![int("axis", 1)], &mut nodes),
+            Op::CenterCrop { size } => {
+                // The input is FACE_SIZE square (the graph's declared input shape).
+                let top = (FACE_SIZE.saturating_sub(size) / 2) as i64;
+                let names = [format!("crop{i}.starts"), format!("crop{i}.ends"), format!("crop{i}.axes")];
+                init.push(tensor_i64(&names[0], vec![top, top]));
+                init.push(tensor_i64(&names[1], vec![top + size as i64, top + size as i64]));
+                init.push(tensor_i64(&names[2], vec![2, 3]));
+                let [s, e, a] = names;
+                node("Slice", vec![last, s, e, a], Vec::new(), &mut nodes)
+            }
         };
     }
     nodes.push(pb::NodeProto {
@@ -335,9 +358,11 @@ mod tests {
 
     #[test]
     fn exported_graph_computes_what_forward_does() {
-        for (arch, width) in [(Arch::Compact, Some(8)), (Arch::Reference, None)] {
+        for (arch, width, crop) in [(Arch::Compact, Some(8), None), (Arch::Compact, Some(8), Some(40)), (Arch::Reference, None, None)] {
             let mut spec = ModelSpec::new(arch);
             spec.width = width;
+            spec.crop = crop;
+            spec.stem_convs = crop.map(|_| 1);
             let (net, faces) = trained_net(&spec);
             let burn = predict_probs(&net, &faces, &inference_device());
             let fast = FastModel::new(&net).unwrap().probs_each(&faces).unwrap();

@@ -59,6 +59,7 @@ fn keras_name(kind: &str) -> &'static str {
         "Flatten" => "flatten",
         "GlobalAveragePooling2D" => "global_average_pooling2d",
         "Dense" => "dense",
+        "Cropping2D" => "cropping2d",
         _ => "layer",
     }
 }

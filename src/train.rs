@@ -83,7 +83,7 @@ pub struct TrainConfig {
     pub skip_bad: bool,
     pub max_per_class: Option<usize>,
     /// Wall-time budget in minutes (training and validation, summed over resumed calls): no
-    /// epoch is started that would end past it (judged by the slowest epoch so far), and the
+    /// epoch is started that would end past it (judged by the median of the last five epochs), and the
     /// cosine schedule anneals over the epochs that fit instead of `epochs`.
     #[serde(default)]
     pub time_budget_minutes: Option<f64>,
@@ -359,17 +359,29 @@ fn cosine_lr(cfg: &TrainConfig, epochs: usize, warmup_epochs: f64, min_lr: f64, 
 }
 
 /// The epochs a run will get: `cfg.epochs`, or with a time budget the epochs done plus those
-/// that still fit, each assumed as slow as the slowest so far (at least one more while none is
-/// done, so the first epoch measures the speed).
+/// that still fit, each assumed to take [`typical_epoch_seconds`] (at least one more while none
+/// is done, so the first epoch measures the speed).
 pub fn planned_epochs(cfg: &TrainConfig, history: &[EpochRecord]) -> usize {
     let Some(minutes) = cfg.time_budget_minutes else { return cfg.epochs };
-    let (Some(last), Some(slowest)) = (history.last(), history.iter().map(|r| r.epoch_seconds).reduce(f64::max))
-    else {
+    let (Some(last), Some(typical)) = (history.last(), typical_epoch_seconds(history)) else {
         return cfg.epochs;
     };
     let left = minutes * 60.0 - last.elapsed_seconds;
-    let more = if slowest > 0.0 { (left / slowest).floor().max(0.0) as usize } else { cfg.epochs };
+    let more = if typical > 0.0 { (left / typical).floor().max(0.0) as usize } else { cfg.epochs };
     (last.epoch + more).min(cfg.epochs)
+}
+
+/// The median duration of the last five epochs: the estimate of the next epochs' length. A few
+/// epochs slowed by other work on the machine (a build, a benchmark) do not shorten the plan,
+/// as judging by the slowest epoch did; a lasting slow-down shows within five epochs.
+pub fn typical_epoch_seconds(history: &[EpochRecord]) -> Option<f64> {
+    let mut recent: Vec<f64> = history.iter().rev().take(5).map(|r| r.epoch_seconds).collect();
+    if recent.is_empty() {
+        return None;
+    }
+    recent.sort_by(f64::total_cmp);
+    let mid = recent.len() / 2;
+    Some(if recent.len() % 2 == 1 { recent[mid] } else { (recent[mid - 1] + recent[mid]) / 2.0 })
 }
 
 /// Load train and validation data as the config says.
@@ -732,10 +744,10 @@ fn fit(
         let planned = planned_epochs(cfg, &state.history);
         if state.epoch >= planned {
             tracing::info!(
-                "time budget: {:.0} of {:.0} minutes used and the slowest epoch took {:.1}; stopping after epoch {}",
+                "time budget: {:.0} of {:.0} minutes used and an epoch takes {:.1}; stopping after epoch {}",
                 state.elapsed_seconds / 60.0,
                 cfg.time_budget_minutes.unwrap_or(0.0),
-                state.history.iter().map(|r| r.epoch_seconds).fold(0.0, f64::max) / 60.0,
+                typical_epoch_seconds(&state.history).unwrap_or(0.0) / 60.0,
                 state.epoch
             );
             out_of_time = true;
@@ -1115,8 +1127,15 @@ mod tests {
         assert_eq!(planned_epochs(&cfg, &history), 30, "no budget: the configured epochs");
         cfg.time_budget_minutes = Some(60.0);
         assert_eq!(planned_epochs(&cfg, &[]), 30, "nothing measured yet");
-        // 3600 - 660 = 2940 s left; the slowest epoch took 360 s: 8 more.
+        // 3600 - 660 = 2940 s left; an epoch takes 330 s (median of 300 and 360): 8 more.
         assert_eq!(planned_epochs(&cfg, &history), 10);
+        // One epoch slowed by other work does not shorten the plan: median 300 s, 2100 s left.
+        let bumpy = [row(1, 300.0, 300.0), row(2, 600.0, 900.0), row(3, 300.0, 1200.0), row(4, 300.0, 1500.0)];
+        assert_eq!(planned_epochs(&cfg, &bumpy), 11);
+        // The estimate follows the last five epochs.
+        let slower: Vec<_> = (1..=8).map(|e| row(e, if e <= 3 { 100.0 } else { 200.0 }, 0.0)).collect();
+        assert_eq!(typical_epoch_seconds(&slower), Some(200.0));
+        assert_eq!(typical_epoch_seconds(&[]), None);
         cfg.time_budget_minutes = Some(10.0);
         assert_eq!(planned_epochs(&cfg, &history), 2, "over budget: no more epochs");
         cfg.time_budget_minutes = Some(1000.0);

@@ -20,6 +20,10 @@ pub struct CompactConfig {
     pub width: usize,
     /// Dropout before the classifier.
     pub dropout: f64,
+    /// Side of the centred crop of the input the stages see (`None`: the whole input).
+    pub crop: Option<usize>,
+    /// Convolutions in stage 1 (1 or 2); stages 2-4 always have two.
+    pub stem_convs: usize,
 }
 
 /// Conv(3x3, same) - BN - ReLU.
@@ -46,19 +50,19 @@ impl ConvBnRelu {
     }
 }
 
-/// Two ConvBnRelu layers and a 2x2 max-pool.
+/// One or two ConvBnRelu layers and a 2x2 max-pool.
 #[derive(Module, Debug)]
 pub struct Stage {
     a: ConvBnRelu,
-    b: ConvBnRelu,
+    b: Option<ConvBnRelu>,
     pool: MaxPool2d,
 }
 
 impl Stage {
-    fn new(c_in: usize, c_out: usize, device: &Device) -> Self {
+    fn new(c_in: usize, c_out: usize, convs: usize, device: &Device) -> Self {
         Stage {
             a: ConvBnRelu::new(c_in, c_out, device),
-            b: ConvBnRelu::new(c_out, c_out, device),
+            b: (convs >= 2).then(|| ConvBnRelu::new(c_out, c_out, device)),
             pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
         }
     }
@@ -66,8 +70,11 @@ impl Stage {
     /// (N, C_in, H, W) -> (N, C_out, H/2, W/2)
     fn forward(&self, x: Tensor<4>, tape: &mut Tape) -> Tensor<4> {
         let x = self.a.forward(x, tape);
-        let x = self.b.forward(x, tape);
-        let x = self.pool.forward(x);
+        let x = match &self.b {
+            Some(b) => b.forward(x, tape),
+            None => x,
+        };
+        let x = super::pool::forward(&self.pool, x);
         tape.record("MaxPooling2D", &x, 0, 0);
         x
     }
@@ -76,6 +83,8 @@ impl Stage {
 /// The compact CNN.
 #[derive(Module, Debug)]
 pub struct CompactCnn {
+    /// Side of the centred input crop (0: none).
+    crop: usize,
     stage1: Stage,
     stage2: Stage,
     stage3: Stage,
@@ -88,10 +97,11 @@ impl CompactConfig {
     pub fn init(&self, device: &Device) -> CompactCnn {
         let w = self.width.max(1);
         CompactCnn {
-            stage1: Stage::new(1, w, device),
-            stage2: Stage::new(w, 2 * w, device),
-            stage3: Stage::new(2 * w, 4 * w, device),
-            stage4: Stage::new(4 * w, 8 * w, device),
+            crop: self.crop.unwrap_or(0),
+            stage1: Stage::new(1, w, self.stem_convs, device),
+            stage2: Stage::new(w, 2 * w, 2, device),
+            stage3: Stage::new(2 * w, 4 * w, 2, device),
+            stage4: Stage::new(4 * w, 8 * w, 2, device),
             dropout: DropoutConfig::new(self.dropout).init(),
             head: LinearConfig::new(8 * w, crate::Emotion::COUNT).init(device),
         }
@@ -99,8 +109,12 @@ impl CompactConfig {
 }
 
 impl CompactCnn {
-    /// (N, 1, 48, 48) -> (N, 7) logits
+    /// (N, 1, 48, 48) -> (N, 7) logits; shapes below without a crop (crop c: c, c/2, ...).
     pub fn forward(&self, x: Tensor<4>, tape: &mut Tape) -> Tensor<2> {
+        let x = self.center_crop(x); // (N, 1, c, c)
+        if self.crop > 0 {
+            tape.record("Cropping2D", &x, 0, 0);
+        }
         let x = self.stage1.forward(x, tape); // (N, w, 24, 24)
         let x = self.stage2.forward(x, tape); // (N, 2w, 12, 12)
         let x = self.stage3.forward(x, tape); // (N, 4w, 6, 6)
@@ -114,11 +128,27 @@ impl CompactCnn {
         x
     }
 
+    /// (N, C, H, W) -> (N, C, crop, crop), the centred window; the input itself without a crop
+    /// or when it is no larger than the crop.
+    fn center_crop(&self, x: Tensor<4>) -> Tensor<4> {
+        let [n, c, h, w] = x.dims();
+        let k = self.crop;
+        if k == 0 || (h <= k && w <= k) {
+            return x;
+        }
+        let (k_h, k_w) = (k.min(h), k.min(w));
+        let (top, left) = ((h - k_h) / 2, (w - k_w) / 2);
+        x.slice([0..n, 0..c, top..top + k_h, left..left + k_w])
+    }
+
     /// The inference-time layers in order (dropout left out), as `forward` runs them.
     pub fn layers(&self) -> Vec<Layer<'_>> {
         let mut out = Vec::new();
+        if self.crop > 0 {
+            out.push(Layer::CenterCrop(self.crop));
+        }
         for stage in [&self.stage1, &self.stage2, &self.stage3, &self.stage4] {
-            for c in [&stage.a, &stage.b] {
+            for c in std::iter::once(&stage.a).chain(stage.b.as_ref()) {
                 out.extend([Layer::Conv(&c.conv), Layer::BatchNorm(&c.bn), Layer::Relu]);
             }
             out.push(Layer::MaxPool(&stage.pool));

@@ -1,6 +1,7 @@
 //! Model architectures, the `Network` that wraps them, and the layer tape used by `summary`.
 
 pub mod compact;
+pub mod pool;
 pub mod reference;
 
 use crate::error::{Error, Result};
@@ -73,6 +74,13 @@ pub struct ModelSpec {
     /// Channel width for architectures that have one (compact: first-stage channels).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub width: Option<usize>,
+    /// Compact: side of the centre crop of the 48x48 face the network sees (`None`: all of it).
+    /// Training with a random shift then amounts to random-crop augmentation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crop: Option<usize>,
+    /// Compact: convolutions in the first, full-resolution stage, 1 or 2 (`None`: 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stem_convs: Option<usize>,
 }
 
 impl ModelSpec {
@@ -81,6 +89,8 @@ impl ModelSpec {
             arch,
             dropout: 0.25,
             width: arch.default_width(),
+            crop: None,
+            stem_convs: None,
         }
     }
 
@@ -98,7 +108,20 @@ impl ModelSpec {
                 Err(Error::Config(format!("width must be in 4..=256, got {w}")))
             }
             _ => Ok(()),
+        }?;
+        if self.arch != Arch::Compact && (self.crop.is_some() || self.stem_convs.is_some()) {
+            return Err(Error::Config(format!(
+                "--crop and --stem-convs apply to the compact architecture, not '{}'",
+                self.arch
+            )));
         }
+        if let Some(c) = self.crop.filter(|c| !(16..=crate::preprocess::FACE_SIZE).contains(c)) {
+            return Err(Error::Config(format!("crop must be in 16..={}, got {c}", crate::preprocess::FACE_SIZE)));
+        }
+        if let Some(s) = self.stem_convs.filter(|s| !(1..=2).contains(s)) {
+            return Err(Error::Config(format!("stem convolutions must be 1 or 2, got {s}")));
+        }
+        Ok(())
     }
 }
 
@@ -125,6 +148,8 @@ impl Network {
                 CompactConfig {
                     width: spec.width.or(Arch::Compact.default_width()).unwrap_or(32),
                     dropout: spec.dropout,
+                    crop: spec.crop,
+                    stem_convs: spec.stem_convs.unwrap_or(2),
                 }
                 .init(device),
             ),
@@ -162,6 +187,8 @@ pub enum Layer<'a> {
     BatchNorm(&'a burn::nn::BatchNorm),
     Relu,
     MaxPool(&'a burn::nn::pool::MaxPool2d),
+    /// The centred `size` x `size` window of the image: (N, C, H, W) -> (N, C, size, size).
+    CenterCrop(usize),
     /// Mean over height and width: (N, C, H, W) -> (N, C).
     GlobalAvgPool,
     /// (N, C, H, W) -> (N, C*H*W).
@@ -338,8 +365,85 @@ mod tests {
         s.width = Some(16);
         s.dropout = 1.0;
         assert!(s.validate().is_err());
+        let mut s = ModelSpec::new(Arch::Compact);
+        s.crop = Some(40);
+        s.stem_convs = Some(1);
+        assert!(s.validate().is_ok());
+        s.crop = Some(49);
+        assert!(s.validate().unwrap_err().to_string().contains("crop"));
+        s.crop = Some(40);
+        s.stem_convs = Some(3);
+        assert!(s.validate().unwrap_err().to_string().contains("stem"));
+        let mut s = ModelSpec::new(Arch::Reference);
+        s.crop = Some(40);
+        assert!(s.validate().unwrap_err().to_string().contains("compact"));
     }
 
+    /// A spec without the newer shape fields (an older model file's header) reads back as the
+    /// uncropped two-conv stem, and a cropped spec survives a JSON round trip.
+    #[test]
+    fn spec_shape_fields_default_and_round_trip() {
+        let old: ModelSpec = serde_json::from_str(r#"{"arch":"compact","dropout":0.2,"width":32}"#).unwrap();
+        assert_eq!((old.crop, old.stem_convs), (None, None));
+        assert!(!serde_json::to_string(&old).unwrap().contains("crop"));
+        let mut s = ModelSpec::new(Arch::Compact);
+        s.crop = Some(40);
+        s.stem_convs = Some(1);
+        let back: ModelSpec = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+    }
+
+    /// A 40-pixel centre crop and a one-conv stem: every stage sees the cropped size.
+    #[test]
+    fn compact_cropped_one_conv_stem_shapes() {
+        let _rng = crate::rng_lock();
+        let device = crate::device::inference_device();
+        let mut spec = ModelSpec::new(Arch::Compact);
+        spec.width = Some(8);
+        spec.crop = Some(40);
+        spec.stem_convs = Some(1);
+        let net = Network::new(&spec, &device);
+        let mut tape = Tape::on();
+        let y = net.valid().forward_traced(Tensor::<4>::zeros([2, 1, 48, 48], &device), &mut tape);
+        assert_eq!(y.dims(), [2, crate::Emotion::COUNT]);
+        let rows = tape.into_rows();
+        assert_eq!(rows[0].kind, "Cropping2D");
+        assert_eq!(rows[0].shape, vec![1, 40, 40]);
+        let convs: Vec<_> = rows.iter().filter(|r| r.kind == "Conv2D").map(|r| r.shape.clone()).collect();
+        assert_eq!(
+            convs,
+            vec![
+                vec![8, 40, 40], vec![16, 20, 20], vec![16, 20, 20],
+                vec![32, 10, 10], vec![32, 10, 10], vec![64, 5, 5], vec![64, 5, 5]
+            ]
+        );
+        let pools: Vec<_> = rows.iter().filter(|r| r.kind == "MaxPooling2D").map(|r| r.shape.clone()).collect();
+        assert_eq!(pools, vec![vec![8, 20, 20], vec![16, 10, 10], vec![32, 5, 5], vec![64, 2, 2]]);
+    }
+
+    /// The crop is the centre window: pixels outside it do not change the output.
+    #[test]
+    fn compact_crop_ignores_the_border() {
+        let _rng = crate::rng_lock();
+        let device = crate::device::inference_device();
+        let mut spec = ModelSpec::new(Arch::Compact);
+        spec.width = Some(4);
+        spec.crop = Some(40);
+        let net = Network::new(&spec, &device).valid();
+        let faces: Vec<u8> = (0..crate::preprocess::FACE_PIXELS).map(|i| (i * 7 % 256) as u8).collect();
+        let mut bordered = faces.clone();
+        for (i, p) in bordered.iter_mut().enumerate() {
+            let (r, c) = (i / 48, i % 48);
+            if !(4..44).contains(&r) || !(4..44).contains(&c) {
+                *p = 255 - *p;
+            }
+        }
+        let mut inner = faces.clone();
+        inner[20 * 48 + 20] ^= 0x80;
+        let out = |f: &[u8]| crate::evaluate::predict_probs(&net, f, &device)[0];
+        assert_eq!(out(&faces), out(&bordered));
+        assert_ne!(out(&faces), out(&inner));
+    }
     /// Every architecture maps (N, 1, 48, 48) to (N, 7), and its layer shapes are as documented.
     #[test]
     fn compact_shapes_per_layer() {

@@ -38,7 +38,7 @@ impl ConvBlock {
     /// (N, C_in, H, W) -> (N, C_out, H/2, W/2)
     fn forward(&self, x: Tensor<4>, tape: &mut Tape) -> Tensor<4> {
         let x = super::conv_bn_relu(&self.conv, &self.bn, x, tape);
-        let x = self.pool.forward(x);
+        let x = super::pool::forward(&self.pool, x);
         tape.record("MaxPooling2D", &x, 0, 0);
         let x = self.dropout.forward(x);
         tape.record("Dropout", &x, 0, 0);
