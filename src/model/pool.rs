@@ -75,6 +75,12 @@ impl Strided {
             + h as isize * self.strides[2]
             + w as isize * self.strides[3]) as usize
     }
+
+    /// The 2x2 window of plane (n, c) whose top-left element is (h, w), row-major.
+    #[inline(always)]
+    fn window(&self, data: &[f32], n: usize, c: usize, h: usize, w: usize) -> [f32; 4] {
+        [data[self.at(n, c, h, w)], data[self.at(n, c, h, w + 1)], data[self.at(n, c, h + 1, w)], data[self.at(n, c, h + 1, w + 1)]]
+    }
 }
 
 /// Index (0..4, row-major in the window) of the first maximum of a 2x2 window, as burn's
@@ -110,13 +116,7 @@ impl MaxPool2x2Backend for Flex {
                 let plane = &mut img[ch * oh * ow..(ch + 1) * oh * ow];
                 for y in 0..oh {
                     for xo in 0..ow {
-                        let (y2, x2) = (2 * y, 2 * xo);
-                        let v = [
-                            data[src.at(b, ch, y2, x2)],
-                            data[src.at(b, ch, y2, x2 + 1)],
-                            data[src.at(b, ch, y2 + 1, x2)],
-                            data[src.at(b, ch, y2 + 1, x2 + 1)],
-                        ];
+                        let v = src.window(data, b, ch, 2 * y, 2 * xo);
                         plane[y * ow + xo] = v[winner(v)];
                     }
                 }
@@ -149,13 +149,7 @@ impl MaxPool2x2Backend for Flex {
                 for y in 0..oh {
                     for xo in 0..ow {
                         let (y2, x2) = (2 * y, 2 * xo);
-                        let v = [
-                            data[src.at(b, ch, y2, x2)],
-                            data[src.at(b, ch, y2, x2 + 1)],
-                            data[src.at(b, ch, y2 + 1, x2)],
-                            data[src.at(b, ch, y2 + 1, x2 + 1)],
-                        ];
-                        let k = winner(v);
+                        let k = winner(src.window(data, b, ch, y2, x2));
                         plane[(y2 + k / 2) * w + x2 + k % 2] = gdata[g.at(b, ch, y, xo)];
                     }
                 }
