@@ -17,7 +17,8 @@ tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
 # PNG copies (made by Pillow), so both sides read the same pixels: JPEG decoders differ by +-1.
 faces=()
 for c in angry happy surprise; do
-  src="$data/val/$c/$(ls "$data/val/$c" | head -1)"
+  all=("$data/val/$c"/*)   # a glob, not `ls | head`: under pipefail head's early exit can kill ls
+  src="${all[0]}"
   bench/.venv/bin/python -c 'import sys; from PIL import Image; Image.open(sys.argv[1]).convert("L").save(sys.argv[2])' "$src" "$tmp/$c.png"
   faces+=("$tmp/$c.png")
 done
