@@ -444,6 +444,7 @@ mod tests {
         assert_eq!(out(&faces), out(&bordered));
         assert_ne!(out(&faces), out(&inner));
     }
+
     /// Every architecture maps (N, 1, 48, 48) to (N, 7), and its layer shapes are as documented.
     #[test]
     fn compact_shapes_per_layer() {

@@ -2,10 +2,11 @@
 //! flex kernels (forward and backward) and autodiff node.
 //!
 //! burn flex's generic pooling copies a non-contiguous input (the NHWC-strided output of its
-//! convolutions) to NCHW first, evaluates every window through a general kernel-range loop and
-//! keeps an i64 index per output for the backward pass, which scatters into a zeroed buffer.
-//! Here the forward reads the input through its strides, and the backward recomputes each
-//! window's winner from the saved input and writes every input gradient exactly once. The
+//! convolutions) to NCHW first, evaluates every window through a general kernel-range loop with
+//! a data-dependent branch per comparison, and keeps an i64 index per output for the backward
+//! pass. Here both passes read the input through its strides with a branch-free window maximum;
+//! the backward recomputes each window's winner from the saved input (no index tensor) and
+//! writes its gradient into a zeroed buffer. The
 //! results are bit for bit those of `MaxPool2d` with kernel 2, stride 2, no padding: ties go to
 //! the first maximum in row-major window order, and a trailing odd row or column is dropped
 //! (its gradient is zero).
@@ -84,9 +85,9 @@ impl Strided {
 }
 
 /// Index (0..4, row-major in the window) of the first maximum of a 2x2 window, as burn's
-/// pooling picks it; a NaN wins (the last one, as in burn). Branch-free for finite values: on random data a compare-and-
-/// branch loop mispredicts about every other window, which made flex's generic kernel (and the
-/// first version of this one) ~7x slower than the memory traffic.
+/// pooling picks it; a NaN wins (the last one, as in burn). Branch-free for finite values: on
+/// real data a compare-and-branch loop mispredicts about every other window, which made flex's
+/// generic kernel (and the first version of this one) ~6x slower than this.
 #[inline(always)]
 fn winner(v: [f32; 4]) -> usize {
     if v[0].is_nan() | v[1].is_nan() | v[2].is_nan() | v[3].is_nan() {
@@ -95,6 +96,28 @@ fn winner(v: [f32; 4]) -> usize {
     let m = v[0].max(v[1]).max(v[2].max(v[3]));
     let hits = (v[0] == m) as u32 | ((v[1] == m) as u32) << 1 | ((v[2] == m) as u32) << 2 | ((v[3] == m) as u32) << 3;
     hits.trailing_zeros() as usize
+}
+
+/// Calls `f(plane, b, ch, y, x, window)` for every 2x2 window (top-left at (2y, 2x)) of every
+/// plane of `src`, with `plane` the matching `plane_len`-sized slice of `out` (laid out N, C,
+/// plane); images run in parallel.
+fn for_each_window(
+    src: &Strided,
+    data: &[f32],
+    out: &mut [f32],
+    plane_len: usize,
+    f: impl Fn(&mut [f32], usize, usize, usize, usize, [f32; 4]) + Sync,
+) {
+    let [_, c, h, w] = src.dims;
+    out.par_chunks_mut((c * plane_len).max(1)).enumerate().for_each(|(b, img)| {
+        for (ch, plane) in img.chunks_mut(plane_len.max(1)).enumerate() {
+            for y in 0..h / 2 {
+                for x in 0..w / 2 {
+                    f(plane, b, ch, y, x, src.window(data, b, ch, 2 * y, 2 * x));
+                }
+            }
+        }
+    });
 }
 
 fn f32_tensor(data: Vec<f32>, dims: [usize; 4]) -> FlexTensor {
@@ -111,17 +134,7 @@ impl MaxPool2x2Backend for Flex {
         let (oh, ow) = (h / 2, w / 2);
         let data: &[f32] = x.storage();
         let mut out = vec![0f32; n * c * oh * ow];
-        out.par_chunks_mut((c * oh * ow).max(1)).enumerate().for_each(|(b, img)| {
-            for ch in 0..c {
-                let plane = &mut img[ch * oh * ow..(ch + 1) * oh * ow];
-                for y in 0..oh {
-                    for xo in 0..ow {
-                        let v = src.window(data, b, ch, 2 * y, 2 * xo);
-                        plane[y * ow + xo] = v[winner(v)];
-                    }
-                }
-            }
-        });
+        for_each_window(&src, data, &mut out, oh * ow, |plane, _, _, y, x, v| plane[y * ow + x] = v[winner(v)]);
         f32_tensor(out, [n, c, oh, ow])
     }
 
@@ -143,17 +156,9 @@ impl MaxPool2x2Backend for Flex {
         let data: &[f32] = x.storage();
         let gdata: &[f32] = grad.storage();
         let mut out = vec![0f32; n * c * h * w];
-        out.par_chunks_mut((c * h * w).max(1)).enumerate().for_each(|(b, img)| {
-            for ch in 0..c {
-                let plane = &mut img[ch * h * w..(ch + 1) * h * w];
-                for y in 0..oh {
-                    for xo in 0..ow {
-                        let (y2, x2) = (2 * y, 2 * xo);
-                        let k = winner(src.window(data, b, ch, y2, x2));
-                        plane[(y2 + k / 2) * w + x2 + k % 2] = gdata[g.at(b, ch, y, xo)];
-                    }
-                }
-            }
+        for_each_window(&src, data, &mut out, h * w, |plane, b, ch, y, x, v| {
+            let k = winner(v);
+            plane[(2 * y + k / 2) * w + 2 * x + k % 2] = gdata[g.at(b, ch, y, x)];
         });
         f32_tensor(out, [n, c, h, w])
     }
