@@ -1,6 +1,7 @@
 //! Model architectures, the `Network` that wraps them, and the layer tape used by `summary`.
 
 pub mod compact;
+pub mod conv;
 pub mod pool;
 pub mod reference;
 
@@ -204,7 +205,7 @@ pub(crate) fn conv_bn_relu(
     x: Tensor<4>,
     tape: &mut Tape,
 ) -> Tensor<4> {
-    let x = conv.forward(x);
+    let x = conv::forward(conv, x);
     tape.record("Conv2D", &x, conv.num_params(), 0);
     let x = batch_norm(bn, x);
     let c = x.dims()[1];

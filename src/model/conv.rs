@@ -1,0 +1,332 @@
+//! A stride-1, "same"-padded 2-D convolution registered through burn's backend-extension point,
+//! whose backward pass on flex is two efficient matrix products instead of flex's generic ones.
+//!
+//! The forward pass is flex's own `conv2d`. burn's generic backward computes the weight gradient
+//! as a convolution of the input (batch and channel axes swapped) with the output gradient as
+//! an H x W kernel: flex then builds one im2col matrix per input channel and re-packs the whole
+//! output gradient as gemm weights for each of them. Here the weight gradient is one
+//! `dW (C_out x C_in*k*k) += dY (C_out x P) . im2col(X)^T (P x C_in*k*k)` per chunk of images,
+//! a chunk per thread, summed at the end. Where the layer does not widen the channels, the input
+//! gradient is flex's forward `conv2d` of the output gradient with the flipped, transposed
+//! kernel (for stride 1 and "same" padding that is the transposed convolution), faster than
+//! flex's `conv_transpose2d` there. Values equal burn's up to float summation order (tested).
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::NodeId;
+use burn::backend::flex::{FlexTensor, Layout};
+use burn::backend::ops::{ConvOptions, ModuleOps};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex};
+use burn::nn::conv::Conv2d;
+use burn::nn::PaddingConfig2d;
+use burn::tensor::{DType, Tensor};
+use rayon::prelude::*;
+
+/// The backend operations behind [`conv2d_same`].
+#[backend_extension(Flex, Autodiff)]
+pub trait ConvSameBackend: Backend {
+    /// x (N, C, H, W), w (K, C, k, k) with k odd -> (N, K, H, W): stride 1, padding k/2, no bias.
+    fn conv2d_same(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// The gradient with respect to `x` of [`conv2d_same`] given the output's gradient `grad`.
+    fn conv2d_same_x_backward(x: FloatTensor<Self>, w: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// The gradient with respect to `w` of [`conv2d_same`] given the output's gradient `grad`.
+    fn conv2d_same_w_backward(x: FloatTensor<Self>, w: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
+}
+
+/// Stride-1 convolution with "same" zero padding and an odd square kernel:
+/// x (N, C, H, W), w (K, C, k, k) -> (N, K, H, W). The values of burn's `conv2d` with padding
+/// k/2; on flex the backward pass is faster.
+pub fn conv2d_same(x: Tensor<4>, w: Tensor<4>) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as ConvSameBackend>::conv2d_same(x.into_dispatch(), w.into_dispatch()))
+}
+
+/// `conv` applied to `x`: [`conv2d_same`] (plus the bias) on flex when `conv` is a plain
+/// stride-1 convolution with an odd square kernel and "same" padding (every convolution of both
+/// architectures), burn's own `Conv2d::forward` otherwise.
+pub fn forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let [kh, kw] = conv.kernel_size;
+    let same = match &conv.padding {
+        PaddingConfig2d::Same => true,
+        PaddingConfig2d::Explicit(t, l, b, r) => [*t, *l, *b, *r] == [kh / 2; 4],
+        _ => false,
+    };
+    let plain = kh == kw && kh % 2 == 1 && same && conv.stride == [1, 1] && conv.dilation == [1, 1] && conv.groups == 1;
+    if !(plain && crate::device::is_flex(&x.device())) {
+        return conv.forward(x);
+    }
+    let y = conv2d_same(x, conv.weight.val());
+    match &conv.bias {
+        Some(b) => {
+            let k = b.dims()[0];
+            y + b.val().reshape([1, k, 1, 1])
+        }
+        None => y,
+    }
+}
+
+fn options(k: usize) -> ConvOptions<2> {
+    ConvOptions::new([1, 1], [k / 2, k / 2], [1, 1], 1)
+}
+
+fn f32_tensor(data: Vec<f32>, dims: [usize; 4]) -> FlexTensor {
+    FlexTensor::new(burn::tensor::Bytes::from_elems(data), Layout::contiguous(dims.into()), DType::F32)
+}
+
+fn dims4(t: &FlexTensor) -> [usize; 4] {
+    let s = t.layout().shape();
+    [s[0], s[1], s[2], s[3]]
+}
+
+/// (K, C, k, k) -> (C, K, k, k) mirrored in both spatial axes: the kernel whose forward
+/// convolution of the output gradient is the input gradient.
+fn flip_transpose(w: &[f32], [k_out, c_in, kh, kw]: [usize; 4]) -> Vec<f32> {
+    let mut out = vec![0f32; w.len()];
+    for o in 0..k_out {
+        for c in 0..c_in {
+            for a in 0..kh {
+                for b in 0..kw {
+                    out[((c * k_out + o) * kh + a) * kw + b] = w[((o * c_in + c) * kh + (kh - 1 - a)) * kw + (kw - 1 - b)];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Rows (c, a, b) of the im2col matrix of images `imgs` of the contiguous input `x`
+/// (N, C, H, W), row-major with `cols` = images x H x W columns: row (c, a, b), column
+/// (image, y, x) holds x[image, c, y + a - k/2, x + b - k/2] (0 outside).
+fn im2col_rows(x: &[f32], [_, c_in, h, w]: [usize; 4], k: usize, imgs: std::ops::Range<usize>, out: &mut [f32]) {
+    let p = k / 2;
+    let cols = imgs.len() * h * w;
+    for c in 0..c_in {
+        for a in 0..k {
+            for b in 0..k {
+                let row = &mut out[((c * k + a) * k + b) * cols..][..cols];
+                for (i, img) in imgs.clone().enumerate() {
+                    let plane = &x[(img * c_in + c) * h * w..][..h * w];
+                    for y in 0..h {
+                        let dst = &mut row[(i * h + y) * w..][..w];
+                        let sy = y as isize + a as isize - p as isize;
+                        if sy < 0 || sy >= h as isize {
+                            dst.fill(0.0);
+                            continue;
+                        }
+                        let src = &plane[sy as usize * w..][..w];
+                        // dst[x] = src[x + b - p] where 0 <= x + b - p < w
+                        let shift = b as isize - p as isize;
+                        let (lo, hi) = ((-shift).max(0) as usize, (w as isize - shift).min(w as isize).max(0) as usize);
+                        dst[..lo].fill(0.0);
+                        if hi > lo {
+                            dst[lo..hi].copy_from_slice(&src[(lo as isize + shift) as usize..(hi as isize + shift) as usize]);
+                        }
+                        dst[hi.max(lo)..].fill(0.0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The weight gradient (K, C, k, k) of the stride-1 "same" convolution of the contiguous input
+/// `x` (N, C, H, W) given the contiguous output gradient `g` (N, K, H, W).
+fn weight_grad(x: &[f32], xd: [usize; 4], g: &[f32], k_out: usize, k: usize) -> Vec<f32> {
+    let [n, c_in, h, w] = xd;
+    let hw = h * w;
+    let rows = c_in * k * k;
+    // About 1,024 pixels per product keeps the gemm's shared dimension long; one slice of the
+    // batch per thread, each with its own accumulator.
+    let per_chunk = 1024usize.div_ceil(hw).max(1);
+    let parts = rayon::current_num_threads().clamp(1, n.max(1));
+    let bounds: Vec<(usize, usize)> = (0..parts).map(|t| (t * n / parts, (t + 1) * n / parts)).filter(|(a, b)| b > a).collect();
+    let partials: Vec<Vec<f32>> = bounds
+        .par_iter()
+        .map(|&(start, end)| {
+            let mut acc = vec![0f32; k_out * rows];
+            let mut col = Vec::new();
+            let mut dy = Vec::new();
+            let mut first = true;
+            let mut img = start;
+            while img < end {
+                let stop = (img + per_chunk).min(end);
+                let cols = (stop - img) * hw;
+                col.resize(rows * cols, 0.0);
+                im2col_rows(x, xd, k, img..stop, &mut col);
+                dy.resize(k_out * cols, 0.0);
+                for o in 0..k_out {
+                    for (i, b) in (img..stop).enumerate() {
+                        dy[o * cols + i * hw..][..hw].copy_from_slice(&g[(b * k_out + o) * hw..][..hw]);
+                    }
+                }
+                // acc (K x rows) = [acc +] dy (K x cols) . col^T (cols x rows)
+                // SAFETY: the three buffers hold exactly the matrix sizes and strides given.
+                unsafe {
+                    gemm::gemm(
+                        k_out,
+                        rows,
+                        cols,
+                        acc.as_mut_ptr(),
+                        1,
+                        rows as isize,
+                        !first,
+                        dy.as_ptr(),
+                        1,
+                        cols as isize,
+                        col.as_ptr(),
+                        cols as isize,
+                        1,
+                        1.0f32,
+                        1.0f32,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+                first = false;
+                img = stop;
+            }
+            acc
+        })
+        .collect();
+    let mut parts = partials.into_iter();
+    let mut sum = parts.next().unwrap_or_else(|| vec![0f32; k_out * rows]);
+    for p in parts {
+        for (s, v) in sum.iter_mut().zip(&p) {
+            *s += v;
+        }
+    }
+    sum
+}
+
+impl ConvSameBackend for Flex {
+    fn conv2d_same(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
+        let k = dims4(&w)[2];
+        <Flex as ModuleOps<Flex>>::conv2d(x, w, None, options(k))
+    }
+
+    fn conv2d_same_x_backward(x: FloatTensor<Self>, w: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        let wd = dims4(&w);
+        // Measured per layer of the reference CNN (examples/convprobe.rs): the flipped-kernel
+        // convolution wins when it does not narrow the channels (512 -> 512: 160 vs 244 ms) and
+        // loses ~15-25% when it does (128 -> 64, 512 -> 128), where flex's transposed
+        // convolution is kept.
+        if w.dtype() != DType::F32 || wd[0] > wd[1] {
+            return <Flex as ModuleOps<Flex>>::conv2d_x_backward(x, w, grad, options(wd[2]));
+        }
+        let w = w.to_contiguous();
+        let flipped = f32_tensor(flip_transpose(w.storage(), wd), [wd[1], wd[0], wd[2], wd[3]]);
+        <Flex as ModuleOps<Flex>>::conv2d(grad, flipped, None, options(wd[2]))
+    }
+
+    fn conv2d_same_w_backward(x: FloatTensor<Self>, w: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        let wd = dims4(&w);
+        if x.dtype() != DType::F32 || grad.dtype() != DType::F32 {
+            return <Flex as ModuleOps<Flex>>::conv2d_weight_backward(x, w, grad, options(wd[2]));
+        }
+        let x = x.to_contiguous();
+        let g = grad.to_contiguous();
+        let xd = dims4(&x);
+        let out = weight_grad(x.storage(), xd, g.storage(), wd[0], wd[2]);
+        f32_tensor(out, wd)
+    }
+}
+
+#[derive(Debug)]
+struct ConvSameOp;
+
+impl<B: ConvSameBackend> Backward<B, 2> for ConvSameOp {
+    type State = (NodeId, NodeId);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let [x_parent, w_parent] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let x: FloatTensor<B> = checkpointer.retrieve_node_output(ops.state.0);
+        let w: FloatTensor<B> = checkpointer.retrieve_node_output(ops.state.1);
+        if let Some(node) = x_parent {
+            grads.register::<B>(node.id, B::conv2d_same_x_backward(x.clone(), w.clone(), grad.clone()));
+        }
+        if let Some(node) = w_parent {
+            grads.register::<B>(node.id, B::conv2d_same_w_backward(x, w, grad));
+        }
+    }
+}
+
+impl<B: ConvSameBackend, C: CheckpointStrategy> ConvSameBackend for Autodiff<B, C> {
+    fn conv2d_same(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
+        match ConvSameOp.prepare::<C>([x.node(), w.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(mut prep) => {
+                let state = (prep.checkpoint(&x), prep.checkpoint(&w));
+                prep.finish(state, B::conv2d_same(x.into_primitive(), w.into_primitive()))
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::conv2d_same(x.into_primitive(), w.into_primitive())),
+        }
+    }
+
+    fn conv2d_same_x_backward(_x: FloatTensor<Self>, _w: FloatTensor<Self>, _grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        panic!("conv2d_same_x_backward is not differentiable")
+    }
+
+    fn conv2d_same_w_backward(_x: FloatTensor<Self>, _w: FloatTensor<Self>, _grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        panic!("conv2d_same_w_backward is not differentiable")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::conv::Conv2dConfig;
+    use burn::tensor::{Distribution, TensorData, Tolerance};
+
+    /// The output of `conv` and the gradients of sum(conv(x) * r) for x and the kernel, through
+    /// [`forward`] (`ours`) or burn's `Conv2d::forward`.
+    fn grads(conv: &Conv2d, x: &Tensor<4>, r: &Tensor<4>, ours: bool) -> (TensorData, TensorData, TensorData) {
+        let device = x.device();
+        let x: Tensor<4> = Tensor::from_data(x.clone().into_data(), &device).require_grad();
+        let w = conv.weight.val();
+        let y = if ours { forward(conv, x.clone()) } else { conv.forward(x.clone()) };
+        let g = (y.clone() * r.clone()).sum().backward();
+        let dx = x.grad(&g).expect("x gradient");
+        let dw = w.grad(&g).expect("weight gradient");
+        (y.into_data(), dx.into_data(), dw.into_data())
+    }
+
+    #[test]
+    fn values_and_gradients_equal_burns_conv2d() {
+        let _rng = crate::rng_lock();
+        let device = crate::device::inference_device().autodiff();
+        // (C_in, C_out, k, H, W, N, bias, NHWC-strided input)
+        for (ci, co, k, h, w, n, bias, nhwc) in [
+            (3, 5, 3, 7, 6, 3, false, false),
+            (4, 6, 5, 9, 9, 2, true, false),
+            (8, 4, 3, 6, 6, 70, false, true),
+            (6, 6, 3, 5, 5, 3, true, true),
+            (1, 4, 3, 5, 4, 2, true, false),
+            (2, 3, 1, 4, 4, 2, false, false),
+        ] {
+            let conv = Conv2dConfig::new([ci, co], [k, k]).with_padding(PaddingConfig2d::Same).with_bias(bias).init(&device);
+            let x = if nhwc {
+                Tensor::<4>::random([n, h, w, ci], Distribution::Normal(0.0, 1.0), &device).permute([0, 3, 1, 2])
+            } else {
+                Tensor::<4>::random([n, ci, h, w], Distribution::Normal(0.0, 1.0), &device)
+            };
+            let r = Tensor::<4>::random([n, co, h, w], Distribution::Normal(0.0, 1.0), &device);
+            let (y0, dx0, dw0) = grads(&conv, &x, &r, false);
+            let (y1, dx1, dw1) = grads(&conv, &x, &r, true);
+            let tol = Tolerance::<f32>::absolute(1e-4);
+            y1.assert_approx_eq::<f32>(&y0, tol);
+            dx1.assert_approx_eq::<f32>(&dx0, tol);
+            dw1.assert_approx_eq::<f32>(&dw0, Tolerance::<f32>::absolute(1e-3));
+        }
+    }
+
+    #[test]
+    fn flip_transpose_mirrors_and_swaps_channels() {
+        // K=1, C=2, 2x2 kernels [[1,2],[3,4]] and [[5,6],[7,8]] -> C=2 outputs of one input each.
+        let w: Vec<f32> = (1..=8).map(|v| v as f32).collect();
+        assert_eq!(flip_transpose(&w, [1, 2, 2, 2]), vec![4.0, 3.0, 2.0, 1.0, 8.0, 7.0, 6.0, 5.0]);
+    }
+}
