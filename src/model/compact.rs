@@ -121,7 +121,7 @@ impl CompactCnn {
         let x = self.stage4.forward(x, tape); // (N, 8w, 3, 3)
         let x: Tensor<2> = x.mean_dim(3).mean_dim(2).flatten(1, 3); // (N, 8w)
         tape.record("GlobalAveragePooling2D", &x, 0, 0);
-        let x = self.dropout.forward(x);
+        let x = super::dropout::forward(&self.dropout, x);
         tape.record("Dropout", &x, 0, 0);
         let x = self.head.forward(x); // (N, 7)
         tape.record("Dense", &x, self.head.num_params(), 0);

@@ -2,6 +2,7 @@
 
 pub mod compact;
 pub mod conv;
+pub mod dropout;
 pub mod pool;
 pub mod reference;
 

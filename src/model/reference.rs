@@ -40,7 +40,7 @@ impl ConvBlock {
         let x = super::conv_bn_relu(&self.conv, &self.bn, x, tape);
         let x = super::pool::forward(&self.pool, x);
         tape.record("MaxPooling2D", &x, 0, 0);
-        let x = self.dropout.forward(x);
+        let x = super::dropout::forward(&self.dropout, x);
         tape.record("Dropout", &x, 0, 0);
         x
     }
@@ -72,7 +72,7 @@ impl DenseBlock {
         tape.record("BatchNormalization", &x, self.bn.num_params(), 2 * c);
         let x = relu(x);
         tape.record("Activation(relu)", &x, 0, 0);
-        let x = self.dropout.forward(x);
+        let x = super::dropout::forward(&self.dropout, x);
         tape.record("Dropout", &x, 0, 0);
         x
     }
