@@ -27,6 +27,22 @@ pub fn set_threads(threads: Option<usize>) {
     }
 }
 
+/// Tunes glibc's allocator for tensor work: blocks up to 32 MiB come from the heap instead of
+/// fresh `mmap`s, and freed memory stays in the process (no trimming). flex allocates a new
+/// buffer for every op's output; with glibc's defaults each large one was a new mapping whose
+/// pages the kernel faulted in and zeroed, and unmapped again on free: `perf` on a training
+/// run showed ~30% of the main thread in page-fault and unmap code. Reference training step
+/// +9% in an A/B (docs/BENCHMARKS.md). A no-op on other platforms.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets glibc malloc parameters; it is safe to call at any time.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+    }
+}
+
 /// Whether `device` is burn's flex CPU backend (with or without autodiff): the backend that
 /// ferrite's own kernels (`model::pool`) are written for.
 pub fn is_flex(device: &Device) -> bool {

@@ -4,7 +4,8 @@
 //! - [`emotion`]: the one `Emotion` enum (class names, order, count);
 //! - [`data`]: image-folder and CSV loaders; [`preprocess`]: image to 48x48 tensor;
 //!   [`augment`]: training-time augmentation;
-//! - [`model`]: architectures (one file each) behind the `Network` enum; [`summary`]: layer tables;
+//! - [`model`]: architectures (one file each) behind the `Network` enum, and flex kernels for
+//!   their max-pool, convolution gradients and dropout; [`summary`]: layer tables;
 //! - [`train`]: the fit loop, checkpoints and resume; [`evaluate`] and [`metrics`]: scores;
 //! - [`modelfile`]: the one-file model format; [`onnx`]: ONNX export and the tract single-face path; [`embedded`]: the default model in the binary; [`plot`]: curves, heatmaps, sample grids;
 //! - [`analyzer`]: faces in photos and videos (detect, classify, track);

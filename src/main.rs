@@ -448,6 +448,7 @@ fn main() {
 
 fn run() -> Result<()> {
     let cli = Cli::parse();
+    device::tune_allocator();
     device::set_threads(cli.threads);
     match cli.command {
         Command::Summary { arch, width, shape, diagram } => {
