@@ -16,7 +16,7 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::NodeId;
-use burn::backend::flex::{FlexTensor, Layout};
+use burn::backend::flex::FlexTensor;
 use burn::backend::ops::{ConvOptions, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex};
@@ -69,10 +69,6 @@ pub fn forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 
 fn options(k: usize) -> ConvOptions<2> {
     ConvOptions::new([1, 1], [k / 2, k / 2], [1, 1], 1)
-}
-
-fn f32_tensor(data: Vec<f32>, dims: [usize; 4]) -> FlexTensor {
-    FlexTensor::new(burn::tensor::Bytes::from_elems(data), Layout::contiguous(dims.into()), DType::F32)
 }
 
 fn dims4(t: &FlexTensor) -> [usize; 4] {
@@ -218,7 +214,7 @@ impl ConvSameBackend for Flex {
             return <Flex as ModuleOps<Flex>>::conv2d_x_backward(x, w, grad, options(wd[2]));
         }
         let w = w.to_contiguous();
-        let flipped = f32_tensor(flip_transpose(w.storage(), wd), [wd[1], wd[0], wd[2], wd[3]]);
+        let flipped = super::flex_f32(flip_transpose(w.storage(), wd), &[wd[1], wd[0], wd[2], wd[3]]);
         <Flex as ModuleOps<Flex>>::conv2d(grad, flipped, None, options(wd[2]))
     }
 
@@ -231,7 +227,7 @@ impl ConvSameBackend for Flex {
         let g = grad.to_contiguous();
         let xd = dims4(&x);
         let out = weight_grad(x.storage(), xd, g.storage(), wd[0], wd[2]);
-        f32_tensor(out, wd)
+        super::flex_f32(out, &wd)
     }
 }
 

@@ -15,7 +15,6 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::flex::{FlexTensor, Layout};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex};
 use burn::nn::Dropout;
@@ -35,11 +34,12 @@ pub fn dropout<const D: usize>(x: Tensor<D>, prob: f64, seed: u64) -> Tensor<D> 
     Tensor::from_dispatch(<Dispatch as DropoutBackend>::dropout_hashed(x.into_dispatch(), prob, seed))
 }
 
-/// `layer` applied to `x`: the hashed dropout above while training on flex, burn's
+/// `layer` applied to `x`: the hashed dropout above while training on flex in f32, burn's
 /// `Dropout::forward` otherwise (where it is the identity outside training).
 pub fn forward<const D: usize>(layer: &Dropout, x: Tensor<D>) -> Tensor<D> {
     let device = x.device();
-    if !(layer.training.is_enabled() && device.is_autodiff() && layer.prob > 0.0 && crate::device::is_flex(&device)) {
+    let ours = layer.training.is_enabled() && device.is_autodiff() && layer.prob > 0.0 && x.dtype() == DType::F32;
+    if !(ours && crate::device::is_flex(&device)) {
         return layer.forward(x);
     }
     // Two 24-bit draws from the device's seeded generator make the call's 48-bit seed.
@@ -82,9 +82,8 @@ impl DropoutBackend for Flex {
     fn dropout_hashed(x: FloatTensor<Self>, prob: f64, seed: u64) -> FloatTensor<Self> {
         assert!(x.dtype() == DType::F32, "dropout_hashed: f32 only");
         let x = x.to_contiguous();
-        let shape = x.layout().shape().clone();
-        let out = apply(x.storage(), prob, seed);
-        FlexTensor::new(burn::tensor::Bytes::from_elems(out), Layout::contiguous(shape), DType::F32)
+        let dims = x.layout().shape().to_vec();
+        super::flex_f32(apply(x.storage(), prob, seed), &dims)
     }
 }
 
@@ -135,7 +134,7 @@ mod tests {
     fn gradient_passes_exactly_where_the_forward_kept() {
         let _rng = crate::rng_lock();
         let device = crate::device::inference_device().autodiff();
-        // An NCHW-strided view (as conv outputs are) and a plain 2-D input.
+        // An NHWC-strided view, as convolution outputs are.
         let base = Tensor::<4>::random([3, 4, 6, 5], Distribution::Normal(0.0, 1.0), &device).require_grad();
         let x4 = base.clone().permute([0, 3, 1, 2]);
         let y = dropout(x4.clone(), 0.4, 99);

@@ -14,6 +14,16 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use compact::{CompactCnn, CompactConfig};
+
+/// A contiguous f32 flex tensor of shape `dims` holding `data` (the output of ferrite's own flex
+/// kernels in `pool`, `conv` and `dropout`).
+pub(crate) fn flex_f32(data: Vec<f32>, dims: &[usize]) -> burn::backend::flex::FlexTensor {
+    burn::backend::flex::FlexTensor::new(
+        burn::tensor::Bytes::from_elems(data),
+        burn::backend::flex::Layout::contiguous(dims.to_vec().into()),
+        burn::tensor::DType::F32,
+    )
+}
 pub use reference::{ReferenceCnn, ReferenceConfig};
 
 /// The architectures ferrite can build (`--arch`).

@@ -16,7 +16,7 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::NodeId;
-use burn::backend::flex::{FlexTensor, Layout};
+use burn::backend::flex::Layout;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::ops::ModuleOps;
 use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex};
@@ -120,10 +120,6 @@ fn for_each_window(
     });
 }
 
-fn f32_tensor(data: Vec<f32>, dims: [usize; 4]) -> FlexTensor {
-    FlexTensor::new(burn::tensor::Bytes::from_elems(data), Layout::contiguous(dims.into()), DType::F32)
-}
-
 impl MaxPool2x2Backend for Flex {
     fn max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self> {
         if x.dtype() != DType::F32 {
@@ -135,7 +131,7 @@ impl MaxPool2x2Backend for Flex {
         let data: &[f32] = x.storage();
         let mut out = vec![0f32; n * c * oh * ow];
         for_each_window(&src, data, &mut out, oh * ow, |plane, _, _, y, x, v| plane[y * ow + x] = v[winner(v)]);
-        f32_tensor(out, [n, c, oh, ow])
+        super::flex_f32(out, &[n, c, oh, ow])
     }
 
     fn max_pool2x2_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -160,7 +156,7 @@ impl MaxPool2x2Backend for Flex {
             let k = winner(v);
             plane[(2 * y + k / 2) * w + 2 * x + k % 2] = gdata[g.at(b, ch, y, x)];
         });
-        f32_tensor(out, [n, c, h, w])
+        super::flex_f32(out, &[n, c, h, w])
     }
 }
 
