@@ -5,7 +5,8 @@
 //! - [`data`]: image-folder and CSV loaders; [`preprocess`]: image to 48x48 tensor;
 //!   [`augment`]: training-time augmentation;
 //! - [`model`]: architectures (one file each) behind the `Network` enum, and flex kernels for
-//!   their max-pool, convolution gradients and dropout; [`summary`]: layer tables;
+//!   their max-pool, convolutions (Winograd for the wide 3x3/5x5 layers) and dropout;
+//!   [`summary`]: layer tables;
 //! - [`train`]: the fit loop, checkpoints and resume; [`evaluate`] and [`metrics`]: scores;
 //! - [`modelfile`]: the one-file model format; [`onnx`]: ONNX export and the tract single-face path; [`embedded`]: the default model in the binary; [`plot`]: curves, heatmaps, sample grids;
 //! - [`analyzer`]: faces in photos and videos (detect, classify, track);

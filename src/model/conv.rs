@@ -1,15 +1,17 @@
 //! A stride-1, "same"-padded 2-D convolution registered through burn's backend-extension point,
-//! whose backward pass on flex is two efficient matrix products instead of flex's generic ones.
+//! whose passes on flex are cheaper than flex's generic ones.
 //!
-//! The forward pass is flex's own `conv2d`. burn's generic backward computes the weight gradient
-//! as a convolution of the input (batch and channel axes swapped) with the output gradient as
-//! an H x W kernel: flex then builds one im2col matrix per input channel and re-packs the whole
-//! output gradient as gemm weights for each of them. Here the weight gradient is one
+//! Wide 3x3 and 5x5 layers (both channel counts >= 16, enough tiles in the batch) run all three
+//! passes as Winograd convolutions (`winograd.rs`): the forward pass, the input gradient (the
+//! forward convolution of the output gradient with the flipped, transposed kernel: for stride 1
+//! and "same" padding that is the transposed convolution) and the weight gradient.
+//! Elsewhere the forward pass is flex's own `conv2d`; the weight gradient is one
 //! `dW (C_out x C_in*k*k) += dY (C_out x P) . im2col(X)^T (P x C_in*k*k)` per chunk of images,
-//! a chunk per thread, summed at the end. Where the layer does not widen the channels, the input
-//! gradient is flex's forward `conv2d` of the output gradient with the flipped, transposed
-//! kernel (for stride 1 and "same" padding that is the transposed convolution), faster than
-//! flex's `conv_transpose2d` there. Values equal burn's up to float summation order (tested).
+//! a chunk per thread, summed at the end (burn's generic backward computes it as a convolution
+//! of the input with the output gradient as an H x W kernel, for which flex re-packs the whole
+//! output gradient once per input channel); the input gradient is the flipped-kernel forward
+//! convolution where the layer does not widen the channels and flex's `conv_transpose2d`
+//! where it does. Values equal burn's up to float summation order (tested).
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -24,6 +26,8 @@ use burn::nn::conv::Conv2d;
 use burn::nn::PaddingConfig2d;
 use burn::tensor::{DType, Tensor};
 use rayon::prelude::*;
+
+use super::winograd;
 
 /// The backend operations behind [`conv2d_same`].
 #[backend_extension(Flex, Autodiff)]
@@ -200,12 +204,25 @@ fn weight_grad(x: &[f32], xd: [usize; 4], g: &[f32], k_out: usize, k: usize) -> 
 
 impl ConvSameBackend for Flex {
     fn conv2d_same(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
-        let k = dims4(&w)[2];
-        <Flex as ModuleOps<Flex>>::conv2d(x, w, None, options(k))
+        let wd = dims4(&w);
+        let xd = dims4(&x);
+        if let (DType::F32, DType::F32, Some(plan)) = (x.dtype(), w.dtype(), winograd::plan(wd[2], wd[1], wd[0], [xd[0], xd[2], xd[3]])) {
+            let (x, w) = (x.to_contiguous(), w.to_contiguous());
+            let y = winograd::conv(plan, x.storage(), xd, w.storage(), wd[0]);
+            return super::flex_f32(y, &[xd[0], wd[0], xd[2], xd[3]]);
+        }
+        <Flex as ModuleOps<Flex>>::conv2d(x, w, None, options(wd[2]))
     }
 
     fn conv2d_same_x_backward(x: FloatTensor<Self>, w: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
         let wd = dims4(&w);
+        let gd = dims4(&grad);
+        if let (DType::F32, DType::F32, Some(plan)) = (w.dtype(), grad.dtype(), winograd::plan(wd[2], wd[0], wd[1], [gd[0], gd[2], gd[3]])) {
+            let (w, g) = (w.to_contiguous(), grad.to_contiguous());
+            let flipped = flip_transpose(w.storage(), wd);
+            let dx = winograd::conv(plan, g.storage(), gd, &flipped, wd[1]);
+            return super::flex_f32(dx, &[gd[0], wd[1], gd[2], gd[3]]);
+        }
         // Measured per layer of the reference CNN (examples/convprobe.rs): the flipped-kernel
         // convolution wins when it does not narrow the channels (512 -> 512: 160 vs 244 ms) and
         // loses ~15-25% when it does (128 -> 64, 512 -> 128), where flex's transposed
@@ -226,7 +243,11 @@ impl ConvSameBackend for Flex {
         let x = x.to_contiguous();
         let g = grad.to_contiguous();
         let xd = dims4(&x);
-        let out = weight_grad(x.storage(), xd, g.storage(), wd[0], wd[2]);
+        let out = if let Some(plan) = winograd::plan(wd[2], wd[1], wd[0], [xd[0], xd[2], xd[3]]) {
+            winograd::weight_grad(plan, x.storage(), xd, g.storage(), wd[0])
+        } else {
+            weight_grad(x.storage(), xd, g.storage(), wd[0], wd[2])
+        };
         super::flex_f32(out, &wd)
     }
 }
@@ -302,6 +323,11 @@ mod tests {
             (6, 6, 3, 5, 5, 3, true, true),
             (1, 4, 3, 5, 4, 2, true, false),
             (2, 3, 1, 4, 4, 2, false, false),
+            // Winograd sizes (both channel counts >= 16, >= 64 tiles), odd and even planes
+            (16, 24, 3, 7, 5, 8, true, false),
+            (24, 16, 3, 6, 6, 8, false, true),
+            (16, 16, 3, 12, 12, 2, false, false),
+            (16, 20, 5, 9, 10, 4, true, true),
         ] {
             let conv = Conv2dConfig::new([ci, co], [k, k]).with_padding(PaddingConfig2d::Same).with_bias(bias).init(&device);
             let x = if nhwc {

@@ -5,6 +5,7 @@ pub mod conv;
 pub mod dropout;
 pub mod pool;
 pub mod reference;
+pub(crate) mod winograd;
 
 use crate::error::{Error, Result};
 use burn::module::Module;
