@@ -25,7 +25,6 @@ use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex};
 use burn::nn::conv::Conv2d;
 use burn::nn::PaddingConfig2d;
 use burn::tensor::{DType, Tensor};
-use rayon::prelude::*;
 
 use super::winograd;
 
@@ -137,69 +136,21 @@ fn weight_grad(x: &[f32], xd: [usize; 4], g: &[f32], k_out: usize, k: usize) -> 
     let [n, c_in, h, w] = xd;
     let hw = h * w;
     let rows = c_in * k * k;
-    // About 1,024 pixels per product keeps the gemm's shared dimension long; one slice of the
-    // batch per thread, each with its own accumulator.
+    // About 1,024 pixels per product keeps the gemm's shared dimension long.
     let per_chunk = 1024usize.div_ceil(hw).max(1);
-    let parts = rayon::current_num_threads().clamp(1, n.max(1));
-    let bounds: Vec<(usize, usize)> = (0..parts).map(|t| (t * n / parts, (t + 1) * n / parts)).filter(|(a, b)| b > a).collect();
-    let partials: Vec<Vec<f32>> = bounds
-        .par_iter()
-        .map(|&(start, end)| {
-            let mut acc = vec![0f32; k_out * rows];
-            let mut col = Vec::new();
-            let mut dy = Vec::new();
-            let mut first = true;
-            let mut img = start;
-            while img < end {
-                let stop = (img + per_chunk).min(end);
-                let cols = (stop - img) * hw;
-                col.resize(rows * cols, 0.0);
-                im2col_rows(x, xd, k, img..stop, &mut col);
-                dy.resize(k_out * cols, 0.0);
-                for o in 0..k_out {
-                    for (i, b) in (img..stop).enumerate() {
-                        dy[o * cols + i * hw..][..hw].copy_from_slice(&g[(b * k_out + o) * hw..][..hw]);
-                    }
-                }
-                // acc (K x rows) = [acc +] dy (K x cols) . col^T (cols x rows)
-                // SAFETY: the three buffers hold exactly the matrix sizes and strides given.
-                unsafe {
-                    gemm::gemm(
-                        k_out,
-                        rows,
-                        cols,
-                        acc.as_mut_ptr(),
-                        1,
-                        rows as isize,
-                        !first,
-                        dy.as_ptr(),
-                        1,
-                        cols as isize,
-                        col.as_ptr(),
-                        cols as isize,
-                        1,
-                        1.0f32,
-                        1.0f32,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
-                first = false;
-                img = stop;
+    super::batch_sum(n, per_chunk, k_out * rows, |(col, dy): &mut (Vec<f32>, Vec<f32>), imgs, acc, accumulate| {
+        let cols = imgs.len() * hw;
+        col.resize(rows * cols, 0.0);
+        im2col_rows(x, xd, k, imgs.clone(), col);
+        dy.resize(k_out * cols, 0.0);
+        for o in 0..k_out {
+            for (i, b) in imgs.clone().enumerate() {
+                dy[o * cols + i * hw..][..hw].copy_from_slice(&g[(b * k_out + o) * hw..][..hw]);
             }
-            acc
-        })
-        .collect();
-    let mut parts = partials.into_iter();
-    let mut sum = parts.next().unwrap_or_else(|| vec![0f32; k_out * rows]);
-    for p in parts {
-        for (s, v) in sum.iter_mut().zip(&p) {
-            *s += v;
         }
-    }
-    sum
+        // acc (K x rows) = [acc +] dy (K x cols) . col^T (cols x rows)
+        super::gemm_f32(acc, [k_out, rows, cols], accumulate, (dy, cols, 1), (col, 1, cols));
+    })
 }
 
 impl ConvSameBackend for Flex {

@@ -16,6 +16,73 @@ use std::str::FromStr;
 
 pub use compact::{CompactCnn, CompactConfig};
 
+/// A matrix operand of [`gemm_f32`]: (data, row stride, column stride).
+pub(crate) type Mat<'a> = (&'a [f32], usize, usize);
+
+/// dst (m x n, row-major) = [dst +] lhs (m x k) . rhs (k x n) on the calling thread, through the
+/// `gemm` crate; panics if an operand's slice is shorter than its strides reach.
+pub(crate) fn gemm_f32(dst: &mut [f32], [m, n, k]: [usize; 3], accumulate: bool, lhs: Mat, rhs: Mat) {
+    let fits = |(d, rs, cs): Mat, rows: usize, cols: usize| rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < d.len();
+    assert!(dst.len() >= m * n && fits(lhs, m, k) && fits(rhs, k, n), "gemm_f32: operand shorter than its shape");
+    // SAFETY: the assertion above keeps every element the strides address inside its slice.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.0.as_ptr(),
+            lhs.2 as isize,
+            lhs.1 as isize,
+            rhs.0.as_ptr(),
+            rhs.2 as isize,
+            rhs.1 as isize,
+            1.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// A sum over the batch 0..n computed in parallel: one contiguous slice of the batch per rayon
+/// thread, walked in chunks of `per_chunk` images; `chunk(scratch, images, acc, accumulate)`
+/// writes (or, with `accumulate`, adds) its chunk's share into the thread's `len`-long
+/// accumulator, and the accumulators are summed at the end.
+pub(crate) fn batch_sum<S: Default>(n: usize, per_chunk: usize, len: usize, chunk: impl Fn(&mut S, std::ops::Range<usize>, &mut [f32], bool) + Sync) -> Vec<f32> {
+    use rayon::prelude::*;
+    let parts = rayon::current_num_threads().clamp(1, n.max(1));
+    let partials: Vec<Vec<f32>> = (0..parts)
+        .into_par_iter()
+        .map(|t| (t * n / parts, (t + 1) * n / parts))
+        .filter(|(a, b)| b > a)
+        .map(|(start, end)| {
+            let mut acc = vec![0f32; len];
+            let mut scratch = S::default();
+            let mut img = start;
+            while img < end {
+                let stop = (img + per_chunk.max(1)).min(end);
+                chunk(&mut scratch, img..stop, &mut acc, img > start);
+                img = stop;
+            }
+            acc
+        })
+        .collect();
+    let mut parts = partials.into_iter();
+    let mut sum = parts.next().unwrap_or_else(|| vec![0f32; len]);
+    for p in parts {
+        for (s, v) in sum.iter_mut().zip(&p) {
+            *s += v;
+        }
+    }
+    sum
+}
+
 /// A contiguous f32 flex tensor of shape `dims` holding `data` (the output of ferrite's own flex
 /// kernels in `pool`, `conv` and `dropout`).
 pub(crate) fn flex_f32(data: Vec<f32>, dims: &[usize]) -> burn::backend::flex::FlexTensor {

@@ -314,30 +314,8 @@ fn conv_with<P: Algo, const A: usize>(x: &[f32], xd: [usize; 4], wt: &[f32], k_o
         s.mm.resize(A * A * tc * k_out, 0.0);
         for e in 0..A * A {
             // mm_e (tc x K) = v_e (tc x C) . u_e^T (C x K)
-            // SAFETY: the three buffers hold exactly the matrix sizes and strides given.
-            unsafe {
-                gemm::gemm(
-                    tc,
-                    k_out,
-                    c_in,
-                    s.mm[e * tc * k_out..].as_mut_ptr(),
-                    1,
-                    k_out as isize,
-                    false,
-                    s.v[e * tc * c_in..].as_ptr(),
-                    1,
-                    c_in as isize,
-                    u[e * k_out * c_in..].as_ptr(),
-                    c_in as isize,
-                    1,
-                    1.0f32,
-                    1.0f32,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
+            let (v, uk) = (&s.v[e * tc * c_in..][..tc * c_in], &u[e * k_out * c_in..][..k_out * c_in]);
+            super::gemm_f32(&mut s.mm[e * tc * k_out..][..tc * k_out], [tc, k_out, c_in], false, (v, c_in, 1), (uk, 1, c_in));
         }
         // Y = AT mm AT^T per tile over the channel vectors, into a channels-last image buffer.
         s.tmp.resize(A * A * k_out, 0.0);
@@ -386,100 +364,55 @@ fn weight_grad_with<P: Algo, const A: usize>(x: &[f32], xd: [usize; 4], g: &[f32
     let (th, tw) = (h.div_ceil(m), w.div_ceil(m));
     let plane = h * w;
     let per = imgs_per_chunk(m, n, h, w);
-    let parts = rayon::current_num_threads().clamp(1, n.max(1));
-    let bounds: Vec<(usize, usize)> = (0..parts).map(|t| (t * n / parts, (t + 1) * n / parts)).filter(|(a, b)| b > a).collect();
     let kc = k_out * c_in;
-    let partials: Vec<Vec<f32>> = bounds
-        .par_iter()
-        .map(|&(start, end)| {
-            let mut acc = vec![0f32; A * A * kc];
-            let mut s = Scratch::default();
-            let mut gpad = Vec::new();
-            let mut first = true;
-            let mut img = start;
-            while img < end {
-                let stop = (img + per).min(end);
-                let ni = stop - img;
-                let tc = ni * th * tw;
-                input_tiles::<P, A>(x, xd, img..stop, &mut s);
-                // The output gradient, channels last, zero beyond the plane: (th*m) x (tw*m).
-                let (hg, wg) = (th * m, tw * m);
-                gpad.clear();
-                gpad.resize(ni * hg * wg * k_out, 0.0);
-                for (i, b) in (img..stop).enumerate() {
-                    for o in 0..k_out {
-                        let gp = &g[(b * k_out + o) * plane..][..plane];
-                        for y in 0..h {
-                            let row = &mut gpad[(i * hg + y) * wg * k_out..];
-                            for (xx, val) in gp[y * w..][..w].iter().enumerate() {
-                                row[xx * k_out + o] = *val;
-                            }
-                        }
+    let s = super::batch_sum(n, per, A * A * kc, |(s, gpad): &mut (Scratch, Vec<f32>), imgs, acc, accumulate| {
+        let ni = imgs.len();
+        let tc = ni * th * tw;
+        input_tiles::<P, A>(x, xd, imgs.clone(), s);
+        // The output gradient, channels last, zero beyond the plane: (th*m) x (tw*m).
+        let (hg, wg) = (th * m, tw * m);
+        gpad.clear();
+        gpad.resize(ni * hg * wg * k_out, 0.0);
+        for (i, b) in imgs.enumerate() {
+            for o in 0..k_out {
+                let gp = &g[(b * k_out + o) * plane..][..plane];
+                for y in 0..h {
+                    let row = &mut gpad[(i * hg + y) * wg * k_out..];
+                    for (xx, val) in gp[y * w..][..w].iter().enumerate() {
+                        row[xx * k_out + o] = *val;
                     }
                 }
-                // z[e][t][k] = (AT^T dY AT)[e] for the m x m output-gradient tile.
-                s.tmp.resize(A * A * k_out, 0.0);
-                s.mm.resize(A * A * tc * k_out, 0.0);
-                for i in 0..ni {
-                    for ty in 0..th {
-                        for tx in 0..tw {
-                            let t = (i * th + ty) * tw + tx;
-                            let dy = |rr: usize, j: usize| &gpad[((i * hg + ty * m + rr) * wg + tx * m + j) * k_out..][..k_out];
-                            // tmp[rr][j] = sum_l AT[l][rr] dY[l][j]   (j < m)
-                            for rr in 0..A {
-                                for j in 0..m {
-                                    combine(&mut s.tmp[(rr * A + j) * k_out..][..k_out], m, |l| P::AT[l * A + rr], |l| dy(l, j));
-                                }
-                            }
-                            let tmp = &s.tmp;
-                            for rr in 0..A {
-                                for jj in 0..A {
-                                    combine(&mut s.mm[((rr * A + jj) * tc + t) * k_out..][..k_out], m, |l| P::AT[l * A + jj], |l| &tmp[(rr * A + l) * k_out..][..k_out]);
-                                }
-                            }
-                        }
-                    }
-                }
-                for e in 0..A * A {
-                    // acc_e (K x C) [+]= z_e^T (K x tc) . v_e (tc x C)
-                    // SAFETY: the three buffers hold exactly the matrix sizes and strides given.
-                    unsafe {
-                        gemm::gemm(
-                            k_out,
-                            c_in,
-                            tc,
-                            acc[e * kc..].as_mut_ptr(),
-                            1,
-                            c_in as isize,
-                            !first,
-                            s.mm[e * tc * k_out..].as_ptr(),
-                            k_out as isize,
-                            1,
-                            s.v[e * tc * c_in..].as_ptr(),
-                            1,
-                            c_in as isize,
-                            1.0f32,
-                            1.0f32,
-                            false,
-                            false,
-                            false,
-                            gemm::Parallelism::None,
-                        );
-                    }
-                }
-                first = false;
-                img = stop;
             }
-            acc
-        })
-        .collect();
-    let mut parts = partials.into_iter();
-    let mut s = parts.next().unwrap_or_else(|| vec![0f32; a * a * kc]);
-    for part in parts {
-        for (x, y) in s.iter_mut().zip(&part) {
-            *x += y;
         }
-    }
+        // z[e][t][k] = (AT^T dY AT)[e] for the m x m output-gradient tile.
+        s.tmp.resize(A * A * k_out, 0.0);
+        s.mm.resize(A * A * tc * k_out, 0.0);
+        for i in 0..ni {
+            for ty in 0..th {
+                for tx in 0..tw {
+                    let t = (i * th + ty) * tw + tx;
+                    let dy = |rr: usize, j: usize| &gpad[((i * hg + ty * m + rr) * wg + tx * m + j) * k_out..][..k_out];
+                    // tmp[rr][j] = sum_l AT[l][rr] dY[l][j]   (j < m)
+                    for rr in 0..A {
+                        for j in 0..m {
+                            combine(&mut s.tmp[(rr * A + j) * k_out..][..k_out], m, |l| P::AT[l * A + rr], |l| dy(l, j));
+                        }
+                    }
+                    let tmp = &s.tmp;
+                    for rr in 0..A {
+                        for jj in 0..A {
+                            combine(&mut s.mm[((rr * A + jj) * tc + t) * k_out..][..k_out], m, |l| P::AT[l * A + jj], |l| &tmp[(rr * A + l) * k_out..][..k_out]);
+                        }
+                    }
+                }
+            }
+        }
+        for e in 0..A * A {
+            // acc_e (K x C) [+]= z_e^T (K x tc) . v_e (tc x C)
+            let (z, v) = (&s.mm[e * tc * k_out..][..tc * k_out], &s.v[e * tc * c_in..][..tc * c_in]);
+            super::gemm_f32(&mut acc[e * kc..][..kc], [k_out, c_in, tc], accumulate, (z, 1, k_out), (v, c_in, 1));
+        }
+    });
     // dW = G^T s G per (k, c).
     let mut dw = vec![0f32; kc * r * r];
     for idx in 0..kc {
