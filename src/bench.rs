@@ -18,6 +18,9 @@ pub struct SpeedReport {
     pub framework: String,
     pub arch: String,
     pub threads: usize,
+    /// Precision of the convolutions' matrix products during the measurement.
+    #[serde(default)]
+    pub matmul: crate::device::MatmulPrecision,
     /// Training images per second (batch 64, Adam, forward + backward + update).
     pub train_img_s: f64,
     /// Inference images per second at batch 64.
@@ -72,6 +75,7 @@ pub fn measure(spec: &ModelSpec, steps: usize, warmup: usize) -> SpeedReport {
         framework: format!("ferrite {} (burn 0.22 flex)", env!("CARGO_PKG_VERSION")),
         arch: spec.arch.to_string(),
         threads: rayon::current_num_threads(),
+        matmul: crate::device::matmul_precision(),
         train_img_s,
         infer64_img_s,
         infer1_ms,

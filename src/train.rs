@@ -3,7 +3,7 @@
 
 use crate::augment::{AugmentConfig, augment_into};
 use crate::data::{Dataset, LoadOptions};
-use crate::device::training_device;
+use crate::device::{MatmulPrecision, set_matmul_precision, training_device};
 use crate::emotion::Emotion;
 use crate::error::{Error, Result};
 use crate::evaluate::evaluate;
@@ -87,6 +87,9 @@ pub struct TrainConfig {
     /// cosine schedule anneals over the epochs that fit instead of `epochs`.
     #[serde(default)]
     pub time_budget_minutes: Option<f64>,
+    /// Precision of the convolutions' matrix products (set for the whole process while training).
+    #[serde(default)]
+    pub matmul: MatmulPrecision,
 }
 
 impl TrainConfig {
@@ -115,6 +118,7 @@ impl TrainConfig {
             skip_bad: false,
             max_per_class: None,
             time_budget_minutes: None,
+            matmul: MatmulPrecision::F32,
         }
     }
 
@@ -146,6 +150,7 @@ impl TrainConfig {
         if self.time_budget_minutes.is_some_and(|m| !(m.is_finite() && m > 0.0)) {
             return bad("time budget must be a positive number of minutes");
         }
+        crate::device::check_matmul_precision(self.matmul)?;
         self.spec.validate()
     }
 }
@@ -716,6 +721,7 @@ fn fit(
     if train_ds.is_empty() || val_ds.is_empty() {
         return Err(Error::Config("training and validation data must both be non-empty".into()));
     }
+    set_matmul_precision(cfg.matmul)?;
     let mut loss_cfg = CrossEntropyLossConfig::new();
     if cfg.label_smoothing > 0.0 {
         loss_cfg = loss_cfg.with_smoothing(Some(cfg.label_smoothing));

@@ -131,6 +131,8 @@ fn bad_inputs_give_clear_errors() {
 
     let o = ferrite(&["train", "--resume", missing.to_str().unwrap()]);
     assert!(!o.status.success() && text(&o).contains("not a resumable run directory"), "{}", text(&o));
+    let o = ferrite(&["--matmul", "f32", "train", "--resume", missing.to_str().unwrap()]);
+    assert!(!o.status.success() && text(&o).contains("config.json sets it"), "{}", text(&o));
 
     let notmodel = dir.path().join("x.ferrite");
     std::fs::write(&notmodel, "nope").unwrap();

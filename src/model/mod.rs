@@ -1,5 +1,6 @@
 //! Model architectures, the `Network` that wraps them, and the layer tape used by `summary`.
 
+pub(crate) mod bf16;
 pub mod compact;
 pub mod conv;
 pub mod dropout;
@@ -19,11 +20,26 @@ pub use compact::{CompactCnn, CompactConfig};
 /// A matrix operand of [`gemm_f32`]: (data, row stride, column stride).
 pub(crate) type Mat<'a> = (&'a [f32], usize, usize);
 
-/// dst (m x n, row-major) = [dst +] lhs (m x k) . rhs (k x n) on the calling thread, through the
-/// `gemm` crate; panics if an operand's slice is shorter than its strides reach.
-pub(crate) fn gemm_f32(dst: &mut [f32], [m, n, k]: [usize; 3], accumulate: bool, lhs: Mat, rhs: Mat) {
+/// dst (m x n, row-major) = [dst +] lhs (m x k) . rhs (k x n) on the calling thread, in the
+/// precision [`crate::device::set_matmul_precision`] chose: f32 through the `gemm` crate, or bf16
+/// products with f32 sums ([`bf16`]). Panics if an operand's slice is shorter than its strides reach.
+pub(crate) fn gemm_f32(dst: &mut [f32], mnk: [usize; 3], accumulate: bool, lhs: Mat, rhs: Mat) {
+    if crate::device::matmul_precision() == crate::device::MatmulPrecision::Bf16 {
+        check_operands(dst, mnk, lhs, rhs);
+        bf16::gemm(dst, mnk, accumulate, lhs, rhs);
+    } else {
+        gemm_crate_f32(dst, mnk, accumulate, lhs, rhs);
+    }
+}
+
+fn check_operands(dst: &[f32], [m, n, k]: [usize; 3], lhs: Mat, rhs: Mat) {
     let fits = |(d, rs, cs): Mat, rows: usize, cols: usize| rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < d.len();
     assert!(dst.len() >= m * n && fits(lhs, m, k) && fits(rhs, k, n), "gemm_f32: operand shorter than its shape");
+}
+
+/// [`gemm_f32`] in f32 whatever the matmul precision.
+pub(crate) fn gemm_crate_f32(dst: &mut [f32], [m, n, k]: [usize; 3], accumulate: bool, lhs: Mat, rhs: Mat) {
+    check_operands(dst, [m, n, k], lhs, rhs);
     // SAFETY: the assertion above keeps every element the strides address inside its slice.
     unsafe {
         gemm::gemm(
