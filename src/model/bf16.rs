@@ -98,7 +98,8 @@ mod imp {
             // SAFETY: the masks limit the loads to x[e..k] and the store to out[..k.div_ceil(2)].
             unsafe {
                 let lo = _mm512_maskz_loadu_ps(mask16(l0), x.as_ptr().add(e));
-                let hi = _mm512_maskz_loadu_ps(mask16(l1), x.as_ptr().add(e + 16));
+                // (wrapping: past the end of x when l1 is 0, where the mask loads nothing)
+                let hi = _mm512_maskz_loadu_ps(mask16(l1), x.as_ptr().wrapping_add(e + 16));
                 let v = std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo));
                 _mm512_mask_storeu_epi32(out.as_mut_ptr().add(e / 2).cast(), mask16((l0 + l1).div_ceil(2)), v);
             }
@@ -237,9 +238,10 @@ mod imp {
                         *x = _mm512_dpbf16_ps(*x, av, std::mem::transmute::<__m512i, __m512bh>(*bx));
                     }
                 }
-                ap = ap.add(t.a_pair);
-                bp = bp.add(NR);
             }
+            // (wrapping: after the last pair these may point past the operands; never read there)
+            ap = ap.wrapping_add(t.a_pair);
+            bp = bp.wrapping_add(NR);
         }
         for (r, row) in c.iter().enumerate().take(t.rows) {
             for (v, x) in row.iter().enumerate() {
