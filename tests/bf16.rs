@@ -4,9 +4,10 @@
 
 mod common;
 
+use ferrite::Emotion;
 use ferrite::data::{Dataset, LoadOptions};
 use ferrite::device::{MatmulPrecision, inference_device, set_matmul_precision};
-use ferrite::evaluate::{argmax, evaluate, predict_probs};
+use ferrite::evaluate::{argmax, predict_probs};
 
 #[test]
 fn bf16_matmul_keeps_val_predictions_and_trains() {
@@ -23,15 +24,17 @@ fn bf16_matmul_keeps_val_predictions_and_trains() {
     let val = Dataset::load(&root.join("val"), &LoadOptions::default()).expect("load FER2013 val");
     let device = inference_device();
     let (net, _) = ferrite::embedded::default_model(&device).expect("embedded model");
-    let accuracy = |p| {
+    // Each precision's probabilities, once; accuracy and agreement both come from them.
+    let probs = |p| {
         set_matmul_precision(p).unwrap();
-        evaluate(&net, &val, &device).accuracy
+        predict_probs(&net, &val.faces, &device)
     };
-    let (acc32, acc16) = (accuracy(MatmulPrecision::F32), accuracy(MatmulPrecision::Bf16));
-    set_matmul_precision(MatmulPrecision::F32).unwrap();
-    let f32_probs = predict_probs(&net, &val.faces, &device);
-    set_matmul_precision(MatmulPrecision::Bf16).unwrap();
-    let bf16_probs = predict_probs(&net, &val.faces, &device);
+    let (f32_probs, bf16_probs) = (probs(MatmulPrecision::F32), probs(MatmulPrecision::Bf16));
+    let accuracy = |probs: &[[f32; Emotion::COUNT]]| {
+        let right = probs.iter().zip(&val.labels).filter(|(p, l)| argmax(&p[..]) == l.index()).count();
+        right as f64 / val.len() as f64
+    };
+    let (acc32, acc16) = (accuracy(&f32_probs), accuracy(&bf16_probs));
     let changed = f32_probs.iter().zip(&bf16_probs).filter(|(a, b)| argmax(&a[..]) != argmax(&b[..])).count();
     let max_diff = f32_probs
         .iter()
