@@ -4,7 +4,7 @@ use crate::device::{inference_device, training_device};
 use crate::emotion::Emotion;
 use crate::model::{ModelSpec, Network};
 use crate::preprocess::{FACE_PIXELS, batch_tensor};
-use crate::train::{Batch, train_step};
+use crate::train::{Batch, train_step_replicated};
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::AdamConfig;
@@ -55,13 +55,14 @@ impl Setup {
     }
 }
 
-/// Time `steps` training steps and inference passes after `warmup` untimed ones.
-pub fn measure(spec: &ModelSpec, steps: usize, warmup: usize) -> SpeedReport {
+/// Time `steps` training steps (split over `replicas` threads, `train_step_replicated`) and
+/// inference passes after `warmup` untimed ones.
+pub fn measure(spec: &ModelSpec, steps: usize, warmup: usize, replicas: usize) -> SpeedReport {
     let Setup { pixels, labels, device, mut net, mut optim, loss_fn } = Setup::new(spec);
     let mut run = |n: usize, net: &mut Network| {
         for _ in 0..n {
             let batch = Batch { pixels: pixels.clone(), labels: labels.clone(), mixed: None };
-            let (next, _, _) = train_step(net.clone(), &mut optim, &loss_fn, batch, 5e-4, &device);
+            let (next, _, _) = train_step_replicated(net.clone(), &mut optim, &loss_fn, batch, 5e-4, &device, replicas);
             *net = next;
         }
     };

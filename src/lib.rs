@@ -4,10 +4,11 @@
 //! - [`emotion`]: the one `Emotion` enum (class names, order, count);
 //! - [`data`]: image-folder and CSV loaders; [`preprocess`]: image to 48x48 tensor;
 //!   [`augment`]: training-time augmentation;
-//! - [`model`]: architectures (one file each) behind the `Network` enum, and flex kernels for
-//!   their max-pool, convolutions (Winograd for the wide 3x3/5x5 layers) and dropout;
+//! - [`model`]: architectures (one file each, and ensembles of trained networks) behind the
+//!   `Network` enum, flex kernels for their max-pool, convolutions (Winograd for the wide 3x3/5x5
+//!   layers) and dropout, and the per-thread state of data-parallel training replicas;
 //!   [`summary`]: layer tables;
-//! - [`train`]: the fit loop, checkpoints and resume; [`evaluate`] and [`metrics`]: scores;
+//! - [`train`]: the fit loop (optionally data-parallel), checkpoints and resume; [`evaluate`] and [`metrics`]: scores;
 //! - [`modelfile`]: the one-file model format; [`onnx`]: ONNX export and the tract single-face path; [`embedded`]: the default model in the binary; [`plot`]: curves, heatmaps, sample grids;
 //! - [`analyzer`]: faces in photos and videos (detect, classify, track);
 //!   [`blazeface`]: the embedded face detector; [`detect`]: face boxes and crops; [`track`]: ids across frames; [`annotate`]: drawing;

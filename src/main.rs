@@ -89,6 +89,9 @@ enum Command {
         /// Inference only, with `--arch`'s freshly initialised weights.
         #[arg(long, conflicts_with = "profile")]
         inference_only: bool,
+        /// Training steps split over this many data-parallel replicas (as `train --replicas`).
+        #[arg(long, default_value_t = 1)]
+        replicas: usize,
     },
     /// Evaluate a model on a labelled data set.
     Evaluate {
@@ -116,9 +119,10 @@ enum Command {
     /// Write a model file (from a file or run directory) with f32 or f16 weights, e.g. to
     /// replace the embedded default model (`models/default.ferrite`).
     Export {
-        /// A model file or training run directory.
-        #[arg(long)]
-        model: PathBuf,
+        /// A model file or training run directory. Given two or more times, the file written is
+        /// an ensemble of the models: their class probabilities are averaged.
+        #[arg(long, required = true)]
+        model: Vec<PathBuf>,
         /// The model file to write.
         #[arg(long)]
         out: PathBuf,
@@ -451,6 +455,11 @@ struct TrainArgs {
     /// schedule anneals over the epochs that fit (judged by the median of the last five epochs).
     #[arg(long)]
     time_budget: Option<f64>,
+    /// Split each batch into this many data-parallel replicas, each forward and backward on its
+    /// own thread, gradients summed: keeps all cores busy between the parallel kernels. BatchNorm
+    /// then normalises each part by its own statistics.
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
 }
 
 fn main() {
@@ -568,8 +577,8 @@ fn run() -> Result<()> {
                 println!("{:<36} {:>9.1}", "total", p.total_ms);
             }
         }
-        Command::Bench { arch, width, shape, steps, json, profile: false, .. } => {
-            let r = ferrite::bench::measure(&spec_for(arch, width, shape, None)?, steps.max(1), 5);
+        Command::Bench { arch, width, shape, steps, json, profile: false, replicas, .. } => {
+            let r = ferrite::bench::measure(&spec_for(arch, width, shape, None)?, steps.max(1), 5, replicas.clamp(1, 16));
             if json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
@@ -589,7 +598,18 @@ fn run() -> Result<()> {
         } => evaluate(model.as_deref(), &data, usage, skip_bad, out.as_deref(), tta.into())?,
         Command::Export { model, out, format, precision } => {
             let device = device::inference_device();
-            let (net, header, name) = load_model(Some(&model), &device)?;
+            let mut parts = Vec::with_capacity(model.len());
+            for m in &model {
+                parts.push(load_model(Some(m), &device)?);
+            }
+            let (net, header, name) = if parts.len() == 1 {
+                parts.remove(0)
+            } else {
+                let names: Vec<String> = parts.iter().map(|p| p.2.clone()).collect();
+                let (net, header) = modelfile::ensemble(parts.into_iter().map(|(n, h, _)| (n, h)).collect())
+                    .context("building the ensemble")?;
+                (net, header, format!("an ensemble of {}", names.join(", ")))
+            };
             let onnx_ext = out.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
             if format.unwrap_or(if onnx_ext { ExportFormat::Onnx } else { ExportFormat::Ferrite }) == ExportFormat::Onnx {
                 let bytes = ferrite::onnx::to_bytes(&net).context("converting the model to ONNX")?;
@@ -784,6 +804,7 @@ fn train(a: TrainArgs, matmul: Option<MatmulPrecision>) -> Result<()> {
         cfg.skip_bad = a.skip_bad;
         cfg.max_per_class = a.max_per_class;
         cfg.matmul = matmul.unwrap_or_default();
+        cfg.replicas = a.replicas;
         ferrite::train::train(&cfg, &out, opts).with_context(|| format!("training into {}", out.display()))?
     };
     let s = &outcome.state;

@@ -110,6 +110,7 @@ pub fn decode(bytes: &[u8], origin: &Path, device: &Device) -> Result<(Network, 
         .ok_or_else(|| bad("truncated header".into()))?;
     let header: ModelHeader =
         serde_json::from_slice(head).map_err(|e| bad(format!("bad header: {e}")))?;
+    header.spec.validate().map_err(|e| bad(format!("bad architecture: {e}")))?;
     let expected: Vec<String> = Emotion::ALL.iter().map(|e| e.name().to_string()).collect();
     if header.classes != expected {
         return Err(bad(format!(
@@ -127,6 +128,35 @@ pub fn decode(bytes: &[u8], origin: &Path, device: &Device) -> Result<(Network, 
         // BatchNorm running statistics keep the stored dtype; make everything f32.
         .map(&mut CastAll(FloatDType::F32));
     Ok((net, header))
+}
+
+/// One network that averages the probabilities of `parts` (each a network and its header;
+/// an ensemble among them contributes its members). The header's `meta.members` keeps each
+/// part's metadata.
+pub fn ensemble(parts: Vec<(Network, ModelHeader)>) -> Result<(Network, ModelHeader)> {
+    let mut nets = Vec::new();
+    let mut specs = Vec::new();
+    let mut metas = Vec::new();
+    for (net, header) in parts {
+        match net {
+            Network::Ensemble(members) => {
+                nets.extend(members);
+                specs.extend(header.spec.members);
+                match header.meta.get("members").and_then(|m| m.as_array()) {
+                    Some(m) => metas.extend(m.iter().cloned()),
+                    None => metas.push(header.meta),
+                }
+            }
+            single => {
+                nets.push(single);
+                specs.push(header.spec);
+                metas.push(header.meta);
+            }
+        }
+    }
+    let spec = ModelSpec::ensemble(specs);
+    spec.validate()?;
+    Ok((Network::Ensemble(nets), ModelHeader::new(spec, serde_json::json!({ "members": metas }))))
 }
 
 /// Write a model file atomically.
@@ -186,6 +216,37 @@ mod tests {
         let a = net.forward(x.clone()).into_data().try_into_vec::<f32>().unwrap();
         let b = back.valid().forward(x).into_data().try_into_vec::<f32>().unwrap();
         for (p, q) in a.iter().zip(&b) {
+            assert!((p - q).abs() < 2e-2 * (1.0 + p.abs()), "{p} vs {q}");
+        }
+    }
+
+    /// An ensemble file keeps every member's weights: it reads back with the same predictions
+    /// (f32 bit for bit, f16 within rounding), and its header names the members.
+    #[test]
+    fn ensemble_files_round_trip() {
+        let _rng = crate::rng_lock();
+        let device = crate::device::inference_device();
+        let part = |width: usize, seed: u32| {
+            let mut spec = ModelSpec::new(Arch::Compact);
+            spec.width = Some(width);
+            (Network::new(&spec, &device).valid(), ModelHeader::new(spec, serde_json::json!({ "seed": seed })))
+        };
+        let (net, header) = ensemble(vec![part(4, 1), part(6, 2)]).unwrap();
+        assert_eq!(header.spec.arch, Arch::Ensemble);
+        assert_eq!(header.meta["members"][1]["seed"], 2);
+        // An ensemble given as a part contributes its members.
+        let (bigger, bigger_header) = ensemble(vec![(net.clone(), header.clone()), part(4, 3)]).unwrap();
+        assert_eq!(bigger.members().len(), 3);
+        assert_eq!(bigger_header.meta["members"].as_array().unwrap().len(), 3);
+        let faces: Vec<u8> = (0..3 * FACE_PIXELS).map(|i| (i * 17 % 256) as u8).collect();
+        let x = crate::preprocess::faces_tensor(&faces, &device);
+        let want = net.forward(x.clone()).into_data().try_into_vec::<f32>().unwrap();
+        let (back, back_header) = decode(&encode(&net, &header).unwrap(), Path::new("e.ferrite"), &device).unwrap();
+        assert_eq!(back_header, header);
+        assert_eq!(back.valid().forward(x.clone()).into_data().try_into_vec::<f32>().unwrap(), want);
+        let (half, _) = decode(&encode_with(&net, &header, Precision::F16).unwrap(), Path::new("h.ferrite"), &device).unwrap();
+        let got = half.valid().forward(x).into_data().try_into_vec::<f32>().unwrap();
+        for (p, q) in want.iter().zip(&got) {
             assert!((p - q).abs() < 2e-2 * (1.0 + p.abs()), "{p} vs {q}");
         }
     }

@@ -177,13 +177,13 @@ fn value_info(name: &str, dims: &[Option<usize>]) -> pb::ValueInfoProto {
 }
 
 /// The network as an ONNX model (opset 13): input `face` (N, 1, 48, 48), output
-/// `probabilities` (N, 7).
+/// `probabilities` (N, 7). An ensemble becomes one branch per member (initializers prefixed
+/// `m0.`, `m1.`, ...) whose softmax outputs are summed and scaled by 1/k.
 pub fn to_proto(net: &Network) -> Result<pb::ModelProto> {
-    let mut nodes = Vec::new();
+    let mut nodes: Vec<pb::NodeProto> = Vec::new();
     let mut init = Vec::new();
-    let mut last = "face".to_string();
-    let node = |op: &str, inputs: Vec<String>, attrs: Vec<pb::AttributeProto>, nodes: &mut Vec<pb::NodeProto>| {
-        let out = format!("{}_{}", op.to_lowercase(), nodes.len());
+    let node = |op: &str, inputs: Vec<String>, attrs: Vec<pb::AttributeProto>, out: Option<&str>, nodes: &mut Vec<pb::NodeProto>| {
+        let out = out.map_or_else(|| format!("{}_{}", op.to_lowercase(), nodes.len()), str::to_string);
         nodes.push(pb::NodeProto {
             input: inputs,
             output: vec![out.clone()],
@@ -194,50 +194,61 @@ pub fn to_proto(net: &Network) -> Result<pb::ModelProto> {
         });
         out
     };
-    for (i, op) in fold(net)?.into_iter().enumerate() {
-        last = match op {
-            Op::Conv { w, dims, b, pads } => {
-                let (wn, bn) = (format!("conv{i}.weight"), format!("conv{i}.bias"));
-                init.push(tensor(&wn, &dims, w));
-                init.push(tensor(&bn, &[dims[0]], b));
-                let attrs = vec![ints("kernel_shape", &dims[2..]), ints("pads", &[pads[0], pads[1], pads[2], pads[3]])];
-                node("Conv", vec![last, wn, bn], attrs, &mut nodes)
-            }
-            Op::Gemm { w, dims, b } => {
-                let (wn, bn) = (format!("dense{i}.weight"), format!("dense{i}.bias"));
-                init.push(tensor(&wn, &dims, w));
-                init.push(tensor(&bn, &[dims[1]], b));
-                node("Gemm", vec![last, wn, bn], Vec::new(), &mut nodes)
-            }
-            Op::Relu => node("Relu", vec![last], Vec::new(), &mut nodes),
-            Op::MaxPool { kernel, stride } => {
-                node("MaxPool", vec![last], vec![ints("kernel_shape", &kernel), ints("strides", &stride)], &mut nodes)
-            }
-            Op::GlobalAvgPool => {
-                let pooled = node("GlobalAveragePool", vec![last], Vec::new(), &mut nodes);
-                node("Flatten", vec![pooled], vec![int("axis", 1)], &mut nodes)
-            }
-            Op::Flatten => node("Flatten", vec![last], vec![int("axis", 1)], &mut nodes),
-            Op::CenterCrop { size } => {
-                // The input is FACE_SIZE square (the graph's declared input shape).
-                let top = (FACE_SIZE.saturating_sub(size) / 2) as i64;
-                let names = [format!("crop{i}.starts"), format!("crop{i}.ends"), format!("crop{i}.axes")];
-                init.push(tensor_i64(&names[0], vec![top, top]));
-                init.push(tensor_i64(&names[1], vec![top + size as i64, top + size as i64]));
-                init.push(tensor_i64(&names[2], vec![2, 3]));
-                let [s, e, a] = names;
-                node("Slice", vec![last, s, e, a], Vec::new(), &mut nodes)
-            }
-        };
+    let members = net.members();
+    let single = members.len() == 1;
+    let mut probs = Vec::new();
+    for (j, member) in members.into_iter().enumerate() {
+        let prefix = if single { String::new() } else { format!("m{j}.") };
+        let mut last = "face".to_string();
+        for (i, op) in fold(member)?.into_iter().enumerate() {
+            last = match op {
+                Op::Conv { w, dims, b, pads } => {
+                    let (wn, bn) = (format!("{prefix}conv{i}.weight"), format!("{prefix}conv{i}.bias"));
+                    init.push(tensor(&wn, &dims, w));
+                    init.push(tensor(&bn, &[dims[0]], b));
+                    let attrs = vec![ints("kernel_shape", &dims[2..]), ints("pads", &[pads[0], pads[1], pads[2], pads[3]])];
+                    node("Conv", vec![last, wn, bn], attrs, None, &mut nodes)
+                }
+                Op::Gemm { w, dims, b } => {
+                    let (wn, bn) = (format!("{prefix}dense{i}.weight"), format!("{prefix}dense{i}.bias"));
+                    init.push(tensor(&wn, &dims, w));
+                    init.push(tensor(&bn, &[dims[1]], b));
+                    node("Gemm", vec![last, wn, bn], Vec::new(), None, &mut nodes)
+                }
+                Op::Relu => node("Relu", vec![last], Vec::new(), None, &mut nodes),
+                Op::MaxPool { kernel, stride } => {
+                    node("MaxPool", vec![last], vec![ints("kernel_shape", &kernel), ints("strides", &stride)], None, &mut nodes)
+                }
+                Op::GlobalAvgPool => {
+                    let pooled = node("GlobalAveragePool", vec![last], Vec::new(), None, &mut nodes);
+                    node("Flatten", vec![pooled], vec![int("axis", 1)], None, &mut nodes)
+                }
+                Op::Flatten => node("Flatten", vec![last], vec![int("axis", 1)], None, &mut nodes),
+                Op::CenterCrop { size } => {
+                    // The input is FACE_SIZE square (the graph's declared input shape).
+                    let top = (FACE_SIZE.saturating_sub(size) / 2) as i64;
+                    let names = [format!("{prefix}crop{i}.starts"), format!("{prefix}crop{i}.ends"), format!("{prefix}crop{i}.axes")];
+                    init.push(tensor_i64(&names[0], vec![top, top]));
+                    init.push(tensor_i64(&names[1], vec![top + size as i64, top + size as i64]));
+                    init.push(tensor_i64(&names[2], vec![2, 3]));
+                    let [s, e, a] = names;
+                    node("Slice", vec![last, s, e, a], Vec::new(), None, &mut nodes)
+                }
+            };
+        }
+        let out = single.then_some("probabilities");
+        probs.push(node("Softmax", vec![last], vec![int("axis", 1)], out, &mut nodes));
     }
-    nodes.push(pb::NodeProto {
-        input: vec![last],
-        output: vec!["probabilities".to_string()],
-        name: "softmax".to_string(),
-        op_type: "Softmax".to_string(),
-        attribute: vec![int("axis", 1)],
-        ..Default::default()
-    });
+    if !single {
+        // (N, 7) x k -> sum -> / k: the members' mean probabilities.
+        let k = probs.len();
+        let mut sum = probs.remove(0);
+        for p in probs {
+            sum = node("Add", vec![sum, p], Vec::new(), None, &mut nodes);
+        }
+        init.push(tensor("ensemble.scale", &[1], vec![1.0 / k as f32]));
+        node("Mul", vec![sum, "ensemble.scale".to_string()], Vec::new(), Some("probabilities"), &mut nodes);
+    }
     let meta = |k: &str, v: String| pb::StringStringEntryProto { key: k.to_string(), value: v };
     Ok(pb::ModelProto {
         ir_version: 7,
@@ -364,12 +375,26 @@ mod tests {
             spec.crop = crop;
             spec.stem_convs = crop.map(|_| 1);
             let (net, faces) = trained_net(&spec);
-            let burn = predict_probs(&net, &faces, &inference_device());
-            let fast = FastModel::new(&net).unwrap().probs_each(&faces).unwrap();
-            for (a, b) in burn.iter().zip(&fast) {
-                for (x, y) in a.iter().zip(b) {
-                    assert!((x - y).abs() < 1e-4, "{arch}: burn {a:?} vs onnx {b:?}");
-                }
+            check_against_burn(&net, &faces, &arch.to_string());
+        }
+        // An ensemble: one branch per member, probabilities averaged.
+        let member = |crop: Option<usize>| {
+            let mut spec = ModelSpec::new(Arch::Compact);
+            spec.width = Some(4);
+            spec.crop = crop;
+            spec
+        };
+        let (net, faces) = trained_net(&ModelSpec::ensemble(vec![member(None), member(Some(40)), ModelSpec::new(Arch::Reference)]));
+        check_against_burn(&net, &faces, "ensemble");
+    }
+
+    fn check_against_burn(net: &Network, faces: &[u8], what: &str) {
+        let burn = predict_probs(net, faces, &inference_device());
+        let fast = FastModel::new(net).unwrap().probs_each(faces).unwrap();
+        assert_eq!(burn.len(), fast.len());
+        for (a, b) in burn.iter().zip(&fast) {
+            for (x, y) in a.iter().zip(b) {
+                assert!((x - y).abs() < 1e-4, "{what}: burn {a:?} vs onnx {b:?}");
             }
         }
     }

@@ -90,6 +90,14 @@ pub struct TrainConfig {
     /// Precision of the convolutions' matrix products (set for the whole process while training).
     #[serde(default)]
     pub matmul: MatmulPrecision,
+    /// Data-parallel replicas per step (`train_step_replicated`): the batch is split into this
+    /// many parts, each run on its own thread; 1 = no split.
+    #[serde(default = "one")]
+    pub replicas: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl TrainConfig {
@@ -119,6 +127,7 @@ impl TrainConfig {
             max_per_class: None,
             time_budget_minutes: None,
             matmul: MatmulPrecision::F32,
+            replicas: 1,
         }
     }
 
@@ -149,6 +158,12 @@ impl TrainConfig {
         }
         if self.time_budget_minutes.is_some_and(|m| !(m.is_finite() && m > 0.0)) {
             return bad("time budget must be a positive number of minutes");
+        }
+        if !(1..=16).contains(&self.replicas) || self.replicas > self.batch_size {
+            return bad("replicas must be in 1..=16 and at most the batch size");
+        }
+        if self.spec.arch == crate::model::Arch::Ensemble {
+            return bad("an ensemble is not trained: train its members, then `ferrite export --model A --model B`");
         }
         crate::device::check_matmul_precision(self.matmul)?;
         self.spec.validate()
@@ -520,6 +535,93 @@ pub fn train_step(
     lr: f64,
     device: &Device,
 ) -> (Network, f32, usize) {
+    let (grads, loss_value, correct) = batch_grads(&net, loss_fn, batch, 1.0, device);
+    match grads {
+        Some(grads) => (optim.step(lr, net, grads), loss_value, correct),
+        None => (net, loss_value, 0),
+    }
+}
+
+/// [`train_step`] with the batch split into `replicas` contiguous parts, each run forward and
+/// backward on its own thread (the calling thread and `replicas - 1` scoped threads) on a
+/// fork of `net`, their gradients summed (each part's loss weighted by its share of the
+/// batch, so the sum is the whole batch's mean-loss gradient) and one update applied.
+///
+/// A single step leaves part of the cores idle: between the parallel convolution kernels,
+/// flex runs the element-wise work on the calling thread alone. Two replicas fill those gaps.
+/// What changes: BatchNorm normalises each part by its own statistics ("ghost" batches of
+/// `batch / replicas` faces; the running statistics get their average), and dropout masks come
+/// from per-replica seed streams seeded from the device generator. With class weights the parts'
+/// weighted means are averaged by face count, not by weight. Results do not depend on thread
+/// timing. `replicas <= 1` is exactly [`train_step`].
+pub fn train_step_replicated(
+    net: Network,
+    optim: &mut ModuleOptimizer,
+    loss_fn: &CrossEntropyLoss,
+    batch: Batch,
+    lr: f64,
+    device: &Device,
+    replicas: usize,
+) -> (Network, f32, usize) {
+    let n = batch.labels.len();
+    let replicas = replicas.clamp(1, n.max(1));
+    if replicas == 1 {
+        return train_step(net, optim, loss_fn, batch, lr, device);
+    }
+    let per_face = batch.pixels.len() / n;
+    let base_seed = crate::model::dropout::draw_seed(device);
+    // Contiguous parts whose sizes differ by at most one.
+    let bounds: Vec<usize> = (0..=replicas).map(|k| k * n / replicas).collect();
+    let parts: Vec<(Batch, f32)> = bounds
+        .windows(2)
+        .map(|w| {
+            let (lo, hi) = (w[0], w[1]);
+            let part = Batch {
+                pixels: batch.pixels[lo * per_face..hi * per_face].to_vec(),
+                labels: batch.labels[lo..hi].to_vec(),
+                mixed: batch.mixed.as_ref().map(|(partner, lam)| (partner[lo..hi].to_vec(), *lam)),
+            };
+            (part, (hi - lo) as f32 / n as f32)
+        })
+        .collect();
+    let run = |k: usize, part: Batch, weight: f32| {
+        let fork = net.clone().fork(device);
+        crate::model::replica::run_as_replica(base_seed ^ (k as u64).wrapping_mul(0x9E37_79B9), || {
+            batch_grads(&fork, loss_fn, part, weight, device)
+        })
+    };
+    let mut results = std::thread::scope(|scope| {
+        let mut parts = parts.into_iter().enumerate();
+        let (_, (first, w0)) = parts.next().expect("two or more parts");
+        let handles: Vec<_> = parts.map(|(k, (part, w))| scope.spawn(move || run(k, part, w))).collect();
+        let mut results = vec![run(0, first, w0)];
+        for h in handles {
+            match h.join() {
+                Ok(r) => results.push(r),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        results
+    });
+    let weights: Vec<f64> = bounds.windows(2).map(|w| (w[1] - w[0]) as f64 / n as f64).collect();
+    let loss_value: f32 = results.iter().zip(&weights).map(|((r, _), w)| r.1 * *w as f32).sum();
+    let correct: usize = results.iter().map(|(r, _)| r.2).sum();
+    if results.iter().any(|(r, _)| r.0.is_none()) || !loss_value.is_finite() {
+        return (net, if loss_value.is_finite() { f32::NAN } else { loss_value }, 0);
+    }
+    let mut acc = burn::optim::GradientsAccumulator::<Network>::new();
+    let mut states = Vec::with_capacity(replicas);
+    for ((grads, _, _), state) in results.drain(..) {
+        acc.accumulate(&net, grads.expect("checked above"));
+        states.push(state);
+    }
+    crate::model::replica::apply_bn_updates(states, &weights);
+    (optim.step(lr, net, acc.grads()), loss_value, correct)
+}
+
+/// Forward, loss (times `weight`), backward: the gradients (`None` if the loss is not finite),
+/// the unweighted batch loss and the number of correct predictions.
+fn batch_grads(net: &Network, loss_fn: &CrossEntropyLoss, batch: Batch, weight: f32, device: &Device) -> (Option<GradientsParams>, f32, usize) {
     let n = batch.labels.len();
     let x = batch_tensor(batch.pixels, device);
     let y = Tensor::<1, Int>::from_data(TensorData::new(batch.labels.clone(), [n]), device);
@@ -534,7 +636,7 @@ pub fn train_step(
     };
     let loss_value: f32 = loss.clone().into_scalar();
     if !loss_value.is_finite() {
-        return (net, loss_value, 0);
+        return (None, loss_value, 0);
     }
     let correct = logits
         .argmax(1)
@@ -543,8 +645,8 @@ pub fn train_step(
         .zip(&batch.labels)
         .filter(|(p, t)| p == *t)
         .count();
-    let grads = GradientsParams::from_grads(loss.backward(), &net);
-    (optim.step(lr, net, grads), loss_value, correct)
+    let loss = if weight == 1.0 { loss } else { loss.mul_scalar(weight) };
+    (Some(GradientsParams::from_grads(loss.backward(), net)), loss_value, correct)
 }
 
 /// Produce an epoch's batches on a separate thread, a few ahead of the training step.
@@ -791,7 +893,7 @@ fn fit(
                 }
                 let n = batch.labels.len();
                 let (next, loss_value, batch_correct) =
-                    train_step(net.clone(), &mut optim, &loss_fn, batch, lr, device);
+                    train_step_replicated(net.clone(), &mut optim, &loss_fn, batch, lr, device, cfg.replicas);
                 net = next;
                 if !loss_value.is_finite() {
                     return Err(Error::NonFinite(format!(
@@ -959,6 +1061,87 @@ mod tests {
         for (p, t) in probs.iter().zip(&labels) {
             assert_eq!(crate::evaluate::argmax(p) as i64, *t);
         }
+    }
+
+    /// Weights of a network as one flat vector (for comparing updates).
+    fn flat_weights(net: &Network) -> Vec<f32> {
+        struct Collect(Vec<f32>);
+        impl burn::module::ModuleVisitor for Collect {
+            fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+                self.0.extend(param.val().into_data().convert::<f32>().iter::<f32>());
+            }
+        }
+        let mut c = Collect(Vec::new());
+        net.visit(&mut c);
+        c.0
+    }
+
+    /// Two replicas on a batch made of one part twice compute what one step on that part does:
+    /// same gradient (the parts' losses weighted 1/2 each), same BatchNorm statistics.
+    #[test]
+    fn replicas_on_a_doubled_batch_match_one_step_on_the_part() {
+        let _rng = crate::rng_lock();
+        let device = training_device();
+        device.seed(3);
+        let mut spec = ModelSpec::new(Arch::Compact);
+        spec.width = Some(4);
+        spec.dropout = 0.0;
+        let net = Network::new(&spec, &device);
+        let loss_fn = CrossEntropyLossConfig::new().init(&device);
+        let ds = synthetic(1, 5);
+        let mut part = Vec::new();
+        crate::preprocess::normalize_into(&ds.faces, &mut part);
+        let labels: Vec<i64> = ds.labels.iter().map(|e| e.index() as i64).collect();
+        let fresh = || Network::new(&spec, &device).load_record(net.clone().into_record());
+        let mut optim = burn::optim::SgdConfig::new().init();
+        let (one, loss_one, correct_one) =
+            train_step(fresh(), &mut optim, &loss_fn, Batch { pixels: part.clone(), labels: labels.clone(), mixed: None }, 0.1, &device);
+        let doubled = Batch { pixels: [part.clone(), part].concat(), labels: [labels.clone(), labels].concat(), mixed: None };
+        let mut optim = burn::optim::SgdConfig::new().init();
+        let (two, loss_two, correct_two) = train_step_replicated(fresh(), &mut optim, &loss_fn, doubled, 0.1, &device, 2);
+        assert!((loss_one - loss_two).abs() < 1e-5, "{loss_one} vs {loss_two}");
+        assert_eq!(2 * correct_one, correct_two);
+        let (a, b) = (flat_weights(&one), flat_weights(&two));
+        assert_eq!(a.len(), b.len());
+        let moved = flat_weights(&net).iter().zip(&a).filter(|(x, y)| x != y).count();
+        assert!(moved > a.len() / 2, "the step changed only {moved} of {} numbers", a.len());
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() <= 1e-5 * (1.0 + x.abs()), "{x} vs {y}");
+        }
+    }
+
+    /// Replicated steps (dropout on) give the same network every time, however the threads run,
+    /// and learn: the loss on a memorisable batch falls.
+    #[test]
+    fn replicated_steps_are_repeatable_and_learn() {
+        let _rng = crate::rng_lock();
+        let run = || {
+            let device = training_device();
+            device.seed(11);
+            let mut spec = ModelSpec::new(Arch::Compact);
+            spec.width = Some(4);
+            spec.dropout = 0.2;
+            let mut net = Network::new(&spec, &device);
+            let mut optim = AdamConfig::new().init();
+            let loss_fn = CrossEntropyLossConfig::new().init(&device);
+            let ds = synthetic(2, 4);
+            let mut pixels = Vec::new();
+            crate::preprocess::normalize_into(&ds.faces, &mut pixels);
+            let labels: Vec<i64> = ds.labels.iter().map(|e| e.index() as i64).collect();
+            let mut losses = Vec::new();
+            for _ in 0..25 {
+                let batch = Batch { pixels: pixels.clone(), labels: labels.clone(), mixed: None };
+                let (next, loss, _) = train_step_replicated(net, &mut optim, &loss_fn, batch, 3e-3, &device, 3);
+                net = next;
+                losses.push(loss);
+            }
+            (flat_weights(&net), losses)
+        };
+        let (w1, l1) = run();
+        let (w2, l2) = run();
+        assert_eq!(l1, l2);
+        assert!(w1 == w2, "two identical replicated runs ended with different weights");
+        assert!(l1[l1.len() - 1] < 0.5 * l1[0], "loss went from {} to {}", l1[0], l1[l1.len() - 1]);
     }
 
     #[test]

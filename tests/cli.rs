@@ -196,3 +196,44 @@ fn export_onnx_gives_what_predict_prints() {
     let o = ferrite(&["export", "--model", model.to_str().unwrap(), "--out", bad.to_str().unwrap()]);
     assert!(!o.status.success() && text(&o).contains(bad.to_str().unwrap()), "{}", text(&o));
 }
+
+/// `export` with two models writes an ensemble whose probabilities are the members' averaged,
+/// and every command takes it like any model file.
+#[test]
+fn export_two_models_gives_an_averaging_ensemble() {
+    use ferrite::model::{Arch, ModelSpec, Network};
+    use ferrite::modelfile::{ModelHeader, save};
+    let dir = ferrite::fsutil::TempDir::new().unwrap();
+    write_folder(&dir.path().join("faces"), 1, 5);
+    let face = dir.path().join("faces/happy").read_dir().unwrap().next().unwrap().unwrap().path();
+    let device = ferrite::device::inference_device();
+    let mut paths = Vec::new();
+    for (i, (width, crop)) in [(4, None), (6, Some(40))].into_iter().enumerate() {
+        let mut spec = ModelSpec::new(Arch::Compact);
+        spec.width = Some(width);
+        spec.crop = crop;
+        let path = dir.path().join(format!("m{i}.ferrite"));
+        save(&path, &Network::new(&spec, &device), &ModelHeader::new(spec, serde_json::json!({ "member": i }))).unwrap();
+        paths.push(path.to_str().unwrap().to_string());
+    }
+    let ens = dir.path().join("ens.ferrite");
+    let o = ferrite(&["export", "--model", &paths[0], "--model", &paths[1], "--out", ens.to_str().unwrap(), "--precision", "f32"]);
+    assert!(o.status.success() && text(&o).contains("ensemble"), "{}", text(&o));
+    let probs = |model: &str| {
+        let o = ferrite(&["predict", "--model", model, face.to_str().unwrap(), "--json"]);
+        assert!(o.status.success(), "{}", text(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        Emotion::ALL.map(|e| v["probabilities"][e.name()].as_f64().unwrap())
+    };
+    let (a, b, both) = (probs(&paths[0]), probs(&paths[1]), probs(ens.to_str().unwrap()));
+    assert_ne!(a, b);
+    for i in 0..Emotion::COUNT {
+        assert!((both[i] - (a[i] + b[i]) / 2.0).abs() < 1e-4, "{both:?} vs {a:?} and {b:?}");
+    }
+    let o = ferrite(&["evaluate", "--model", ens.to_str().unwrap(), "--data", dir.path().join("faces").to_str().unwrap()]);
+    assert!(o.status.success() && text(&o).contains("(ensemble)"), "{}", text(&o));
+    // A missing member is named.
+    let missing = dir.path().join("missing.ferrite");
+    let o = ferrite(&["export", "--model", &paths[0], "--model", missing.to_str().unwrap(), "--out", ens.to_str().unwrap()]);
+    assert!(!o.status.success() && text(&o).contains("missing.ferrite"), "{}", text(&o));
+}

@@ -42,13 +42,18 @@ pub fn forward<const D: usize>(layer: &Dropout, x: Tensor<D>) -> Tensor<D> {
     if !(ours && crate::device::is_flex(&device)) {
         return layer.forward(x);
     }
-    // Two 24-bit draws from the device's seeded generator make the call's 48-bit seed.
-    let draw: Vec<f32> = Tensor::<1>::random([2], Distribution::Uniform(0.0, 16_777_216.0), &device)
+    // A data-parallel replica draws from its own stream (`super::replica`).
+    let seed = super::replica::dropout_seed().unwrap_or_else(|| draw_seed(&device));
+    dropout(x, layer.prob, seed)
+}
+
+/// A 48-bit seed from the device's seeded generator (two 24-bit draws).
+pub(crate) fn draw_seed(device: &burn::tensor::Device) -> u64 {
+    let draw: Vec<f32> = Tensor::<1>::random([2], Distribution::Uniform(0.0, 16_777_216.0), device)
         .into_data()
         .try_into_vec::<f32>()
         .unwrap_or_default();
-    let seed = draw.iter().fold(0u64, |s, &v| (s << 24) | (v as u64 & 0xFF_FFFF));
-    dropout(x, layer.prob, seed)
+    draw.iter().fold(0u64, |s, &v| (s << 24) | (v as u64 & 0xFF_FFFF))
 }
 
 /// Whether element `i` survives under `seed` at keep threshold `keep24` (keep probability

@@ -4,8 +4,10 @@ pub(crate) mod bf16;
 pub mod compact;
 pub mod conv;
 pub mod dropout;
+pub mod ensemble;
 pub mod pool;
 pub mod reference;
+pub(crate) mod replica;
 pub(crate) mod winograd;
 
 use crate::error::{Error, Result};
@@ -119,22 +121,27 @@ pub enum Arch {
     /// ferrite's VGG-style compact CNN: 8 conv layers, global average pooling (~1.17M parameters
     /// at width 32).
     Compact,
+    /// Several trained networks (`ModelSpec::members`) whose class probabilities are averaged.
+    /// Built from trained models (`ferrite export --model A --model B`), never trained as one.
+    Ensemble,
 }
 
 impl Arch {
+    /// The architectures that can be trained (`--arch`); an ensemble is assembled, not trained.
     pub const ALL: [Arch; 2] = [Arch::Reference, Arch::Compact];
 
     pub fn name(self) -> &'static str {
         match self {
             Arch::Reference => "reference",
             Arch::Compact => "compact",
+            Arch::Ensemble => "ensemble",
         }
     }
 
     /// The channel width used when a spec gives none (`None` for fixed architectures).
     pub fn default_width(self) -> Option<usize> {
         match self {
-            Arch::Reference => None,
+            Arch::Reference | Arch::Ensemble => None,
             Arch::Compact => Some(32),
         }
     }
@@ -177,6 +184,9 @@ pub struct ModelSpec {
     /// Compact: convolutions in the first, full-resolution stage, 1 or 2 (`None`: 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stem_convs: Option<usize>,
+    /// Ensemble: the member networks, two or more, none of them an ensemble.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<ModelSpec>,
 }
 
 impl ModelSpec {
@@ -187,11 +197,33 @@ impl ModelSpec {
             width: arch.default_width(),
             crop: None,
             stem_convs: None,
+            members: Vec::new(),
+        }
+    }
+
+    /// The spec of an ensemble of `members` (checked by `validate`).
+    pub fn ensemble(members: Vec<ModelSpec>) -> Self {
+        ModelSpec {
+            dropout: 0.0,
+            members,
+            ..ModelSpec::new(Arch::Ensemble)
         }
     }
 
     /// Check the spec describes a network that can be built.
     pub fn validate(&self) -> Result<()> {
+        if self.arch == Arch::Ensemble {
+            if self.members.len() < 2 {
+                return Err(Error::Config(format!("an ensemble needs two or more members, got {}", self.members.len())));
+            }
+            if self.members.iter().any(|m| m.arch == Arch::Ensemble) {
+                return Err(Error::Config("an ensemble's members cannot be ensembles".into()));
+            }
+            return self.members.iter().try_for_each(ModelSpec::validate);
+        }
+        if !self.members.is_empty() {
+            return Err(Error::Config(format!("architecture '{}' has no ensemble members", self.arch)));
+        }
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(Error::Config(format!("dropout must be in [0, 1), got {}", self.dropout)));
         }
@@ -228,6 +260,9 @@ impl ModelSpec {
 pub enum Network {
     Reference(ReferenceCnn),
     Compact(CompactCnn),
+    /// Members' probabilities averaged; `forward` returns the log of the average, so a softmax
+    /// of the output gives the average back.
+    Ensemble(Vec<Network>),
 }
 
 impl Network {
@@ -249,6 +284,15 @@ impl Network {
                 }
                 .init(device),
             ),
+            Arch::Ensemble => Network::Ensemble(spec.members.iter().map(|m| Network::new(m, device)).collect()),
+        }
+    }
+
+    /// The single networks this one is made of: itself, or an ensemble's members.
+    pub fn members(&self) -> Vec<&Network> {
+        match self {
+            Network::Ensemble(members) => members.iter().collect(),
+            single => vec![single],
         }
     }
 
@@ -257,11 +301,14 @@ impl Network {
         self.forward_traced(x, &mut Tape::off())
     }
 
-    /// The inference-time layers in execution order, for exporters (`crate::onnx`).
+    /// The inference-time layers in execution order, for exporters (`crate::onnx`). An ensemble
+    /// is no chain of layers: its members' concatenated, for inspection only (exporters take
+    /// each of `members` in turn).
     pub fn layers(&self) -> Vec<Layer<'_>> {
         match self {
             Network::Reference(m) => m.layers(),
             Network::Compact(m) => m.layers(),
+            Network::Ensemble(members) => members.iter().flat_map(Network::layers).collect(),
         }
     }
 
@@ -270,6 +317,7 @@ impl Network {
         match self {
             Network::Reference(m) => m.forward(x, tape),
             Network::Compact(m) => m.forward(x, tape),
+            Network::Ensemble(members) => ensemble::forward(members, x, tape),
         }
     }
 }
@@ -334,14 +382,11 @@ pub(crate) fn batch_norm<const D: usize>(bn: &burn::nn::BatchNorm, x: Tensor<D>)
     let mut per_channel = [1usize; D];
     per_channel[1] = c;
 
-    let m = bn.momentum;
-    let device = x.device();
-    let running_mean = bn.running_mean.value_sync().to_device(&device);
-    let running_var = bn.running_var.value_sync().to_device(&device);
-    bn.running_mean
-        .update((running_mean.mul_scalar(1.0 - m) + mean.detach().mul_scalar(m)).detach());
-    bn.running_var
-        .update((running_var.mul_scalar(1.0 - m) + var.detach().mul_scalar(m)).detach());
+    // A data-parallel replica leaves the update to the thread that combines the replicas.
+    let (batch_mean, batch_var) = (mean.clone().detach(), var.clone().detach());
+    if !replica::defer_bn_update(bn, &batch_mean, &batch_var) {
+        replica::update_running(&bn.running_mean, &bn.running_var, bn.momentum, batch_mean, batch_var);
+    }
 
     x * scale.reshape(per_channel) + shift.reshape(per_channel)
 }
