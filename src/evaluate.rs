@@ -42,6 +42,9 @@ pub enum Tta {
     /// Ten views, the 48-pixel counterpart of ten-crop testing: the face and its mirror, each
     /// as is and shifted by 2 pixels towards the four corners (zero padded).
     Ten,
+    /// Thirty views: `Ten`'s views of the face as is, shrunk to 0.9 and enlarged to 1.1 times
+    /// its size about the centre (the training augmentation's zoom range).
+    Thirty,
 }
 
 impl Tta {
@@ -49,7 +52,7 @@ impl Tta {
     pub fn views(self) -> Vec<(bool, i32, i32)> {
         let shifts: &[(i32, i32)] = match self {
             Tta::None | Tta::Flip => &[(0, 0)],
-            Tta::Ten => &[(0, 0), (-2, -2), (2, -2), (-2, 2), (2, 2)],
+            Tta::Ten | Tta::Thirty => &[(0, 0), (-2, -2), (2, -2), (-2, 2), (2, 2)],
         };
         let mirrors: &[bool] = if self == Tta::None { &[false] } else { &[false, true] };
         mirrors
@@ -57,6 +60,59 @@ impl Tta {
             .flat_map(|&m| shifts.iter().map(move |&(dx, dy)| (m, dx, dy)))
             .collect()
     }
+
+    /// Warps applied to the face before `views()`, as (rotation in degrees, zoom factor):
+    /// every view is taken of every warped copy ((0, 1) = the face as is).
+    pub fn warps(self) -> &'static [(f32, f32)] {
+        match self {
+            Tta::Thirty => &[(0.0, 1.0), (0.0, 0.9), (0.0, 1.1)],
+            _ => &[(0.0, 1.0)],
+        }
+    }
+
+    /// How many views are averaged.
+    pub fn view_count(self) -> usize {
+        self.views().len() * self.warps().len()
+    }
+}
+
+/// Rotate every 48x48 face by `degrees` (positive: clockwise as displayed) and scale it by
+/// `zoom` (above 1 enlarges) about its centre, sampling bilinearly; pixels from outside the face
+/// become 0 (black). The training augmentation's map, without its flip and shift.
+pub fn warp_faces(faces: &[u8], degrees: f32, zoom: f32) -> Vec<u8> {
+    if degrees == 0.0 && zoom == 1.0 {
+        return faces.to_vec();
+    }
+    let n = crate::preprocess::FACE_SIZE;
+    let c = (n as f32 - 1.0) / 2.0;
+    let (sin, cos) = degrees.to_radians().sin_cos();
+    let mut out = vec![0u8; faces.len()];
+    for (src, dst) in faces.chunks_exact(FACE_PIXELS).zip(out.chunks_exact_mut(FACE_PIXELS)) {
+        let px = |x: i32, y: i32| -> f32 {
+            if (0..n as i32).contains(&x) && (0..n as i32).contains(&y) {
+                src[y as usize * n + x as usize] as f32
+            } else {
+                0.0
+            }
+        };
+        for y in 0..n {
+            for x in 0..n {
+                // Output pixel -> source pixel (undo the zoom, then the rotation), as `augment`.
+                let (ux, uy) = ((x as f32 - c) / zoom, (y as f32 - c) / zoom);
+                let sx = cos * ux + sin * uy + c;
+                let sy = -sin * ux + cos * uy + c;
+                let (x0, y0) = (sx.floor(), sy.floor());
+                let (fx, fy) = (sx - x0, sy - y0);
+                let (x0, y0) = (x0 as i32, y0 as i32);
+                let v = px(x0, y0) * (1.0 - fx) * (1.0 - fy)
+                    + px(x0 + 1, y0) * fx * (1.0 - fy)
+                    + px(x0, y0 + 1) * (1.0 - fx) * fy
+                    + px(x0 + 1, y0 + 1) * fx * fy;
+                dst[y * n + x] = v.round().clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+    out
 }
 
 /// Shift every 48x48 face by (dx, dy) pixels; uncovered pixels become 0 (black), as in the
@@ -104,18 +160,27 @@ where
     F: FnMut(&[u8]) -> Result<Vec<[f32; Emotion::COUNT]>, E>,
 {
     let views = tta.views();
-    let mirrored = if views.iter().any(|v| v.0) { mirror_faces(faces) } else { Vec::new() };
     let mut sum = vec![[0.0f32; Emotion::COUNT]; faces.len() / FACE_PIXELS];
-    for &(mirror, dx, dy) in &views {
-        let base = if mirror { &mirrored[..] } else { faces };
-        let p = if (dx, dy) == (0, 0) { probs(base)? } else { probs(&shift_faces(base, dx, dy))? };
-        for (s, p) in sum.iter_mut().zip(&p) {
-            for (a, b) in s.iter_mut().zip(p) {
-                *a += b;
+    for &(degrees, zoom) in tta.warps() {
+        let warped;
+        let upright = if (degrees, zoom) == (0.0, 1.0) {
+            faces
+        } else {
+            warped = warp_faces(faces, degrees, zoom);
+            &warped[..]
+        };
+        let mirrored = if views.iter().any(|v| v.0) { mirror_faces(upright) } else { Vec::new() };
+        for &(mirror, dx, dy) in &views {
+            let base = if mirror { &mirrored[..] } else { upright };
+            let p = if (dx, dy) == (0, 0) { probs(base)? } else { probs(&shift_faces(base, dx, dy))? };
+            for (s, p) in sum.iter_mut().zip(&p) {
+                for (a, b) in s.iter_mut().zip(p) {
+                    *a += b;
+                }
             }
         }
     }
-    let k = views.len() as f32;
+    let k = tta.view_count() as f32;
     for s in &mut sum {
         for a in s.iter_mut() {
             *a /= k;
@@ -181,6 +246,60 @@ mod tests {
             assert!((t[k] - 0.5 * (a[k] + b[k])).abs() < 1e-6);
         }
         assert!((t.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    }
+
+    /// Thirty views: ten views of the face as is, zoomed to 0.9 and to 1.1, averaged.
+    #[test]
+    fn thirty_view_tta_averages_ten_views_of_three_zooms() {
+        let _rng = crate::rng_lock();
+        let device = crate::device::inference_device();
+        let mut spec = crate::model::ModelSpec::new(crate::model::Arch::Compact);
+        spec.width = Some(4);
+        let net = burn::module::Module::valid(&Network::new(&spec, &device));
+        let faces: Vec<u8> = (0..2 * FACE_PIXELS).map(|i| (i * 7 % 256) as u8).collect();
+        assert_eq!(Tta::Thirty.view_count(), 30);
+        let mut want = [[0.0f32; Emotion::COUNT]; 2];
+        for zoom in [1.0, 0.9, 1.1] {
+            let ten = predict_probs_tta(&net, &warp_faces(&faces, 0.0, zoom), &device, Tta::Ten);
+            for (w, t) in want.iter_mut().zip(&ten) {
+                for (a, b) in w.iter_mut().zip(t) {
+                    *a += b / 3.0;
+                }
+            }
+        }
+        let got = predict_probs_tta(&net, &faces, &device, Tta::Thirty);
+        for (w, g) in want.iter().zip(&got) {
+            for (a, b) in w.iter().zip(g) {
+                assert!((a - b).abs() < 1e-5, "{w:?} vs {g:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn warps_turn_and_scale_about_the_centre_and_pad_with_black() {
+        let r: Vec<u8> = (0..FACE_PIXELS).map(|i| (i % 251) as u8).collect();
+        assert_eq!(warp_faces(&r, 0.0, 1.0), r);
+        // A quarter turn moves pixels exactly: output (x, y) reads source (y, 47 - x).
+        let q = warp_faces(&r, 90.0, 1.0);
+        for (x, y) in [(0, 0), (5, 40), (47, 3)] {
+            assert_eq!(q[y * 48 + x], r[(47 - x) * 48 + y], "({x}, {y})");
+        }
+        // Four quarter turns give the face back.
+        assert_eq!(warp_faces(&warp_faces(&q, 90.0, 1.0), 180.0, 1.0), r);
+        // Ten degrees or a zoom of 0.9 of a uniform face: the centre keeps its value, the
+        // corners come from outside the face (black); a zoom of 1.1 reads only inside it.
+        let grey = vec![100u8; FACE_PIXELS];
+        for t in [warp_faces(&grey, 10.0, 1.0), warp_faces(&grey, 0.0, 0.9)] {
+            assert_eq!(t[24 * 48 + 24], 100);
+            assert_eq!(t[0], 0);
+            assert_eq!(t[FACE_PIXELS - 1], 0);
+        }
+        assert_eq!(warp_faces(&grey, 0.0, 1.1), grey);
+        // Zoom 2 about the centre (23.5, 23.5): output (x, y) reads source ((x + 23.5) / 2, ...),
+        // so output (1, 1) reads (12.25, 12.25), between source pixels 12 and 13.
+        let ramp: Vec<u8> = (0..FACE_PIXELS).map(|i| (i % 48 * 5) as u8).collect();
+        let z = warp_faces(&ramp, 0.0, 2.0);
+        assert_eq!(z[48 + 1], (12.25f32 * 5.0).round() as u8);
     }
 
     #[test]

@@ -119,9 +119,10 @@ enum Command {
     /// Write a model file (from a file or run directory) with f32 or f16 weights, e.g. to
     /// replace the embedded default model (`models/default.ferrite`).
     Export {
-        /// A model file or training run directory. Given two or more times, the file written is
-        /// an ensemble of the models: their class probabilities are averaged.
-        #[arg(long, required = true)]
+        /// A model file, training run directory or checkpoint directory. Given two or more
+        /// times (or with several values: `--model a b`), the file written is an ensemble of the
+        /// models: their class probabilities are averaged.
+        #[arg(long, required = true, num_args = 1..)]
         model: Vec<PathBuf>,
         /// The model file to write.
         #[arg(long)]
@@ -133,6 +134,11 @@ enum Command {
         /// Weight precision of the ferrite format (ONNX is always f32).
         #[arg(long, value_enum, default_value = "f16")]
         precision: PrecisionArg,
+        /// With several --model of one architecture (e.g. a run's last checkpoints, kept with
+        /// `train --keep-checkpoints`): write one network whose weights are their mean, instead
+        /// of an ensemble. Costs what one model costs.
+        #[arg(long)]
+        average_weights: bool,
     },
     /// Find faces in photos (files or folders) and label each face's expression.
     Detect {
@@ -338,6 +344,8 @@ enum TtaArg {
     Flip,
     /// The face and its mirror, each centred and shifted 2 px towards the four corners.
     Ten,
+    /// Ten's views of the face as is, zoomed out to 0.9 and in to 1.1.
+    Thirty,
 }
 
 impl From<TtaArg> for Tta {
@@ -346,6 +354,7 @@ impl From<TtaArg> for Tta {
             TtaArg::None => Tta::None,
             TtaArg::Flip => Tta::Flip,
             TtaArg::Ten => Tta::Ten,
+            TtaArg::Thirty => Tta::Thirty,
         }
     }
 }
@@ -460,6 +469,10 @@ struct TrainArgs {
     /// then normalises each part by its own statistics.
     #[arg(long, default_value_t = 1)]
     replicas: usize,
+    /// Keep the checkpoints of the newest N epochs (default: the last only), e.g. to average the
+    /// last epochs' weights afterwards with `export --average-weights`.
+    #[arg(long, default_value_t = 1)]
+    keep_checkpoints: usize,
 }
 
 fn main() {
@@ -578,7 +591,10 @@ fn run() -> Result<()> {
             }
         }
         Command::Bench { arch, width, shape, steps, json, profile: false, replicas, .. } => {
-            let r = ferrite::bench::measure(&spec_for(arch, width, shape, None)?, steps.max(1), 5, replicas.clamp(1, 16));
+            if !(1..=16).contains(&replicas) {
+                bail!("--replicas must be in 1..=16 (as for train), not {replicas}");
+            }
+            let r = ferrite::bench::measure(&spec_for(arch, width, shape, None)?, steps.max(1), 5, replicas);
             if json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
@@ -596,13 +612,18 @@ fn run() -> Result<()> {
             out,
             tta,
         } => evaluate(model.as_deref(), &data, usage, skip_bad, out.as_deref(), tta.into())?,
-        Command::Export { model, out, format, precision } => {
+        Command::Export { model, out, format, precision, average_weights } => {
             let device = device::inference_device();
             let mut parts = Vec::with_capacity(model.len());
             for m in &model {
                 parts.push(load_model(Some(m), &device)?);
             }
-            let (net, header, name) = if parts.len() == 1 {
+            let (net, header, name) = if average_weights {
+                let count = parts.len();
+                let (net, header) = modelfile::average(parts.into_iter().map(|(n, h, _)| (n, h)).collect())
+                    .context("averaging the models' weights")?;
+                (burn::module::Module::valid(&net), header, format!("the mean weights of {count} models"))
+            } else if parts.len() == 1 {
                 parts.remove(0)
             } else {
                 let names: Vec<String> = parts.iter().map(|p| p.2.clone()).collect();
@@ -805,6 +826,7 @@ fn train(a: TrainArgs, matmul: Option<MatmulPrecision>) -> Result<()> {
         cfg.max_per_class = a.max_per_class;
         cfg.matmul = matmul.unwrap_or_default();
         cfg.replicas = a.replicas;
+        cfg.keep_checkpoints = a.keep_checkpoints;
         ferrite::train::train(&cfg, &out, opts).with_context(|| format!("training into {}", out.display()))?
     };
     let s = &outcome.state;

@@ -8,9 +8,9 @@ use crate::emotion::Emotion;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::model::{ModelSpec, Network};
-use burn::module::{Module, ModuleMapper, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::store::ModuleRecord;
-use burn::tensor::{Bytes, Device, FloatDType, Tensor};
+use burn::tensor::{Bytes, Device, FloatDType, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -159,6 +159,83 @@ pub fn ensemble(parts: Vec<(Network, ModelHeader)>) -> Result<(Network, ModelHea
     Ok((Network::Ensemble(nets), ModelHeader::new(spec, serde_json::json!({ "members": metas }))))
 }
 
+/// Gathers every float tensor of a module (parameters and BatchNorm running statistics), in
+/// the order `ModuleMapper` visits them.
+struct Gather(Vec<TensorData>);
+
+impl ModuleVisitor for Gather {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.0.push(param.val().into_data().convert::<f32>());
+    }
+}
+
+/// Replaces every float tensor, in visiting order, with the next of the given values.
+struct Scatter(std::vec::IntoIter<TensorData>);
+
+impl ModuleMapper for Scatter {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        match self.0.next() {
+            Some(data) => param.map(|t| Tensor::from_data(data, &t.device())),
+            None => param,
+        }
+    }
+}
+
+/// One network whose every weight (and BatchNorm running statistic) is the mean of the same
+/// weight in `parts`: checkpoint averaging, as in stochastic weight averaging. The parts must
+/// share one architecture (snapshots of one run, typically its last epochs); the result costs
+/// what one of them costs. The header's `meta.averaged` keeps each part's metadata.
+pub fn average(parts: Vec<(Network, ModelHeader)>) -> Result<(Network, ModelHeader)> {
+    let Some(spec) = parts.first().map(|(_, h)| h.spec.clone()) else {
+        return Err(Error::Config("no models to average".into()));
+    };
+    if spec.arch == crate::model::Arch::Ensemble {
+        return Err(Error::Config("an ensemble's weights cannot be averaged: average its members' runs".into()));
+    }
+    if let Some((i, _)) = parts.iter().enumerate().find(|(_, (_, h))| h.spec != spec) {
+        return Err(Error::Config(format!(
+            "model {} has another architecture than model 1: only snapshots of one architecture can be averaged",
+            i + 1
+        )));
+    }
+    let mut sums: Vec<Vec<f32>> = Vec::new();
+    let mut shapes = Vec::new();
+    let mut metas = Vec::with_capacity(parts.len());
+    let count = parts.len();
+    let mut device = None;
+    for (net, header) in parts {
+        let mut gather = Gather(Vec::new());
+        net.visit(&mut gather);
+        if !sums.is_empty() && sums.len() != gather.0.len() {
+            return Err(Error::Config("models of one architecture hold different tensors".into()));
+        }
+        if sums.is_empty() {
+            shapes = gather.0.iter().map(|d| d.shape().clone()).collect();
+            sums = gather.0.iter().map(|d| vec![0.0; d.num_elements()]).collect();
+        }
+        for (sum, data) in sums.iter_mut().zip(&gather.0) {
+            let values = data.as_slice::<f32>().map_err(|e| Error::Config(format!("{e:?}")))?;
+            for (s, v) in sum.iter_mut().zip(values) {
+                *s += v;
+            }
+        }
+        metas.push(header.meta);
+        if device.is_none() {
+            device = net.devices().into_iter().next();
+        }
+    }
+    let scale = 1.0 / count as f32;
+    let means: Vec<TensorData> = sums
+        .into_iter()
+        .zip(shapes)
+        .map(|(sum, shape)| TensorData::new(sum.into_iter().map(|s| s * scale).collect::<Vec<f32>>(), shape))
+        .collect();
+    let device = device.unwrap_or_default();
+    // A fresh network, so the result shares no running-statistics storage with a part.
+    let net = Network::new(&spec, &device).map(&mut Scatter(means.into_iter()));
+    Ok((net, ModelHeader::new(spec, serde_json::json!({ "averaged": metas }))))
+}
+
 /// Write a model file atomically.
 pub fn save(path: &Path, net: &Network, header: &ModelHeader) -> Result<()> {
     write_atomic(path, &encode(net, header)?)
@@ -249,6 +326,69 @@ mod tests {
         for (p, q) in want.iter().zip(&got) {
             assert!((p - q).abs() < 2e-2 * (1.0 + p.abs()), "{p} vs {q}");
         }
+    }
+
+    /// Averaging gives every weight and running statistic the parts' mean; one architecture only.
+    #[test]
+    fn average_is_the_mean_of_every_tensor() {
+        let _rng = crate::rng_lock();
+        let device = crate::device::inference_device();
+        let mut spec = ModelSpec::new(Arch::Compact);
+        spec.width = Some(4);
+        let part = |seed: u32| {
+            // Shift every tensor, so running statistics differ between parts too (they start
+            // at 0 and 1 in every fresh network).
+            let net = Network::new(&spec, &device);
+            let mut g = Gather(Vec::new());
+            net.visit(&mut g);
+            let shifted: Vec<TensorData> = g
+                .0
+                .into_iter()
+                .map(|d| {
+                    let v: Vec<f32> = d.as_slice::<f32>().unwrap().iter().map(|x| x + seed as f32).collect();
+                    TensorData::new(v, d.shape().clone())
+                })
+                .collect();
+            let net = net.map(&mut Scatter(shifted.into_iter()));
+            (net, ModelHeader::new(spec.clone(), serde_json::json!({ "epoch": seed })))
+        };
+        let parts = vec![part(1), part(2), part(6)];
+        let gathered: Vec<Vec<TensorData>> = parts
+            .iter()
+            .map(|(n, _)| {
+                let mut g = Gather(Vec::new());
+                n.visit(&mut g);
+                g.0
+            })
+            .collect();
+        let (avg, header) = average(parts).unwrap();
+        assert_eq!(header.meta["averaged"][2]["epoch"], 6);
+        let mut g = Gather(Vec::new());
+        avg.visit(&mut g);
+        assert_eq!(g.0.len(), gathered[0].len());
+        assert!(g.0.len() > 10, "parameters and running statistics are all visited");
+        for (i, got) in g.0.iter().enumerate() {
+            let got = got.as_slice::<f32>().unwrap();
+            let parts: Vec<&[f32]> = gathered.iter().map(|p| p[i].as_slice::<f32>().unwrap()).collect();
+            for (j, v) in got.iter().enumerate() {
+                let want = parts.iter().map(|p| p[j]).sum::<f32>() / 3.0;
+                assert!((v - want).abs() < 1e-5, "tensor {i} element {j}: {v} vs {want}");
+            }
+        }
+        // The mean of one model is that model; its predictions are unchanged.
+        let one = part(3);
+        let faces: Vec<u8> = (0..2 * FACE_PIXELS).map(|i| (i * 7 % 256) as u8).collect();
+        let x = crate::preprocess::faces_tensor(&faces, &device);
+        let want = one.0.clone().valid().forward(x.clone()).into_data().try_into_vec::<f32>().unwrap();
+        let (same, _) = average(vec![one]).unwrap();
+        assert_eq!(same.valid().forward(x).into_data().try_into_vec::<f32>().unwrap(), want);
+        // Another width is another architecture.
+        let mut wider = spec.clone();
+        wider.width = Some(6);
+        let other = (Network::new(&wider, &device), ModelHeader::new(wider, serde_json::Value::Null));
+        let err = average(vec![part(1), other]).unwrap_err().to_string();
+        assert!(err.contains("model 2") && err.contains("architecture"), "{err}");
+        assert!(average(Vec::new()).is_err());
     }
 
     #[test]

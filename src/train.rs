@@ -94,6 +94,10 @@ pub struct TrainConfig {
     /// many parts, each run on its own thread; 1 = no split.
     #[serde(default = "one")]
     pub replicas: usize,
+    /// Epoch checkpoints kept in `checkpoints/` (the newest ones); more than one lets the last
+    /// epochs be averaged afterwards (`ferrite export --average-weights`).
+    #[serde(default = "one")]
+    pub keep_checkpoints: usize,
 }
 
 fn one() -> usize {
@@ -128,6 +132,7 @@ impl TrainConfig {
             time_budget_minutes: None,
             matmul: MatmulPrecision::F32,
             replicas: 1,
+            keep_checkpoints: 1,
         }
     }
 
@@ -161,6 +166,9 @@ impl TrainConfig {
         }
         if !(1..=16).contains(&self.replicas) || self.replicas > self.batch_size {
             return bad("replicas must be in 1..=16 and at most the batch size");
+        }
+        if self.keep_checkpoints == 0 {
+            return bad("at least one checkpoint must be kept");
         }
         if self.spec.arch == crate::model::Arch::Ensemble {
             return bad("an ensemble is not trained: train its members, then `ferrite export --model A --model B`");
@@ -796,13 +804,22 @@ fn save_checkpoint(
     let _ = std::fs::remove_dir_all(&dst);
     std::fs::rename(&tmp, &dst).map_err(|e| Error::io(&dst, e))?;
     write_atomic(&run.latest_pointer(), dir_name.as_bytes())?;
-    // Keep only the newest checkpoint.
+    // Keep the newest `keep_checkpoints` (epoch numbers, not names, decide: epoch-1000 > epoch-999).
     if let Ok(entries) = std::fs::read_dir(run.checkpoints()) {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with("epoch-") && name != dir_name {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
+        let mut epochs: Vec<(usize, PathBuf)> = entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let epoch = name.strip_prefix("epoch-")?.parse::<usize>().ok()?;
+                Some((epoch, e.path()))
+            })
+            .collect();
+        epochs.sort();
+        // Checkpoints from after this epoch (a resumed run that went back) are dropped first.
+        let (newer, kept): (Vec<_>, Vec<_>) = epochs.into_iter().partition(|(e, _)| *e > state.epoch);
+        let surplus = kept.len().saturating_sub(cfg.keep_checkpoints.max(1));
+        for (_, path) in newer.into_iter().chain(kept.into_iter().take(surplus)) {
+            let _ = std::fs::remove_dir_all(path);
         }
     }
     Ok(())

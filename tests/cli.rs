@@ -95,6 +95,57 @@ fn train_then_evaluate_a_run_directory() {
     assert!(text(&o).contains("--resume"), "{}", text(&o));
 }
 
+/// `train --keep-checkpoints N` keeps the newest N epochs; `export --average-weights` turns
+/// them into one network of their mean weights that every command takes.
+#[test]
+fn kept_checkpoints_average_into_one_model() {
+    let dir = ferrite::fsutil::TempDir::new().unwrap();
+    let (train, val, run) = (dir.path().join("train"), dir.path().join("val"), dir.path().join("run"));
+    write_folder(&train, 3, 1);
+    write_folder(&val, 1, 2);
+    let o = ferrite(&[
+        "train", "--data", train.to_str().unwrap(), "--val", val.to_str().unwrap(), "--arch", "compact", "--width", "4", "--epochs", "3",
+        "--batch-size", "8", "--keep-checkpoints", "2", "--out", run.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let mut kept: Vec<String> = std::fs::read_dir(run.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("epoch-"))
+        .collect();
+    kept.sort();
+    assert_eq!(kept, ["epoch-002", "epoch-003"]);
+    let (a, b) = (run.join("checkpoints/epoch-002"), run.join("checkpoints/epoch-003"));
+    let avg = dir.path().join("avg.ferrite");
+    let o = ferrite(&[
+        "export", "--average-weights", "--model", a.to_str().unwrap(), b.to_str().unwrap(), "--out",
+        avg.to_str().unwrap(), "--precision", "f32",
+    ]);
+    assert!(o.status.success() && text(&o).contains("mean weights of 2 models"), "{}", text(&o));
+    let device = ferrite::device::inference_device();
+    let (net, header) = ferrite::modelfile::load(&avg, &device).unwrap();
+    assert_eq!(header.spec.arch, ferrite::model::Arch::Compact, "one network, not an ensemble");
+    assert_eq!(header.meta["averaged"][1]["epoch"], 3);
+    assert_eq!(net.members().len(), 1);
+    let o = ferrite(&["evaluate", "--model", avg.to_str().unwrap(), "--data", val.to_str().unwrap()]);
+    assert!(o.status.success() && text(&o).contains("confusion matrix"), "{}", text(&o));
+    // Another architecture is refused by name.
+    let other = dir.path().join("other.ferrite");
+    let mut spec = ferrite::model::ModelSpec::new(ferrite::model::Arch::Compact);
+    spec.width = Some(6);
+    ferrite::modelfile::save(
+        &other,
+        &ferrite::model::Network::new(&spec, &device),
+        &ferrite::modelfile::ModelHeader::new(spec, serde_json::Value::Null),
+    )
+    .unwrap();
+    let o = ferrite(&[
+        "export", "--average-weights", "--model", a.to_str().unwrap(), "--model", other.to_str().unwrap(), "--out",
+        avg.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success() && text(&o).contains("another architecture"), "{}", text(&o));
+}
+
 #[test]
 fn bad_inputs_give_clear_errors() {
     let dir = ferrite::fsutil::TempDir::new().unwrap();
@@ -133,6 +184,9 @@ fn bad_inputs_give_clear_errors() {
     assert!(!o.status.success() && text(&o).contains("not a resumable run directory"), "{}", text(&o));
     let o = ferrite(&["--matmul", "f32", "train", "--resume", missing.to_str().unwrap()]);
     assert!(!o.status.success() && text(&o).contains("config.json sets it"), "{}", text(&o));
+
+    let o = ferrite(&["bench", "--arch", "compact", "--replicas", "0"]);
+    assert!(!o.status.success() && text(&o).contains("--replicas must be in 1..=16"), "{}", text(&o));
 
     let notmodel = dir.path().join("x.ferrite");
     std::fs::write(&notmodel, "nope").unwrap();

@@ -1,0 +1,106 @@
+//! Do rotated or zoomed test-time views add to `--tta ten`? Each view (mirror, 2-pixel corner
+//! shift, rotation, zoom) is classified once; named sets of views are scored by averaging.
+//!
+//! `cargo run --release --example tta_warp_sweep -- VAL_DIR [MODEL_FILE]...` (no model: the
+//! embedded one). One table per model.
+use ferrite::data::{Dataset, LoadOptions};
+use ferrite::emotion::Emotion;
+use ferrite::evaluate::{Tta, argmax, mirror_faces, predict_probs, shift_faces};
+use ferrite::preprocess::{FACE_PIXELS, FACE_SIZE};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Rotation in degrees and zoom in percent (integers, so they can key a map).
+type Warp = (i32, i32);
+/// (mirror, dx, dy, warp)
+type View = (bool, i32, i32, Warp);
+
+/// Rotate by `deg` and scale by `zoom_pct / 100` about the centre, bilinear, outside pixels 0
+/// (the training augmentation's map, without flip and shift).
+fn warp_faces(faces: &[u8], (deg, zoom_pct): Warp) -> Vec<u8> {
+    if (deg, zoom_pct) == (0, 100) {
+        return faces.to_vec();
+    }
+    let n = FACE_SIZE;
+    let c = (n as f32 - 1.0) / 2.0;
+    let (sin, cos) = (deg as f32).to_radians().sin_cos();
+    let zoom = zoom_pct as f32 / 100.0;
+    let mut out = vec![0u8; faces.len()];
+    for (src, dst) in faces.chunks_exact(FACE_PIXELS).zip(out.chunks_exact_mut(FACE_PIXELS)) {
+        let px = |x: i32, y: i32| -> f32 {
+            if (0..n as i32).contains(&x) && (0..n as i32).contains(&y) { src[y as usize * n + x as usize] as f32 } else { 0.0 }
+        };
+        for y in 0..n {
+            for x in 0..n {
+                let ux = (x as f32 - c) / zoom;
+                let uy = (y as f32 - c) / zoom;
+                let sx = cos * ux + sin * uy + c;
+                let sy = -sin * ux + cos * uy + c;
+                let (x0, y0) = (sx.floor(), sy.floor());
+                let (fx, fy) = (sx - x0, sy - y0);
+                let (x0, y0) = (x0 as i32, y0 as i32);
+                let v = px(x0, y0) * (1.0 - fx) * (1.0 - fy)
+                    + px(x0 + 1, y0) * fx * (1.0 - fy)
+                    + px(x0, y0 + 1) * (1.0 - fx) * fy
+                    + px(x0 + 1, y0 + 1) * fx * fy;
+                dst[y * n + x] = v.round().clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+    out
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let data = args.first().map(String::as_str).unwrap_or("../shared/data/fer2013/val");
+    let device = ferrite::device::inference_device();
+    let ds = Dataset::load(Path::new(data), &LoadOptions::default())?;
+    let models: Vec<Option<&str>> =
+        if args.len() > 1 { args[1..].iter().map(|s| Some(s.as_str())).collect() } else { vec![None] };
+    let ten: Vec<(bool, i32, i32)> = Tta::Ten.views();
+    let warps: Vec<Warp> = vec![(0, 100), (-5, 100), (5, 100), (-10, 100), (10, 100), (0, 95), (0, 105), (0, 90), (0, 110)];
+    let sets: Vec<(&str, Vec<Warp>)> = vec![
+        ("ten (--tta ten)", vec![(0, 100)]),
+        ("ten x rotation 0, +-5", vec![(0, 100), (-5, 100), (5, 100)]),
+        ("ten x rotation 0, +-10", vec![(0, 100), (-10, 100), (10, 100)]),
+        ("ten x zoom 1, 0.95, 1.05", vec![(0, 100), (0, 95), (0, 105)]),
+        ("ten x zoom 1, 0.9, 1.1", vec![(0, 100), (0, 90), (0, 110)]),
+        ("ten x zoom 1, 1.05", vec![(0, 100), (0, 105)]),
+        ("ten x zoom 1, 0.95", vec![(0, 100), (0, 95)]),
+        ("ten x rot +-5, zoom .95/1.05", vec![(0, 100), (-5, 100), (5, 100), (0, 95), (0, 105)]),
+        ("ten x rot +-10, zoom .9/1.1", vec![(0, 100), (-10, 100), (10, 100), (0, 90), (0, 110)]),
+    ];
+    for model in models {
+        let net = match model {
+            Some(path) => burn::module::Module::valid(&ferrite::modelfile::load(Path::new(path), &device)?.0),
+            None => ferrite::embedded::default_model(&device)?.0,
+        };
+        let mut per_view: BTreeMap<View, Vec<[f32; Emotion::COUNT]>> = BTreeMap::new();
+        for &w in &warps {
+            let warped = warp_faces(&ds.faces, w);
+            let mirrored = mirror_faces(&warped);
+            for &(m, dx, dy) in &ten {
+                let base = if m { &mirrored } else { &warped };
+                per_view.insert((m, dx, dy, w), predict_probs(&net, &shift_faces(base, dx, dy), &device));
+            }
+        }
+        println!("model {}", model.unwrap_or("embedded"));
+        println!("{:<32} {:>6} {:>9} {:>8}", "views", "count", "accuracy", "correct");
+        for (name, ws) in &sets {
+            let views: Vec<View> = ws.iter().flat_map(|&w| ten.iter().map(move |&(m, x, y)| (m, x, y, w))).collect();
+            let mut correct = 0usize;
+            for (i, truth) in ds.labels.iter().enumerate() {
+                let mut sum = [0.0f32; Emotion::COUNT];
+                for v in &views {
+                    for (s, p) in sum.iter_mut().zip(&per_view[v][i]) {
+                        *s += p;
+                    }
+                }
+                correct += usize::from(argmax(&sum) == truth.index());
+            }
+            let acc = 100.0 * correct as f64 / ds.len() as f64;
+            println!("{name:<32} {:>6} {acc:>8.2}% {correct:>8}", views.len());
+        }
+    }
+    Ok(())
+}
