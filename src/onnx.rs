@@ -388,6 +388,27 @@ mod tests {
         check_against_burn(&net, &faces, "ensemble");
     }
 
+    /// `predict`, `detect` and `video` average views through the compiled graph; `evaluate`
+    /// through burn: the two agree for every view set.
+    #[test]
+    fn test_time_views_agree_with_burn() {
+        let mut spec = ModelSpec::new(Arch::Compact);
+        spec.width = Some(4);
+        spec.crop = Some(40);
+        spec.stem_convs = Some(1);
+        let (net, faces) = trained_net(&spec);
+        let fast = FastModel::new(&net).unwrap();
+        for tta in [Tta::None, Tta::Flip, Tta::Ten, Tta::Thirty] {
+            let burn = crate::evaluate::predict_probs_tta(&net, &faces, &inference_device(), tta);
+            let ours = fast.probs_tta(&faces, tta).unwrap();
+            for (a, b) in burn.iter().zip(&ours) {
+                for (x, y) in a.iter().zip(b) {
+                    assert!((x - y).abs() < 1e-4, "{tta:?}: burn {a:?} vs onnx {b:?}");
+                }
+            }
+        }
+    }
+
     fn check_against_burn(net: &Network, faces: &[u8], what: &str) {
         let burn = predict_probs(net, faces, &inference_device());
         let fast = FastModel::new(net).unwrap().probs_each(faces).unwrap();
