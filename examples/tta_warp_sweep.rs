@@ -5,8 +5,7 @@
 //! embedded one). One table per model.
 use ferrite::data::{Dataset, LoadOptions};
 use ferrite::emotion::Emotion;
-use ferrite::evaluate::{Tta, argmax, mirror_faces, predict_probs, shift_faces};
-use ferrite::preprocess::{FACE_PIXELS, FACE_SIZE};
+use ferrite::evaluate::{Tta, argmax, mirror_faces, predict_probs, shift_faces, warp_faces};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -14,41 +13,6 @@ use std::path::Path;
 type Warp = (i32, i32);
 /// (mirror, dx, dy, warp)
 type View = (bool, i32, i32, Warp);
-
-/// Rotate by `deg` and scale by `zoom_pct / 100` about the centre, bilinear, outside pixels 0
-/// (the training augmentation's map, without flip and shift).
-fn warp_faces(faces: &[u8], (deg, zoom_pct): Warp) -> Vec<u8> {
-    if (deg, zoom_pct) == (0, 100) {
-        return faces.to_vec();
-    }
-    let n = FACE_SIZE;
-    let c = (n as f32 - 1.0) / 2.0;
-    let (sin, cos) = (deg as f32).to_radians().sin_cos();
-    let zoom = zoom_pct as f32 / 100.0;
-    let mut out = vec![0u8; faces.len()];
-    for (src, dst) in faces.chunks_exact(FACE_PIXELS).zip(out.chunks_exact_mut(FACE_PIXELS)) {
-        let px = |x: i32, y: i32| -> f32 {
-            if (0..n as i32).contains(&x) && (0..n as i32).contains(&y) { src[y as usize * n + x as usize] as f32 } else { 0.0 }
-        };
-        for y in 0..n {
-            for x in 0..n {
-                let ux = (x as f32 - c) / zoom;
-                let uy = (y as f32 - c) / zoom;
-                let sx = cos * ux + sin * uy + c;
-                let sy = -sin * ux + cos * uy + c;
-                let (x0, y0) = (sx.floor(), sy.floor());
-                let (fx, fy) = (sx - x0, sy - y0);
-                let (x0, y0) = (x0 as i32, y0 as i32);
-                let v = px(x0, y0) * (1.0 - fx) * (1.0 - fy)
-                    + px(x0 + 1, y0) * fx * (1.0 - fy)
-                    + px(x0, y0 + 1) * (1.0 - fx) * fy
-                    + px(x0 + 1, y0 + 1) * fx * fy;
-                dst[y * n + x] = v.round().clamp(0.0, 255.0) as u8;
-            }
-        }
-    }
-    out
-}
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -77,7 +41,7 @@ fn main() -> anyhow::Result<()> {
         };
         let mut per_view: BTreeMap<View, Vec<[f32; Emotion::COUNT]>> = BTreeMap::new();
         for &w in &warps {
-            let warped = warp_faces(&ds.faces, w);
+            let warped = warp_faces(&ds.faces, w.0 as f32, w.1 as f32 / 100.0);
             let mirrored = mirror_faces(&warped);
             for &(m, dx, dy) in &ten {
                 let base = if m { &mirrored } else { &warped };
