@@ -97,21 +97,7 @@ pub fn augment_into(src: &[u8], out: &mut [f32], cfg: &AugmentConfig, rng: &mut 
             }
         }
     } else {
-        let c = (n as f32 - 1.0) / 2.0;
-        let (sin, cos) = angle.sin_cos();
-        for y in 0..n {
-            for x in 0..n {
-                // Output pixel -> source pixel: undo shift, zoom, rotation, then flip.
-                let ux = (x as f32 - dx - c) / zoom;
-                let uy = (y as f32 - dy - c) / zoom;
-                let mut sx = cos * ux + sin * uy + c;
-                let sy = -sin * ux + cos * uy + c;
-                if flip {
-                    sx = n as f32 - 1.0 - sx;
-                }
-                out[y * n + x] = bilinear(src, sx, sy);
-            }
-        }
+        warp_into(src, flip, (dx, dy), angle, zoom, |i, v| out[i] = v * (1.0 / 255.0));
     }
     if cfg.erase_prob > 0.0 && rng.random_bool(cfg.erase_prob.clamp(0.0, 1.0) as f64) {
         let area = rng.random_range(0.02..0.2) * (n * n) as f32;
@@ -128,6 +114,29 @@ pub fn augment_into(src: &[u8], out: &mut [f32], cfg: &AugmentConfig, rng: &mut 
     }
 }
 
+/// Flip, shift `(dx, dy)`, rotation (`angle`, radians) and zoom about the face's centre as one
+/// inverse map: each output pixel is sampled bilinearly from `src` (pixels outside the face are
+/// 0) and handed to `put(index, value)` in the source's units (0-255). The training
+/// augmentation and the test-time warps (`evaluate::warp_faces`) share it.
+pub(crate) fn warp_into(src: &[u8], flip: bool, (dx, dy): (f32, f32), angle: f32, zoom: f32, mut put: impl FnMut(usize, f32)) {
+    let n = FACE_SIZE;
+    let c = (n as f32 - 1.0) / 2.0;
+    let (sin, cos) = angle.sin_cos();
+    for y in 0..n {
+        for x in 0..n {
+            // Output pixel -> source pixel: undo shift, zoom, rotation, then flip.
+            let ux = (x as f32 - dx - c) / zoom;
+            let uy = (y as f32 - dy - c) / zoom;
+            let mut sx = cos * ux + sin * uy + c;
+            let sy = -sin * ux + cos * uy + c;
+            if flip {
+                sx = n as f32 - 1.0 - sx;
+            }
+            put(y * n + x, bilinear(src, sx, sy));
+        }
+    }
+}
+
 fn bilinear(src: &[u8], x: f32, y: f32) -> f32 {
     let n = FACE_SIZE as i32;
     let x0 = x.floor();
@@ -136,7 +145,7 @@ fn bilinear(src: &[u8], x: f32, y: f32) -> f32 {
     let (x0, y0) = (x0 as i32, y0 as i32);
     let px = |xx: i32, yy: i32| -> f32 {
         if xx >= 0 && xx < n && yy >= 0 && yy < n {
-            normalize(src[(yy * n + xx) as usize])
+            src[(yy * n + xx) as usize] as f32
         } else {
             0.0
         }

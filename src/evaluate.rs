@@ -83,34 +83,11 @@ pub fn warp_faces(faces: &[u8], degrees: f32, zoom: f32) -> Vec<u8> {
     if degrees == 0.0 && zoom == 1.0 {
         return faces.to_vec();
     }
-    let n = crate::preprocess::FACE_SIZE;
-    let c = (n as f32 - 1.0) / 2.0;
-    let (sin, cos) = degrees.to_radians().sin_cos();
     let mut out = vec![0u8; faces.len()];
     for (src, dst) in faces.chunks_exact(FACE_PIXELS).zip(out.chunks_exact_mut(FACE_PIXELS)) {
-        let px = |x: i32, y: i32| -> f32 {
-            if (0..n as i32).contains(&x) && (0..n as i32).contains(&y) {
-                src[y as usize * n + x as usize] as f32
-            } else {
-                0.0
-            }
-        };
-        for y in 0..n {
-            for x in 0..n {
-                // Output pixel -> source pixel (undo the zoom, then the rotation), as `augment`.
-                let (ux, uy) = ((x as f32 - c) / zoom, (y as f32 - c) / zoom);
-                let sx = cos * ux + sin * uy + c;
-                let sy = -sin * ux + cos * uy + c;
-                let (x0, y0) = (sx.floor(), sy.floor());
-                let (fx, fy) = (sx - x0, sy - y0);
-                let (x0, y0) = (x0 as i32, y0 as i32);
-                let v = px(x0, y0) * (1.0 - fx) * (1.0 - fy)
-                    + px(x0 + 1, y0) * fx * (1.0 - fy)
-                    + px(x0, y0 + 1) * (1.0 - fx) * fy
-                    + px(x0 + 1, y0 + 1) * fx * fy;
-                dst[y * n + x] = v.round().clamp(0.0, 255.0) as u8;
-            }
-        }
+        crate::augment::warp_into(src, false, (0.0, 0.0), degrees.to_radians(), zoom, |i, v| {
+            dst[i] = v.round().clamp(0.0, 255.0) as u8
+        });
     }
     out
 }
