@@ -12,7 +12,7 @@ bin="$root/target/release/ferrite"
 mkdir -p "$here"
 cp "$run/config.json" "$run/metrics.csv" "$run/curves.png" "$here/"
 "$bin" evaluate --model "$run" --data "$data/val" --out "$here" | tee "$here/evaluate.txt"
-for tta in flip ten; do
+for tta in flip ten thirty; do
   tmp="$(mktemp -d)"
   "$bin" evaluate --model "$run" --data "$data/val" --tta "$tta" --out "$tmp" | tee "$here/evaluate-tta-$tta.txt"
   cp "$tmp/evaluate.json" "$here/evaluate-tta-$tta.json"
