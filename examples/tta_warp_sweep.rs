@@ -2,7 +2,12 @@
 //! shift, rotation, zoom) is classified once; named sets of views are scored by averaging.
 //!
 //! `cargo run --release --example tta_warp_sweep -- VAL_DIR [MODEL_FILE]...` (no model: the
-//! embedded one). One table per model.
+//! embedded one). One table per model, then each set's mean over the models.
+//!
+//! Session 15 added the sets that combine `--tta thirty`'s zooms with rotations (the two kinds
+//! of view that helped in session 13's round). Rule fixed before the run: the set with the best
+//! mean over the three runs that are not embedded (c28r2, c28s7, c28s3) is scored once on the
+//! embedded model, and only if its mean beats `--tta thirty`'s.
 use ferrite::data::{Dataset, LoadOptions};
 use ferrite::emotion::Emotion;
 use ferrite::evaluate::{Tta, argmax, mirror_faces, predict_probs, shift_faces, warp_faces};
@@ -22,7 +27,8 @@ fn main() -> anyhow::Result<()> {
     let models: Vec<Option<&str>> =
         if args.len() > 1 { args[1..].iter().map(|s| Some(s.as_str())).collect() } else { vec![None] };
     let ten: Vec<(bool, i32, i32)> = Tta::Ten.views();
-    let warps: Vec<Warp> = vec![(0, 100), (-5, 100), (5, 100), (-10, 100), (10, 100), (0, 95), (0, 105), (0, 90), (0, 110)];
+    let zooms = [100, 90, 110];
+    let zoom_x = |rots: &[i32]| -> Vec<Warp> { rots.iter().flat_map(|&r| zooms.iter().map(move |&z| (r, z))).collect() };
     let sets: Vec<(&str, Vec<Warp>)> = vec![
         ("ten (--tta ten)", vec![(0, 100)]),
         ("ten x rotation 0, +-5", vec![(0, 100), (-5, 100), (5, 100)]),
@@ -33,7 +39,15 @@ fn main() -> anyhow::Result<()> {
         ("ten x zoom 1, 0.95", vec![(0, 100), (0, 95)]),
         ("ten x rot +-5, zoom .95/1.05", vec![(0, 100), (-5, 100), (5, 100), (0, 95), (0, 105)]),
         ("ten x rot +-10, zoom .9/1.1", vec![(0, 100), (-10, 100), (10, 100), (0, 90), (0, 110)]),
+        ("thirty x rotation 0, +-5", zoom_x(&[0, -5, 5])),
+        ("thirty x rotation 0, +-10", zoom_x(&[0, -10, 10])),
+        ("thirty x rotation 0, +-5, +-10", zoom_x(&[0, -5, 5, -10, 10])),
     ];
+    let mut warps: Vec<Warp> = sets.iter().flat_map(|(_, ws)| ws.iter().copied()).collect();
+    warps.sort_unstable();
+    warps.dedup();
+    let mut means: Vec<f64> = vec![0.0; sets.len()];
+    let n_models = models.len();
     for model in models {
         let net = match model {
             Some(path) => burn::module::Module::valid(&ferrite::modelfile::load(Path::new(path), &device)?.0),
@@ -50,7 +64,7 @@ fn main() -> anyhow::Result<()> {
         }
         println!("model {}", model.unwrap_or("embedded"));
         println!("{:<32} {:>6} {:>9} {:>8}", "views", "count", "accuracy", "correct");
-        for (name, ws) in &sets {
+        for (k, (name, ws)) in sets.iter().enumerate() {
             let views: Vec<View> = ws.iter().flat_map(|&w| ten.iter().map(move |&(m, x, y)| (m, x, y, w))).collect();
             let mut correct = 0usize;
             for (i, truth) in ds.labels.iter().enumerate() {
@@ -63,8 +77,13 @@ fn main() -> anyhow::Result<()> {
                 correct += usize::from(argmax(&sum) == truth.index());
             }
             let acc = 100.0 * correct as f64 / ds.len() as f64;
+            means[k] += acc / n_models as f64;
             println!("{name:<32} {:>6} {acc:>8.2}% {correct:>8}", views.len());
         }
+    }
+    println!("mean over {n_models} model(s)");
+    for ((name, _), mean) in sets.iter().zip(&means) {
+        println!("{name:<32} {mean:>8.2}%");
     }
     Ok(())
 }
