@@ -1,4 +1,6 @@
 //! Probe: time flex's conv2d forward, input-gradient and weight-gradient passes per reference layer, and ferrite's (`model::conv`, Winograd for the 3x3 layers).
+//! PROBE_NET=compact: the layers of the embedded compact net (width 28, crop 40); PROBE_BF16=1:
+//! bf16 matrix products (`--matmul bf16`).
 use burn::backend::flex::{FlexTensor, Layout};
 use burn::backend::ops::{ConvOptions, ModuleOps};
 use burn::backend::Flex;
@@ -38,7 +40,14 @@ fn t(dims: [usize; 4], seed: u32) -> FlexTensor {
 }
 
 fn main() {
-    let layers = [(64usize, 128usize, 5usize, 24usize), (128, 512, 3, 12), (512, 512, 3, 6)];
+    let layers: Vec<(usize, usize, usize, usize)> = if std::env::var("PROBE_NET").as_deref() == Ok("compact") {
+        vec![(1, 28, 3, 40), (28, 56, 3, 20), (56, 56, 3, 20), (56, 112, 3, 10), (112, 112, 3, 10), (112, 224, 3, 5), (224, 224, 3, 5)]
+    } else {
+        vec![(64, 128, 5, 24), (128, 512, 3, 12), (512, 512, 3, 6)]
+    };
+    if std::env::var_os("PROBE_BF16").is_some() {
+        ferrite::device::set_matmul_precision(ferrite::device::MatmulPrecision::Bf16).expect("bf16 products");
+    }
     // PROBE_LAYER=i times only layer i (0-based).
     let only: Option<usize> = std::env::var("PROBE_LAYER").ok().and_then(|v| v.parse().ok());
     for (i, &(ci, co, k, hw)) in layers.iter().enumerate() {
@@ -51,7 +60,10 @@ fn main() {
         let p = k / 2;
         let opt = ConvOptions::new([1, 1], [p, p], [1, 1], 1);
         let mut best = [f64::MAX; 6];
+        // PROBE_OURS=1 skips flex's passes (for profiling ferrite's).
+        let ours_only = std::env::var_os("PROBE_OURS").is_some();
         for _ in 0..3 {
+            if !ours_only {
             let s = Clock::now();
             let _y = <Flex as ModuleOps<Flex>>::conv2d(x.clone(), w.clone(), None, opt.clone());
             best[0] = best[0].min(s.ms());
@@ -61,6 +73,7 @@ fn main() {
             let s = Clock::now();
             let _dw = <Flex as ModuleOps<Flex>>::conv2d_weight_backward(x.clone(), w.clone(), g.clone(), opt.clone());
             best[2] = best[2].min(s.ms());
+            }
             let s = Clock::now();
             let _dx = <Flex as ferrite::model::conv::ConvSameBackend>::conv2d_same_x_backward(x.clone(), w.clone(), g.clone());
             best[3] = best[3].min(s.ms());

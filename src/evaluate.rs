@@ -45,6 +45,8 @@ pub enum Tta {
     /// Thirty views: `Ten`'s views of the face as is, shrunk to 0.9 and enlarged to 1.1 times
     /// its size about the centre (the training augmentation's zoom range).
     Thirty,
+    /// Ninety views: `Thirty`'s views of the face as is and turned 5 degrees either way.
+    Ninety,
 }
 
 impl Tta {
@@ -52,7 +54,7 @@ impl Tta {
     pub fn views(self) -> Vec<(bool, i32, i32)> {
         let shifts: &[(i32, i32)] = match self {
             Tta::None | Tta::Flip => &[(0, 0)],
-            Tta::Ten | Tta::Thirty => &[(0, 0), (-2, -2), (2, -2), (-2, 2), (2, 2)],
+            Tta::Ten | Tta::Thirty | Tta::Ninety => &[(0, 0), (-2, -2), (2, -2), (-2, 2), (2, 2)],
         };
         let mirrors: &[bool] = if self == Tta::None { &[false] } else { &[false, true] };
         mirrors
@@ -66,6 +68,7 @@ impl Tta {
     pub fn warps(self) -> &'static [(f32, f32)] {
         match self {
             Tta::Thirty => &[(0.0, 1.0), (0.0, 0.9), (0.0, 1.1)],
+            Tta::Ninety => &[(0.0, 1.0), (0.0, 0.9), (0.0, 1.1), (-5.0, 1.0), (-5.0, 0.9), (-5.0, 1.1), (5.0, 1.0), (5.0, 0.9), (5.0, 1.1)],
             _ => &[(0.0, 1.0)],
         }
     }
@@ -245,6 +248,35 @@ mod tests {
             }
         }
         let got = predict_probs_tta(&net, &faces, &device, Tta::Thirty);
+        for (w, g) in want.iter().zip(&got) {
+            for (a, b) in w.iter().zip(g) {
+                assert!((a - b).abs() < 1e-5, "{w:?} vs {g:?}");
+            }
+        }
+    }
+
+    /// Ninety views: thirty views of the face as is and turned by -5 and +5 degrees, averaged.
+    #[test]
+    fn ninety_view_tta_averages_thirty_views_of_three_turns() {
+        let _rng = crate::rng_lock();
+        let device = crate::device::inference_device();
+        let mut spec = crate::model::ModelSpec::new(crate::model::Arch::Compact);
+        spec.width = Some(4);
+        let net = burn::module::Module::valid(&Network::new(&spec, &device));
+        let faces: Vec<u8> = (0..2 * FACE_PIXELS).map(|i| (i * 11 % 256) as u8).collect();
+        assert_eq!(Tta::Ninety.view_count(), 90);
+        let mut want = [[0.0f32; Emotion::COUNT]; 2];
+        for degrees in [0.0, -5.0, 5.0] {
+            for zoom in [1.0, 0.9, 1.1] {
+                let ten = predict_probs_tta(&net, &warp_faces(&faces, degrees, zoom), &device, Tta::Ten);
+                for (w, t) in want.iter_mut().zip(&ten) {
+                    for (a, b) in w.iter_mut().zip(t) {
+                        *a += b / 9.0;
+                    }
+                }
+            }
+        }
+        let got = predict_probs_tta(&net, &faces, &device, Tta::Ninety);
         for (w, g) in want.iter().zip(&got) {
             for (a, b) in w.iter().zip(g) {
                 assert!((a - b).abs() < 1e-5, "{w:?} vs {g:?}");

@@ -111,8 +111,9 @@ enum Command {
         /// Folder for evaluate.json and confusion.png.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Test-time augmentation: average over the face and its mirror image (flip) or ten
-        /// shifted and mirrored views (ten).
+        /// Test-time augmentation: average over the face and its mirror image (flip), ten
+        /// shifted and mirrored views (ten), those of the face zoomed to 0.9 and 1.1 too
+        /// (thirty), or of those also turned 5 degrees either way (ninety).
         #[arg(long, value_enum, default_value = "none")]
         tta: TtaArg,
     },
@@ -346,6 +347,8 @@ enum TtaArg {
     Ten,
     /// Ten's views of the face as is, zoomed out to 0.9 and in to 1.1.
     Thirty,
+    /// Thirty's views of the face as is and turned 5 degrees either way.
+    Ninety,
 }
 
 impl From<TtaArg> for Tta {
@@ -355,6 +358,7 @@ impl From<TtaArg> for Tta {
             TtaArg::Flip => Tta::Flip,
             TtaArg::Ten => Tta::Ten,
             TtaArg::Thirty => Tta::Thirty,
+            TtaArg::Ninety => Tta::Ninety,
         }
     }
 }

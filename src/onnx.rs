@@ -398,7 +398,7 @@ mod tests {
         spec.stem_convs = Some(1);
         let (net, faces) = trained_net(&spec);
         let fast = FastModel::new(&net).unwrap();
-        for tta in [Tta::None, Tta::Flip, Tta::Ten, Tta::Thirty] {
+        for tta in [Tta::None, Tta::Flip, Tta::Ten, Tta::Thirty, Tta::Ninety] {
             let burn = crate::evaluate::predict_probs_tta(&net, &faces, &inference_device(), tta);
             let ours = fast.probs_tta(&faces, tta).unwrap();
             for (a, b) in burn.iter().zip(&ours) {

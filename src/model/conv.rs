@@ -5,7 +5,8 @@
 //! passes as Winograd convolutions (`winograd.rs`): the forward pass, the input gradient (the
 //! forward convolution of the output gradient with the flipped, transposed kernel: for stride 1
 //! and "same" padding that is the transposed convolution) and the weight gradient.
-//! Elsewhere the forward pass is flex's own `conv2d`; the weight gradient is one
+//! Inputs of at most four channels (the stems) run a direct forward kernel; elsewhere the
+//! forward pass is flex's own `conv2d`; the weight gradient is one
 //! `dW (C_out x C_in*k*k) += dY (C_out x P) . im2col(X)^T (P x C_in*k*k)` per chunk of images,
 //! a chunk per thread, summed at the end (burn's generic backward computes it as a convolution
 //! of the input with the output gradient as an H x W kernel, for which flex re-packs the whole
@@ -130,6 +131,64 @@ fn im2col_rows(x: &[f32], [_, c_in, h, w]: [usize; 4], k: usize, imgs: std::ops:
     }
 }
 
+/// Inputs with at most this many channels (the 1-channel stem of both architectures) take
+/// [`direct_thin`] forward: their im2col products have a k*k*C-long shared dimension, too short
+/// for a matrix product to pay (flex: ~10 ms for the compact stem's batch of 64, one thread).
+const THIN: usize = 4;
+
+/// The forward stride-1 "same" convolution of the contiguous `x` (N, C, H, W) with kernels
+/// `wt` (K, C, k, k), computed directly: per image and output channel, k*k*C scaled rows of a
+/// zero-padded copy of the image are added up, a vector operation along each row.
+fn direct_thin(x: &[f32], xd: [usize; 4], wt: &[f32], k_out: usize, k: usize) -> Vec<f32> {
+    use rayon::prelude::*;
+    let [n, _, h, w] = xd;
+    let mut out = vec![0f32; n * k_out * h * w];
+    out.par_chunks_mut(k_out * h * w).enumerate().for_each(|(img, y)| {
+        #[cfg(target_arch = "x86_64")]
+        if super::avx512() {
+            // SAFETY: `avx512()` found the features `thin_image_wide` is compiled for.
+            return unsafe { thin_image_wide(x, xd, wt, k, img, y) };
+        }
+        thin_image(x, xd, wt, k, img, y)
+    });
+    out
+}
+
+/// [`thin_image`] compiled for AVX-512.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+fn thin_image_wide(x: &[f32], xd: [usize; 4], wt: &[f32], k: usize, img: usize, y: &mut [f32]) {
+    thin_image(x, xd, wt, k, img, y)
+}
+
+/// Image `img`'s output `y` (K, H, W) for [`direct_thin`].
+#[inline(always)]
+fn thin_image(x: &[f32], [_, c_in, h, w]: [usize; 4], wt: &[f32], k: usize, img: usize, y: &mut [f32]) {
+    let p = k / 2;
+    let (hp, wp) = (h + 2 * p, w + 2 * p);
+    let mut pad = vec![0f32; c_in * hp * wp];
+    for c in 0..c_in {
+        for yy in 0..h {
+            pad[(c * hp + yy + p) * wp + p..][..w].copy_from_slice(&x[((img * c_in + c) * h + yy) * w..][..w]);
+        }
+    }
+    for (o, dst) in y.chunks_exact_mut(h * w).enumerate() {
+        for (yy, row) in dst.chunks_exact_mut(w).enumerate() {
+            for c in 0..c_in {
+                for a in 0..k {
+                    for b in 0..k {
+                        let wv = wt[((o * c_in + c) * k + a) * k + b];
+                        let src = &pad[(c * hp + yy + a) * wp + b..][..w];
+                        for (d, s) in row.iter_mut().zip(src) {
+                            *d += wv * s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The weight gradient (K, C, k, k) of the stride-1 "same" convolution of the contiguous input
 /// `x` (N, C, H, W) given the contiguous output gradient `g` (N, K, H, W).
 fn weight_grad(x: &[f32], xd: [usize; 4], g: &[f32], k_out: usize, k: usize) -> Vec<f32> {
@@ -160,6 +219,11 @@ impl ConvSameBackend for Flex {
         if let (DType::F32, DType::F32, Some(plan)) = (x.dtype(), w.dtype(), winograd::plan(wd[2], wd[1], wd[0], [xd[0], xd[2], xd[3]])) {
             let (x, w) = (x.to_contiguous(), w.to_contiguous());
             let y = winograd::conv(plan, x.storage(), xd, w.storage(), wd[0]);
+            return super::flex_f32(y, &[xd[0], wd[0], xd[2], xd[3]]);
+        }
+        if let (DType::F32, DType::F32, true) = (x.dtype(), w.dtype(), xd[1] <= THIN) {
+            let (x, w) = (x.to_contiguous(), w.to_contiguous());
+            let y = direct_thin(x.storage(), xd, w.storage(), wd[0], wd[2]);
             return super::flex_f32(y, &[xd[0], wd[0], xd[2], xd[3]]);
         }
         <Flex as ModuleOps<Flex>>::conv2d(x, w, None, options(wd[2]))

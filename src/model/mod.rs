@@ -68,6 +68,19 @@ pub(crate) fn gemm_crate_f32(dst: &mut [f32], [m, n, k]: [usize; 3], accumulate:
     }
 }
 
+/// Whether ferrite's own vector kernels (`winograd`, `conv`) run their AVX-512 instantiations:
+/// the build targets baseline x86-64, where their 16-lane steps would be four-lane SSE
+/// operations, so each kernel is also compiled with `#[target_feature]` and picked at run time.
+pub(crate) fn avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static WIDE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *WIDE.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512vl"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// A sum over the batch 0..n computed in parallel: one contiguous slice of the batch per rayon
 /// thread, walked in chunks of `per_chunk` images; `chunk(scratch, images, acc, accumulate)`
 /// writes (or, with `accumulate`, adds) its chunk's share into the thread's `len`-long

@@ -137,20 +137,31 @@ pub(crate) fn plan(r: usize, c_in: usize, k_out: usize, [n, h, w]: [usize; 3]) -
 /// Stride-1, zero-padded ("same") r x r convolution with plan `p`, no bias: contiguous
 /// x (N, C, H, W) and kernels `wt` (K, C, r, r) -> contiguous (N, K, H, W).
 pub(crate) fn conv(p: Plan, x: &[f32], xd: [usize; 4], wt: &[f32], k_out: usize) -> Vec<f32> {
+    conv_as(p, x, xd, wt, k_out, super::avx512())
+}
+
+/// [`conv`], through the AVX-512 instantiation of its kernel or not (`wide`: only where
+/// [`super::avx512`] says the CPU has it).
+fn conv_as(p: Plan, x: &[f32], xd: [usize; 4], wt: &[f32], k_out: usize, wide: bool) -> Vec<f32> {
     match p {
-        Plan::F23 => conv_with::<F23, 4>(x, xd, wt, k_out),
-        Plan::F43 => conv_with::<F43, 6>(x, xd, wt, k_out),
-        Plan::F25 => conv_with::<F25, 6>(x, xd, wt, k_out),
+        Plan::F23 => conv_with::<F23, 4>(x, xd, wt, k_out, wide),
+        Plan::F43 => conv_with::<F43, 6>(x, xd, wt, k_out, wide),
+        Plan::F25 => conv_with::<F25, 6>(x, xd, wt, k_out, wide),
     }
 }
 
 /// The weight gradient (K, C, r, r) of [`conv`] with plan `p` for the contiguous input
 /// `x` (N, C, H, W) and output gradient `g` (N, K, H, W).
 pub(crate) fn weight_grad(p: Plan, x: &[f32], xd: [usize; 4], g: &[f32], k_out: usize) -> Vec<f32> {
+    weight_grad_as(p, x, xd, g, k_out, super::avx512())
+}
+
+/// [`weight_grad`], through the AVX-512 instantiation of its kernel or not (as [`conv_as`]).
+fn weight_grad_as(p: Plan, x: &[f32], xd: [usize; 4], g: &[f32], k_out: usize, wide: bool) -> Vec<f32> {
     match p {
-        Plan::F23 => weight_grad_with::<F23, 4>(x, xd, g, k_out),
-        Plan::F43 => weight_grad_with::<F43, 6>(x, xd, g, k_out),
-        Plan::F25 => weight_grad_with::<F25, 6>(x, xd, g, k_out),
+        Plan::F23 => weight_grad_with::<F23, 4>(x, xd, g, k_out, wide),
+        Plan::F43 => weight_grad_with::<F43, 6>(x, xd, g, k_out, wide),
+        Plan::F25 => weight_grad_with::<F25, 6>(x, xd, g, k_out, wide),
     }
 }
 
@@ -187,10 +198,11 @@ fn sandwich<const A: usize, const T: bool>(l: &[f32], rows: usize, cols: usize, 
     out
 }
 
-/// (K, C, r, r) kernels -> u[e][k][c] = (G g G^T)[e], a^2 x K x C.
-fn filter_transform<P: Algo, const A: usize>(wt: &[f32], k_out: usize, c_in: usize) -> Vec<f32> {
+/// (K, C, r, r) kernels -> u[e][k][c] = (G g G^T)[e], a^2 x K' x C for K' >= K output
+/// channels (zero for k >= K).
+fn filter_transform<P: Algo, const A: usize>(wt: &[f32], k_out: usize, c_in: usize, k_rows: usize) -> Vec<f32> {
     let r = P::R;
-    let mut u = vec![0f32; A * A * c_in * k_out];
+    let mut u = vec![0f32; A * A * c_in * k_rows];
     for o in 0..k_out {
         for c in 0..c_in {
             let g = &wt[(o * c_in + c) * r * r..][..r * r];
@@ -201,7 +213,7 @@ fn filter_transform<P: Algo, const A: usize>(wt: &[f32], k_out: usize, c_in: usi
             let t = sandwich::<A, false>(P::G, A, r, &x);
             for (i, row) in t.iter().enumerate() {
                 for (j, val) in row.iter().enumerate() {
-                    u[((i * A + j) * k_out + o) * c_in + c] = *val;
+                    u[((i * A + j) * k_rows + o) * c_in + c] = *val;
                 }
             }
         }
@@ -209,86 +221,191 @@ fn filter_transform<P: Algo, const A: usize>(wt: &[f32], k_out: usize, c_in: usi
     u
 }
 
-/// dst = sum over k < len of coef(k) * src(k), over whole channel vectors; the coefficients
-/// are compile-time constants after inlining, so the zero terms vanish.
-#[inline(always)]
-fn combine<'a>(dst: &mut [f32], len: usize, coef: impl Fn(usize) -> f32, src: impl Fn(usize) -> &'a [f32]) {
-    let mut first = true;
-    for k in 0..len {
-        let cf = coef(k);
-        if cf == 0.0 {
-            continue;
-        }
-        let s = &src(k)[..dst.len()];
-        if first {
-            for (d, v) in dst.iter_mut().zip(s) {
-                *d = cf * v;
-            }
-            first = false;
-        } else {
-            for (d, v) in dst.iter_mut().zip(s) {
-                *d += cf * v;
-            }
-        }
-    }
-    if first {
-        dst.fill(0.0);
-    }
+/// Channel vectors are transformed this many lanes at a time (one AVX-512 register); the
+/// channels-last buffers round their channel stride up to a whole number of lane blocks (the
+/// extra lanes hold zeros), so every step is a whole fixed-size block.
+const LANES: usize = 16;
+type Lanes = [f32; LANES];
+
+/// `c` channels rounded up to whole lane blocks.
+fn padded(c: usize) -> usize {
+    c.div_ceil(LANES) * LANES
 }
 
-/// Per-thread buffers of the kernels.
+/// The lane block of `buf` at `at`.
+#[inline(always)]
+fn lanes(buf: &[f32], at: usize) -> Lanes {
+    let mut out = [0f32; LANES];
+    out.copy_from_slice(&buf[at..][..LANES]);
+    out
+}
+
+/// sum over k < len of coef(k) * src(k) for one lane block; the coefficients are compile-time
+/// constants after inlining, so the zero terms vanish.
+#[inline(always)]
+fn lin(len: usize, coef: impl Fn(usize) -> f32, src: impl Fn(usize) -> Lanes) -> Lanes {
+    let mut acc = [0f32; LANES];
+    for k in 0..len {
+        let cf = coef(k);
+        if cf != 0.0 {
+            let v = src(k);
+            for (a, x) in acc.iter_mut().zip(v) {
+                *a += cf * x;
+            }
+        }
+    }
+    acc
+}
+
+/// Per-thread buffers of the kernels, kept between calls (a training step calls each kernel
+/// for every layer; fresh buffers would be page-faulted in each time).
 #[derive(Default)]
 struct Scratch {
     pad: Vec<f32>,
-    tmp: Vec<f32>,
     v: Vec<f32>,
     mm: Vec<f32>,
     y: Vec<f32>,
 }
 
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+}
+
+/// Copies one image `x` (C, H, W) into a channels-last buffer: pixel (y, x) of channel c goes
+/// to `out[row(y) + x * stride + c]`, where `stride` is a whole number of lane blocks and every
+/// row holds W pixels.
+fn to_channels_last(x: &[f32], c_in: usize, h: usize, w: usize, row: impl Fn(usize) -> usize, stride: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::model::avx512() {
+        // SAFETY: `avx512()` found the features `to_channels_last_wide` is compiled for.
+        return unsafe { to_channels_last_wide(x, c_in, h, w, row, stride, out) };
+    }
+    to_channels_last_scalar(x, c_in, h, w, row, stride, out)
+}
+
+/// [`to_channels_last`], one value at a time.
+fn to_channels_last_scalar(x: &[f32], c_in: usize, h: usize, w: usize, row: impl Fn(usize) -> usize, stride: usize, out: &mut [f32]) {
+    let plane = h * w;
+    for y in 0..h {
+        let r = row(y);
+        for xx in 0..w {
+            let dst = &mut out[r + xx * stride..][..c_in];
+            for (c, d) in dst.iter_mut().enumerate() {
+                *d = x[c * plane + y * w + xx];
+            }
+        }
+    }
+}
+
+/// [`to_channels_last`] with AVX-512 gathers: 16 channels of a pixel per instruction (the
+/// scalar copy is one load and one store per value); lanes beyond C are written as zeros.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn to_channels_last_wide(x: &[f32], c_in: usize, h: usize, w: usize, row: impl Fn(usize) -> usize, stride: usize, out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let plane = h * w;
+    assert!(x.len() >= c_in * plane && stride.is_multiple_of(LANES) && stride >= c_in && plane * LANES < i32::MAX as usize);
+    let lane_offsets = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(plane as i32));
+    for y in 0..h {
+        let dst = &mut out[row(y)..][..w * stride];
+        for xx in 0..w {
+            for c0 in (0..c_in).step_by(LANES) {
+                let mask: __mmask16 = if c_in - c0 >= LANES { 0xffff } else { (1u16 << (c_in - c0)) - 1 };
+                // SAFETY: lane l (< C - c0 where the mask is set) reads x[(c0 + l) * plane + y * W
+                // + xx], inside `x` (asserted length); the store writes dst[xx * stride + c0..][..16],
+                // inside `dst` as c0 + 16 <= stride.
+                unsafe {
+                    let v = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, lane_offsets, x.as_ptr().add(c0 * plane + y * w + xx));
+                    _mm512_storeu_ps(dst.as_mut_ptr().add(xx * stride + c0), v);
+                }
+            }
+        }
+    }
+}
+
+/// The reverse of [`to_channels_last`] for one image: dst[c * plane + p] = src[p * stride + c]
+/// for channels c < C and pixels p < plane.
+fn to_planar(src: &[f32], stride: usize, c_out: usize, plane: usize, dst: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::model::avx512() {
+        // SAFETY: `avx512()` found the features `to_planar_wide` is compiled for.
+        return unsafe { to_planar_wide(src, stride, c_out, plane, dst) };
+    }
+    to_planar_scalar(src, stride, c_out, plane, dst)
+}
+
+/// [`to_planar`], one value at a time.
+fn to_planar_scalar(src: &[f32], stride: usize, c_out: usize, plane: usize, dst: &mut [f32]) {
+    // Channel by channel: contiguous stores, strided loads (cheaper than the reverse).
+    for (o, out) in dst[..c_out * plane].chunks_exact_mut(plane).enumerate() {
+        for (p, val) in out.iter_mut().enumerate() {
+            *val = src[p * stride + o];
+        }
+    }
+}
+
+/// [`to_planar`] with AVX-512 gathers, 16 pixels of a channel per instruction.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn to_planar_wide(src: &[f32], stride: usize, c_out: usize, plane: usize, dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    assert!(src.len() >= plane * stride && stride >= c_out && dst.len() >= c_out * plane && stride * LANES < i32::MAX as usize);
+    let lane_offsets = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(stride as i32));
+    for o in 0..c_out {
+        for p0 in (0..plane).step_by(LANES) {
+            let mask: __mmask16 = if plane - p0 >= LANES { 0xffff } else { (1u16 << (plane - p0)) - 1 };
+            // SAFETY: lane l (< plane - p0 where the mask is set) reads src[(p0 + l) * stride +
+            // o] and writes dst[o * plane + p0 + l], inside both (asserted lengths).
+            unsafe {
+                let v = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, lane_offsets, src.as_ptr().add(p0 * stride + o));
+                _mm512_mask_storeu_ps(dst.as_mut_ptr().add(o * plane + p0), mask, v);
+            }
+        }
+    }
+}
+
 /// The input tiles of images `imgs` of the contiguous (N, C, H, W) `x`, transformed, channels
 /// last: v[e][t][c] = (BT d BT^T)[e] for the A x A tile d of tile t (tiles numbered image,
-/// row, column; tile (ty, tx) reads input rows m*ty - r/2 .. m*ty - r/2 + A, zero outside).
+/// row, column; tile (ty, tx) reads input rows m*ty - r/2 .. m*ty - r/2 + A, zero outside),
+/// with channel stride `padded(C)`.
 /// The images go through a zero-padded channels-last copy so that each transform step is a
-/// vector operation over the channels.
+/// vector operation over a block of channels.
+#[inline(always)]
 fn input_tiles<P: Algo, const A: usize>(x: &[f32], [_, c_in, h, w]: [usize; 4], imgs: std::ops::Range<usize>, s: &mut Scratch) {
     let (m, off) = (P::M, P::R / 2);
     let (th, tw) = (h.div_ceil(m), w.div_ceil(m));
     let ni = imgs.len();
     let tc = ni * th * tw;
+    let cp = padded(c_in);
     let (hp, wp) = ((th - 1) * m + A, (tw - 1) * m + A);
     s.pad.clear();
-    s.pad.resize(ni * hp * wp * c_in, 0.0);
+    s.pad.resize(ni * hp * wp * cp, 0.0);
     for (i, img) in imgs.enumerate() {
-        for c in 0..c_in {
-            let plane = &x[(img * c_in + c) * h * w..][..h * w];
-            for y in 0..h {
-                let row = &mut s.pad[((i * hp + y + off) * wp + off) * c_in..];
-                for (xx, val) in plane[y * w..][..w].iter().enumerate() {
-                    row[xx * c_in + c] = *val;
-                }
-            }
-        }
+        to_channels_last(&x[img * c_in * h * w..][..c_in * h * w], c_in, h, w, |y| ((i * hp + y + off) * wp + off) * cp, cp, &mut s.pad);
     }
-    s.tmp.resize(A * A * c_in, 0.0);
-    s.v.resize(A * A * tc * c_in, 0.0);
-    let pad = &s.pad;
+    // Every element of v is written below (the extra lanes from the zero lanes of `pad`).
+    s.v.resize(A * A * tc * cp, 0.0);
+    let (pad, v) = (&s.pad, &mut s.v);
     for i in 0..ni {
         for ty in 0..th {
             for tx in 0..tw {
                 let t = (i * th + ty) * tw + tx;
-                let at = |r: usize, j: usize| &pad[((i * hp + ty * m + r) * wp + tx * m + j) * c_in..][..c_in];
-                // tmp[r][j] = sum_k BT[r][k] d[k][j]
-                for r in 0..A {
-                    for j in 0..A {
-                        combine(&mut s.tmp[(r * A + j) * c_in..][..c_in], A, |k| P::BT[r * A + k], |k| at(k, j));
+                let base = ((i * hp + ty * m) * wp + tx * m) * cp;
+                for cb in (0..cp).step_by(LANES) {
+                    let d = |k: usize, j: usize| lanes(pad, base + (k * wp + j) * cp + cb);
+                    // tmp[r][j] = sum_k BT[r][k] d[k][j]
+                    let mut tmp = [[[0f32; LANES]; A]; A];
+                    for (r, row) in tmp.iter_mut().enumerate() {
+                        for (j, out) in row.iter_mut().enumerate() {
+                            *out = lin(A, |k| P::BT[r * A + k], |k| d(k, j));
+                        }
                     }
-                }
-                // v[r][jj] = sum_k tmp[r][k] BT[jj][k]
-                let tmp = &s.tmp;
-                for r in 0..A {
-                    for jj in 0..A {
-                        combine(&mut s.v[((r * A + jj) * tc + t) * c_in..][..c_in], A, |k| P::BT[jj * A + k], |k| &tmp[(r * A + k) * c_in..][..c_in]);
+                    // v[r][jj] = sum_k tmp[r][k] BT[jj][k]
+                    for (r, row) in tmp.iter().enumerate() {
+                        for jj in 0..A {
+                            let o = lin(A, |k| P::BT[jj * A + k], |k| row[k]);
+                            v[((r * A + jj) * tc + t) * cp + cb..][..LANES].copy_from_slice(&o);
+                        }
                     }
                 }
             }
@@ -297,121 +414,106 @@ fn input_tiles<P: Algo, const A: usize>(x: &[f32], [_, c_in, h, w]: [usize; 4], 
 }
 
 /// [`conv`] with algorithm `P` (input tiles A x A).
-fn conv_with<P: Algo, const A: usize>(x: &[f32], xd: [usize; 4], wt: &[f32], k_out: usize) -> Vec<f32> {
+fn conv_with<P: Algo, const A: usize>(x: &[f32], xd: [usize; 4], wt: &[f32], k_out: usize, wide: bool) -> Vec<f32> {
     let [n, c_in, h, w] = xd;
     let m = P::M;
-    let (th, tw) = (h.div_ceil(m), w.div_ceil(m));
-    let u = filter_transform::<P, A>(wt, k_out, c_in);
+    let kp = padded(k_out);
+    // Kernels transformed for K rounded up to whole lane blocks (zero kernels beyond K), so
+    // the products' rows are whole lane blocks for the output transform.
+    let u = filter_transform::<P, A>(wt, k_out, c_in, kp);
     let per = imgs_per_chunk(m, n, h, w);
     let plane = h * w;
     let mut out = vec![0f32; n * k_out * plane];
-    out.par_chunks_mut(per * k_out * plane).enumerate().for_each_init(Scratch::default, |s, (chunk, y)| {
-        let first = chunk * per;
-        let imgs = first..(first + per).min(n);
-        let ni = imgs.len();
-        let tc = ni * th * tw;
-        input_tiles::<P, A>(x, xd, imgs, s);
-        s.mm.resize(A * A * tc * k_out, 0.0);
-        for e in 0..A * A {
-            // mm_e (tc x K) = v_e (tc x C) . u_e^T (C x K)
-            let (v, uk) = (&s.v[e * tc * c_in..][..tc * c_in], &u[e * k_out * c_in..][..k_out * c_in]);
-            super::gemm_f32(&mut s.mm[e * tc * k_out..][..tc * k_out], [tc, k_out, c_in], false, (v, c_in, 1), (uk, 1, c_in));
-        }
-        // Y = AT mm AT^T per tile over the channel vectors, into a channels-last image buffer.
-        s.tmp.resize(A * A * k_out, 0.0);
-        s.y.resize(ni * plane * k_out, 0.0);
-        let mm = &s.mm;
-        for i in 0..ni {
-            for ty in 0..th {
-                for tx in 0..tw {
-                    let t = (i * th + ty) * tw + tx;
-                    let at = |e: usize| &mm[(e * tc + t) * k_out..][..k_out];
-                    // tmp[r][j] = sum_l AT[r][l] mm[l][j]   (r < m)
-                    for r in 0..m {
-                        for j in 0..A {
-                            combine(&mut s.tmp[(r * A + j) * k_out..][..k_out], A, |l| P::AT[r * A + l], |l| at(l * A + j));
-                        }
-                    }
-                    let tmp = &s.tmp;
-                    for r in 0..m.min(h - ty * m) {
-                        for jj in 0..m.min(w - tx * m) {
-                            let px = (ty * m + r) * w + tx * m + jj;
-                            combine(&mut s.y[(i * plane + px) * k_out..][..k_out], A, |l| P::AT[jj * A + l], |l| &tmp[(r * A + l) * k_out..][..k_out]);
-                        }
-                    }
-                }
+    out.par_chunks_mut(per * k_out * plane).enumerate().for_each(|(chunk, y)| {
+        let imgs = chunk * per..((chunk + 1) * per).min(n);
+        SCRATCH.with_borrow_mut(|s| {
+            #[cfg(target_arch = "x86_64")]
+            if wide {
+                // SAFETY: the callers pass `wide` only where `super::avx512()` found the features.
+                return unsafe { conv_chunk_wide::<P, A>(x, xd, &u, k_out, imgs, y, s) };
             }
-        }
-        // channels-last -> NCHW
-        for i in 0..ni {
-            let src = &s.y[i * plane * k_out..][..plane * k_out];
-            let dst = &mut y[i * k_out * plane..][..k_out * plane];
-            for (px, vals) in src.chunks_exact(k_out).enumerate() {
-                for (o, val) in vals.iter().enumerate() {
-                    dst[o * plane + px] = *val;
-                }
-            }
-        }
+            conv_chunk::<P, A>(x, xd, &u, k_out, imgs, y, s)
+        })
     });
     out
 }
 
+/// [`conv_chunk`] compiled for AVX-512.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+fn conv_chunk_wide<P: Algo, const A: usize>(x: &[f32], xd: [usize; 4], u: &[f32], k_out: usize, imgs: std::ops::Range<usize>, y: &mut [f32], s: &mut Scratch) {
+    conv_chunk::<P, A>(x, xd, u, k_out, imgs, y, s)
+}
+
+/// The output `y` (NCHW) of images `imgs` for the transformed kernels `u` ([`conv_with`]).
+#[inline(always)]
+fn conv_chunk<P: Algo, const A: usize>(x: &[f32], xd: [usize; 4], u: &[f32], k_out: usize, imgs: std::ops::Range<usize>, y: &mut [f32], s: &mut Scratch) {
+    let [_, c_in, h, w] = xd;
+    let m = P::M;
+    let (th, tw) = (h.div_ceil(m), w.div_ceil(m));
+    let (cp, kp) = (padded(c_in), padded(k_out));
+    let plane = h * w;
+    let ni = imgs.len();
+    let tc = ni * th * tw;
+    input_tiles::<P, A>(x, xd, imgs, s);
+    s.mm.resize(A * A * tc * kp, 0.0);
+    for e in 0..A * A {
+        // mm_e (tc x K') = v_e (tc x C) . u_e^T (C x K')
+        let (v, uk) = (&s.v[e * tc * cp..][..tc * cp], &u[e * kp * c_in..][..kp * c_in]);
+        super::gemm_f32(&mut s.mm[e * tc * kp..][..tc * kp], [tc, kp, c_in], false, (v, cp, 1), (uk, 1, c_in));
+    }
+    // Y = AT mm AT^T per tile over the channel blocks, into a channels-last image buffer
+    // (every pixel of the plane is some tile's output).
+    s.y.resize(ni * plane * kp, 0.0);
+    let (mm, yb) = (&s.mm, &mut s.y);
+    for i in 0..ni {
+        for ty in 0..th {
+            for tx in 0..tw {
+                let t = (i * th + ty) * tw + tx;
+                for cb in (0..kp).step_by(LANES) {
+                    let at = |e: usize| lanes(mm, (e * tc + t) * kp + cb);
+                    // tmp[r][j] = sum_l AT[r][l] mm[l][j]   (r < m)
+                    let mut tmp = [[[0f32; LANES]; A]; A];
+                    for (r, row) in tmp.iter_mut().enumerate().take(m) {
+                        for (j, o) in row.iter_mut().enumerate() {
+                            *o = lin(A, |l| P::AT[r * A + l], |l| at(l * A + j));
+                        }
+                    }
+                    for (r, row) in tmp.iter().enumerate().take(m.min(h - ty * m)) {
+                        for jj in 0..m.min(w - tx * m) {
+                            let px = (ty * m + r) * w + tx * m + jj;
+                            let o = lin(A, |l| P::AT[jj * A + l], |l| row[l]);
+                            yb[(i * plane + px) * kp + cb..][..LANES].copy_from_slice(&o);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // channels-last -> NCHW
+    for i in 0..ni {
+        let src = &s.y[i * plane * kp..][..plane * kp];
+        let dst = &mut y[i * k_out * plane..][..k_out * plane];
+        to_planar(src, kp, k_out, plane, dst);
+    }
+}
+
 /// [`weight_grad`] with algorithm `P` (input tiles A x A).
-fn weight_grad_with<P: Algo, const A: usize>(x: &[f32], xd: [usize; 4], g: &[f32], k_out: usize) -> Vec<f32> {
+fn weight_grad_with<P: Algo, const A: usize>(x: &[f32], xd: [usize; 4], g: &[f32], k_out: usize, wide: bool) -> Vec<f32> {
     let [n, c_in, h, w] = xd;
     let (m, r) = (P::M, P::R);
     let a = A;
-    let (th, tw) = (h.div_ceil(m), w.div_ceil(m));
-    let plane = h * w;
     let per = imgs_per_chunk(m, n, h, w);
     let kc = k_out * c_in;
-    let s = super::batch_sum(n, per, A * A * kc, |(s, gpad): &mut (Scratch, Vec<f32>), imgs, acc, accumulate| {
-        let ni = imgs.len();
-        let tc = ni * th * tw;
-        input_tiles::<P, A>(x, xd, imgs.clone(), s);
-        // The output gradient, channels last, zero beyond the plane: (th*m) x (tw*m).
-        let (hg, wg) = (th * m, tw * m);
-        gpad.clear();
-        gpad.resize(ni * hg * wg * k_out, 0.0);
-        for (i, b) in imgs.enumerate() {
-            for o in 0..k_out {
-                let gp = &g[(b * k_out + o) * plane..][..plane];
-                for y in 0..h {
-                    let row = &mut gpad[(i * hg + y) * wg * k_out..];
-                    for (xx, val) in gp[y * w..][..w].iter().enumerate() {
-                        row[xx * k_out + o] = *val;
-                    }
-                }
+    let s = super::batch_sum(n, per, A * A * kc, |_: &mut (), imgs, acc, accumulate| {
+        SCRATCH.with_borrow_mut(|s| {
+            #[cfg(target_arch = "x86_64")]
+            if wide {
+                // SAFETY: the callers pass `wide` only where `super::avx512()` found the features.
+                return unsafe { weight_chunk_wide::<P, A>(x, xd, g, k_out, imgs, acc, accumulate, s) };
             }
-        }
-        // z[e][t][k] = (AT^T dY AT)[e] for the m x m output-gradient tile.
-        s.tmp.resize(A * A * k_out, 0.0);
-        s.mm.resize(A * A * tc * k_out, 0.0);
-        for i in 0..ni {
-            for ty in 0..th {
-                for tx in 0..tw {
-                    let t = (i * th + ty) * tw + tx;
-                    let dy = |rr: usize, j: usize| &gpad[((i * hg + ty * m + rr) * wg + tx * m + j) * k_out..][..k_out];
-                    // tmp[rr][j] = sum_l AT[l][rr] dY[l][j]   (j < m)
-                    for rr in 0..A {
-                        for j in 0..m {
-                            combine(&mut s.tmp[(rr * A + j) * k_out..][..k_out], m, |l| P::AT[l * A + rr], |l| dy(l, j));
-                        }
-                    }
-                    let tmp = &s.tmp;
-                    for rr in 0..A {
-                        for jj in 0..A {
-                            combine(&mut s.mm[((rr * A + jj) * tc + t) * k_out..][..k_out], m, |l| P::AT[l * A + jj], |l| &tmp[(rr * A + l) * k_out..][..k_out]);
-                        }
-                    }
-                }
-            }
-        }
-        for e in 0..A * A {
-            // acc_e (K x C) [+]= z_e^T (K x tc) . v_e (tc x C)
-            let (z, v) = (&s.mm[e * tc * k_out..][..tc * k_out], &s.v[e * tc * c_in..][..tc * c_in]);
-            super::gemm_f32(&mut acc[e * kc..][..kc], [k_out, c_in, tc], accumulate, (z, 1, k_out), (v, c_in, 1));
-        }
+            weight_chunk::<P, A>(x, xd, g, k_out, imgs, acc, accumulate, s)
+        })
     });
     // dW = G^T s G per (k, c).
     let mut dw = vec![0f32; kc * r * r];
@@ -429,6 +531,70 @@ fn weight_grad_with<P: Algo, const A: usize>(x: &[f32], xd: [usize; 4], g: &[f32
         }
     }
     dw
+}
+
+/// [`weight_chunk`] compiled for AVX-512.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+fn weight_chunk_wide<P: Algo, const A: usize>(x: &[f32], xd: [usize; 4], g: &[f32], k_out: usize, imgs: std::ops::Range<usize>, acc: &mut [f32], accumulate: bool, s: &mut Scratch) {
+    weight_chunk::<P, A>(x, xd, g, k_out, imgs, acc, accumulate, s)
+}
+
+/// Images `imgs`' share of the transformed-domain weight gradient sums `acc` (a^2 x K x C;
+/// written, or added to with `accumulate`) for the output gradient `g` ([`weight_grad_with`]).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn weight_chunk<P: Algo, const A: usize>(x: &[f32], xd: [usize; 4], g: &[f32], k_out: usize, imgs: std::ops::Range<usize>, acc: &mut [f32], accumulate: bool, s: &mut Scratch) {
+    let [_, c_in, h, w] = xd;
+    let m = P::M;
+    let (th, tw) = (h.div_ceil(m), w.div_ceil(m));
+    let (cp, kp) = (padded(c_in), padded(k_out));
+    let plane = h * w;
+    let kc = k_out * c_in;
+    let ni = imgs.len();
+    let tc = ni * th * tw;
+    input_tiles::<P, A>(x, xd, imgs.clone(), s);
+    // The output gradient, channels last (stride K rounded up to lane blocks), zero
+    // beyond the plane: (th*m) x (tw*m). `y` is free in this kernel.
+    let (hg, wg) = (th * m, tw * m);
+    let gpad = &mut s.y;
+    gpad.clear();
+    gpad.resize(ni * hg * wg * kp, 0.0);
+    for (i, b) in imgs.enumerate() {
+        to_channels_last(&g[b * k_out * plane..][..k_out * plane], k_out, h, w, |y| (i * hg + y) * wg * kp, kp, gpad);
+    }
+    // z[e][t][k] = (AT^T dY AT)[e] for the m x m output-gradient tile.
+    s.mm.resize(A * A * tc * kp, 0.0);
+    let (gpad, z) = (&s.y, &mut s.mm);
+    for i in 0..ni {
+        for ty in 0..th {
+            for tx in 0..tw {
+                let t = (i * th + ty) * tw + tx;
+                for cb in (0..kp).step_by(LANES) {
+                    let dy = |rr: usize, j: usize| lanes(gpad, ((i * hg + ty * m + rr) * wg + tx * m + j) * kp + cb);
+                    // tmp[rr][j] = sum_l AT[l][rr] dY[l][j]   (j < m)
+                    let mut tmp = [[[0f32; LANES]; A]; A];
+                    for (rr, row) in tmp.iter_mut().enumerate() {
+                        for (j, o) in row.iter_mut().enumerate().take(m) {
+                            *o = lin(m, |l| P::AT[l * A + rr], |l| dy(l, j));
+                        }
+                    }
+                    for (rr, row) in tmp.iter().enumerate() {
+                        for jj in 0..A {
+                            let o = lin(m, |l| P::AT[l * A + jj], |l| row[l]);
+                            z[((rr * A + jj) * tc + t) * kp + cb..][..LANES].copy_from_slice(&o);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for e in 0..A * A {
+        // acc_e (K x C) [+]= z_e^T (K x tc) . v_e (tc x C)
+        let (ze, v) = (&s.mm[e * tc * kp..][..tc * kp], &s.v[e * tc * cp..][..tc * cp]);
+        super::gemm_f32(&mut acc[e * kc..][..kc], [k_out, c_in, tc], accumulate, (ze, 1, kp), (v, cp, 1));
+    }
 }
 
 #[cfg(test)]
@@ -477,11 +643,16 @@ mod tests {
         for plan in [Plan::F23, Plan::F43, Plan::F25] {
             let (m, r, _) = plan.sizes();
             // odd and even sizes, partial tiles, one and several chunks
-            for (n, c, k, h, w) in [(2, 3, 4, 5, 7), (3, 2, 2, 6, 6), (9, 4, 3, 1, 3), (40, 2, 3, 4, 4), (2, 3, 2, 9, 8)] {
+            // (channels beyond one 16-lane block: 18 -> 20)
+            for (n, c, k, h, w) in [(2, 3, 4, 5, 7), (3, 2, 2, 6, 6), (9, 4, 3, 1, 3), (40, 2, 3, 4, 4), (2, 3, 2, 9, 8), (2, 18, 20, 5, 6)] {
                 let xd = [n, c, h, w];
                 let x = pseudo(n * c * h * w, 1);
                 let wt = pseudo(k * c * r * r, 2);
                 let y = conv(plan, &x, xd, &wt, k);
+                // The baseline x86-64 instantiation gives the same values as the AVX-512 one.
+                if crate::model::avx512() {
+                    assert_eq!(conv_as(plan, &x, xd, &wt, k, false), y, "F({m},{r}) baseline forward at {xd:?}");
+                }
                 let y0 = direct(&x, xd, &wt, k, r);
                 for (a, b) in y.iter().zip(&y0) {
                     assert!((a - b).abs() < 2e-4, "F({m},{r}) forward {a} vs {b} at {xd:?}");
@@ -490,7 +661,11 @@ mod tests {
                 // that entry's unit kernel, dotted with q.
                 let q = pseudo(n * k * h * w, 3);
                 let dw = weight_grad(plan, &x, xd, &q, k);
-                for idx in 0..wt.len() {
+                if crate::model::avx512() {
+                    assert_eq!(weight_grad_as(plan, &x, xd, &q, k, false), dw, "F({m},{r}) baseline weight gradient at {xd:?}");
+                }
+                // (every entry for the small cases, every 13th for the wide one)
+                for idx in (0..wt.len()).step_by(if c > 8 { 13 } else { 1 }) {
                     let mut unit = vec![0f32; wt.len()];
                     unit[idx] = 1.0;
                     let expect: f32 = direct(&x, xd, &unit, k, r).iter().zip(&q).map(|(a, b)| a * b).sum();
@@ -498,6 +673,29 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn layout_copies_agree_with_their_scalar_forms() {
+        // 20 channels (a lane block and a part), 3 x 7 planes (a pixel block and a part).
+        let (c, h, w, stride) = (20, 3, 7, 32);
+        let x = pseudo(c * h * w, 4);
+        let row = |y: usize| 5 + y * (w + 1) * stride;
+        let len = row(h) + w * stride;
+        let (mut a, mut b) = (vec![9f32; len], vec![9f32; len]);
+        to_channels_last(&x, c, h, w, row, stride, &mut a);
+        to_channels_last_scalar(&x, c, h, w, row, stride, &mut b);
+        for y in 0..h {
+            for xx in 0..w {
+                let at = row(y) + xx * stride;
+                assert_eq!(a[at..at + c], b[at..at + c], "pixel ({y}, {xx})");
+            }
+        }
+        let src = pseudo(h * w * stride, 5);
+        let (mut p, mut q) = (vec![0f32; c * h * w], vec![1f32; c * h * w]);
+        to_planar(&src, stride, c, h * w, &mut p);
+        to_planar_scalar(&src, stride, c, h * w, &mut q);
+        assert_eq!(p, q);
     }
 
     #[test]
