@@ -228,58 +228,35 @@ mod tests {
         assert!((t.iter().sum::<f32>() - 1.0).abs() < 1e-5);
     }
 
-    /// Thirty views: ten views of the face as is, zoomed to 0.9 and to 1.1, averaged.
+    /// Thirty views: ten views of the face as is, zoomed to 0.9 and to 1.1, averaged; ninety:
+    /// those thirty of the face as is and turned by -5 and +5 degrees.
     #[test]
-    fn thirty_view_tta_averages_ten_views_of_three_zooms() {
+    fn thirty_and_ninety_view_tta_average_ten_views_of_each_warp() {
         let _rng = crate::rng_lock();
         let device = crate::device::inference_device();
         let mut spec = crate::model::ModelSpec::new(crate::model::Arch::Compact);
         spec.width = Some(4);
         let net = burn::module::Module::valid(&Network::new(&spec, &device));
         let faces: Vec<u8> = (0..2 * FACE_PIXELS).map(|i| (i * 7 % 256) as u8).collect();
-        assert_eq!(Tta::Thirty.view_count(), 30);
-        let mut want = [[0.0f32; Emotion::COUNT]; 2];
-        for zoom in [1.0, 0.9, 1.1] {
-            let ten = predict_probs_tta(&net, &warp_faces(&faces, 0.0, zoom), &device, Tta::Ten);
-            for (w, t) in want.iter_mut().zip(&ten) {
-                for (a, b) in w.iter_mut().zip(t) {
-                    *a += b / 3.0;
-                }
-            }
-        }
-        let got = predict_probs_tta(&net, &faces, &device, Tta::Thirty);
-        for (w, g) in want.iter().zip(&got) {
-            for (a, b) in w.iter().zip(g) {
-                assert!((a - b).abs() < 1e-5, "{w:?} vs {g:?}");
-            }
-        }
-    }
-
-    /// Ninety views: thirty views of the face as is and turned by -5 and +5 degrees, averaged.
-    #[test]
-    fn ninety_view_tta_averages_thirty_views_of_three_turns() {
-        let _rng = crate::rng_lock();
-        let device = crate::device::inference_device();
-        let mut spec = crate::model::ModelSpec::new(crate::model::Arch::Compact);
-        spec.width = Some(4);
-        let net = burn::module::Module::valid(&Network::new(&spec, &device));
-        let faces: Vec<u8> = (0..2 * FACE_PIXELS).map(|i| (i * 11 % 256) as u8).collect();
-        assert_eq!(Tta::Ninety.view_count(), 90);
-        let mut want = [[0.0f32; Emotion::COUNT]; 2];
-        for degrees in [0.0, -5.0, 5.0] {
-            for zoom in [1.0, 0.9, 1.1] {
-                let ten = predict_probs_tta(&net, &warp_faces(&faces, degrees, zoom), &device, Tta::Ten);
-                for (w, t) in want.iter_mut().zip(&ten) {
-                    for (a, b) in w.iter_mut().zip(t) {
-                        *a += b / 9.0;
+        for (tta, turns, count) in [(Tta::Thirty, &[0.0][..], 30), (Tta::Ninety, &[0.0, -5.0, 5.0][..], 90)] {
+            assert_eq!(tta.view_count(), count);
+            let warps = (turns.len() * 3) as f32;
+            let mut want = [[0.0f32; Emotion::COUNT]; 2];
+            for &degrees in turns {
+                for zoom in [1.0, 0.9, 1.1] {
+                    let ten = predict_probs_tta(&net, &warp_faces(&faces, degrees, zoom), &device, Tta::Ten);
+                    for (w, t) in want.iter_mut().zip(&ten) {
+                        for (a, b) in w.iter_mut().zip(t) {
+                            *a += b / warps;
+                        }
                     }
                 }
             }
-        }
-        let got = predict_probs_tta(&net, &faces, &device, Tta::Ninety);
-        for (w, g) in want.iter().zip(&got) {
-            for (a, b) in w.iter().zip(g) {
-                assert!((a - b).abs() < 1e-5, "{w:?} vs {g:?}");
+            let got = predict_probs_tta(&net, &faces, &device, tta);
+            for (w, g) in want.iter().zip(&got) {
+                for (a, b) in w.iter().zip(g) {
+                    assert!((a - b).abs() < 1e-5, "{tta:?}: {w:?} vs {g:?}");
+                }
             }
         }
     }
