@@ -28,6 +28,9 @@ pub struct AnalyzerConfig {
     pub detector: BlazeFaceConfig,
     /// Test-time augmentation for each face crop.
     pub tta: Tta,
+    /// The crops' contrast step (`preprocess::to_face`).
+    #[serde(default)]
+    pub contrast: crate::preprocess::Contrast,
 }
 
 impl Default for AnalyzerConfig {
@@ -37,6 +40,7 @@ impl Default for AnalyzerConfig {
             abstain_below: 0.4,
             detector: BlazeFaceConfig::default(),
             tta: Tta::None,
+            contrast: crate::preprocess::Contrast::default(),
         }
     }
 }
@@ -157,7 +161,7 @@ impl Analyzer {
         }
         let mut faces = Vec::with_capacity(boxes.len() * FACE_PIXELS);
         for b in boxes {
-            faces.extend(crop_face(gray, b, self.config.margin));
+            faces.extend(crop_face(gray, b, self.config.margin, self.config.contrast));
         }
         self.model.probs_tta(&faces, self.config.tta)
     }

@@ -6,7 +6,6 @@ use crate::model::{ModelSpec, Network};
 use crate::preprocess::{FACE_PIXELS, batch_tensor};
 use crate::train::{Batch, train_step_replicated};
 use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::AdamConfig;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -36,7 +35,7 @@ struct Setup {
     device: burn::tensor::Device,
     net: Network,
     optim: burn::optim::ModuleOptimizer,
-    loss_fn: burn::nn::loss::CrossEntropyLoss,
+    loss_fn: crate::train::Loss,
 }
 
 impl Setup {
@@ -49,7 +48,7 @@ impl Setup {
             labels: (0..64).map(|_| rng.random_range(0..Emotion::COUNT as i64)).collect(),
             net: Network::new(spec, &device),
             optim: AdamConfig::new().init(),
-            loss_fn: CrossEntropyLossConfig::new().init(&device),
+            loss_fn: crate::train::Loss::default(),
             device,
         }
     }
@@ -61,7 +60,7 @@ pub fn measure(spec: &ModelSpec, steps: usize, warmup: usize, replicas: usize) -
     let Setup { pixels, labels, device, mut net, mut optim, loss_fn } = Setup::new(spec);
     let mut run = |n: usize, net: &mut Network| {
         for _ in 0..n {
-            let batch = Batch { pixels: pixels.clone(), labels: labels.clone(), mixed: None };
+            let batch = Batch::hard(pixels.clone(), labels.clone());
             let (next, _, _) = train_step_replicated(net.clone(), &mut optim, &loss_fn, batch, 5e-4, &device, replicas);
             *net = next;
         }
@@ -151,13 +150,13 @@ pub struct StepProfile {
 pub fn profile_step(spec: &ModelSpec, steps: usize, warmup: usize) -> StepProfile {
     use crate::model::Tape;
     use burn::optim::GradientsParams;
-    use burn::tensor::{Int, Tensor, TensorData};
+    
     let Setup { pixels, labels, device, mut net, mut optim, loss_fn } = Setup::new(spec);
     let mut sums: Vec<(String, f64)> = Vec::new();
     for i in 0..warmup + steps {
         let mut stages: Vec<(String, f64)> = Vec::new();
         let x = batch_tensor(pixels.clone(), &device);
-        let y = Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [64]), &device);
+        let targets = Batch::hard(Vec::new(), labels.clone()).targets;
         let mut tape = Tape::on();
         let logits = net.forward_traced(x, &mut tape);
         let mut counts = std::collections::HashMap::new();
@@ -172,7 +171,7 @@ pub fn profile_step(spec: &ModelSpec, steps: usize, warmup: usize) -> StepProfil
             stages.push((name.to_string(), (now - t).as_secs_f64() * 1000.0));
             t = now;
         };
-        let loss = loss_fn.forward(logits, y);
+        let loss = loss_fn.forward(logits, &targets);
         let _: f32 = loss.clone().into_scalar();
         lap("loss", &mut stages);
         let grads = loss.backward();

@@ -20,6 +20,9 @@ pub struct Dataset {
     pub sources: Vec<String>,
     /// Inputs skipped with `skip_bad`, with the reason.
     pub skipped: Vec<(String, String)>,
+    /// Per-face training targets over the classes (FER+ vote distributions, each summing to
+    /// 1); `None`: one-hot on `labels`.
+    pub targets: Option<Vec<[f32; Emotion::COUNT]>>,
 }
 
 /// How to read a data set.
@@ -32,6 +35,8 @@ pub struct LoadOptions {
     pub usage: Option<String>,
     /// Keep at most this many images per class (the first ones in file-name order).
     pub max_per_class: Option<usize>,
+    /// The contrast step of the face preprocessing.
+    pub contrast: crate::preprocess::Contrast,
 }
 
 impl Dataset {
@@ -48,11 +53,61 @@ impl Dataset {
         &self.faces[i * FACE_PIXELS..(i + 1) * FACE_PIXELS]
     }
 
-    fn push(&mut self, face: &[u8], label: Emotion, source: String) {
+    /// Append one face (targets, if any, are the caller's to extend).
+    pub fn push_face(&mut self, face: &[u8], label: Emotion, source: String) {
         debug_assert_eq!(face.len(), FACE_PIXELS);
         self.faces.extend_from_slice(face);
         self.labels.push(label);
         self.sources.push(source);
+    }
+
+    /// The training target of face `i`: its FER+ distribution, or one-hot on its label.
+    pub fn target(&self, i: usize) -> [f32; Emotion::COUNT] {
+        match &self.targets {
+            Some(t) => t[i],
+            None => {
+                let mut t = [0.0; Emotion::COUNT];
+                t[self.labels[i].index()] = 1.0;
+                t
+            }
+        }
+    }
+
+    /// The mean training target: the class frequencies (or FER+ vote shares) the data teaches.
+    pub fn class_priors(&self) -> [f64; Emotion::COUNT] {
+        let mut p = [0.0f64; Emotion::COUNT];
+        for i in 0..self.len() {
+            for (a, b) in p.iter_mut().zip(self.target(i)) {
+                *a += b as f64;
+            }
+        }
+        let n = self.len().max(1) as f64;
+        p.map(|v| v / n)
+    }
+
+    /// The faces `idx`, in that order (targets kept).
+    pub fn subset(&self, idx: &[usize]) -> Dataset {
+        let mut out = Dataset::default();
+        for &i in idx {
+            out.push_face(self.face(i), self.labels[i], self.sources[i].clone());
+        }
+        out.targets = self.targets.as_ref().map(|t| idx.iter().map(|&i| t[i]).collect());
+        out
+    }
+
+    /// At most `m` faces per label, the first ones.
+    pub fn take_per_class(&self, m: usize) -> Dataset {
+        let mut per = [0usize; Emotion::COUNT];
+        let idx: Vec<usize> = (0..self.len())
+            .filter(|&i| {
+                let c = &mut per[self.labels[i].index()];
+                *c += 1;
+                *c <= m
+            })
+            .collect();
+        let mut out = self.subset(&idx);
+        out.skipped = self.skipped.clone();
+        out
     }
 
     /// Images per class, in `Emotion` order.
@@ -70,7 +125,9 @@ impl Dataset {
             path: path.to_path_buf(),
             message: format!("cannot open data set: {e}"),
         })?;
-        let ds = if meta.is_dir() {
+        let ds = if crate::ferplus::is_ferplus_folder(path) {
+            crate::ferplus::load_folder(path, crate::ferplus::LabelMode::Majority, opts)?.0
+        } else if meta.is_dir() {
             load_folder(path, opts)?
         } else {
             load_csv(path, opts)?
@@ -93,6 +150,7 @@ impl Dataset {
             labels,
             sources,
             skipped: Vec::new(),
+            targets: None,
         }
     }
 }
@@ -137,8 +195,8 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(entries)
 }
 
-/// Decode one image file into a 48x48 face.
-pub fn read_face(path: &Path) -> Result<Vec<u8>> {
+/// Decode one image file (format guessed from its bytes), naming the file on failure.
+pub fn decode_image(path: &Path) -> Result<image::DynamicImage> {
     let bad = |message: String| Error::BadImage {
         path: path.to_path_buf(),
         message,
@@ -152,12 +210,18 @@ pub fn read_face(path: &Path) -> Result<Vec<u8>> {
     if img.width() == 0 || img.height() == 0 {
         return Err(bad("image has no pixels".into()));
     }
-    Ok(to_face(&img))
+    Ok(img)
 }
 
-fn load_folder(root: &Path, opts: &LoadOptions) -> Result<Dataset> {
-    let mut files: Vec<(PathBuf, Emotion)> = Vec::new();
-    let mut class_dirs = 0;
+/// Decode one image file into a 48x48 face.
+pub fn read_face(path: &Path, contrast: crate::preprocess::Contrast) -> Result<Vec<u8>> {
+    Ok(to_face(&decode_image(path)?, contrast))
+}
+
+/// The class subfolders of an image-folder data set, in name order, with their class (hidden
+/// folders skipped; an unknown folder name, or none at all, is an error naming the folder).
+pub fn class_folders(root: &Path) -> Result<Vec<(PathBuf, Emotion)>> {
+    let mut out = Vec::new();
     for entry in read_dir_sorted(root)? {
         if !entry.is_dir() {
             continue;
@@ -173,19 +237,9 @@ fn load_folder(root: &Path, opts: &LoadOptions) -> Result<Dataset> {
             path: entry.clone(),
             message: format!("unknown class folder: {msg}"),
         })?;
-        class_dirs += 1;
-        let mut taken = 0;
-        for f in read_dir_sorted(&entry)? {
-            if f.is_file() && is_image_file(&f) {
-                if opts.max_per_class.is_some_and(|m| taken >= m) {
-                    break;
-                }
-                files.push((f, label));
-                taken += 1;
-            }
-        }
+        out.push((entry, label));
     }
-    if class_dirs == 0 {
+    if out.is_empty() {
         return Err(Error::BadDataset {
             path: root.to_path_buf(),
             message: format!(
@@ -194,12 +248,26 @@ fn load_folder(root: &Path, opts: &LoadOptions) -> Result<Dataset> {
             ),
         });
     }
-    let decoded: Vec<Result<Vec<u8>>> = files.par_iter().map(|(p, _)| read_face(p)).collect();
+    Ok(out)
+}
+
+/// The image files directly in `dir`, in name order.
+pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    Ok(read_dir_sorted(dir)?.into_iter().filter(|f| f.is_file() && is_image_file(f)).collect())
+}
+
+fn load_folder(root: &Path, opts: &LoadOptions) -> Result<Dataset> {
+    let mut files: Vec<(PathBuf, Emotion)> = Vec::new();
+    for (dir, label) in class_folders(root)? {
+        let take = opts.max_per_class.unwrap_or(usize::MAX);
+        files.extend(image_files(&dir)?.into_iter().take(take).map(|f| (f, label)));
+    }
+    let decoded: Vec<Result<Vec<u8>>> = files.par_iter().map(|(p, _)| read_face(p, opts.contrast)).collect();
     let mut ds = Dataset::default();
     ds.faces.reserve(files.len() * FACE_PIXELS);
     for ((path, label), face) in files.into_iter().zip(decoded) {
         match face {
-            Ok(face) => ds.push(&face, label, path.display().to_string()),
+            Ok(face) => ds.push_face(&face, label, path.display().to_string()),
             Err(e) if opts.skip_bad => ds.skipped.push((path.display().to_string(), e.to_string())),
             Err(e) => return Err(e),
         }
@@ -256,7 +324,10 @@ fn load_csv(path: &Path, opts: &LoadOptions) -> Result<Dataset> {
             continue;
         }
         match parse_csv_row(trimmed) {
-            Ok((label, pixels, usage)) => {
+            Ok((label, mut pixels, usage)) => {
+                if opts.contrast == crate::preprocess::Contrast::Equalize {
+                    crate::preprocess::equalize(&mut pixels);
+                }
                 if opts.usage.as_ref().is_some_and(|u| !u.eq_ignore_ascii_case(&usage)) {
                     continue;
                 }
@@ -264,7 +335,7 @@ fn load_csv(path: &Path, opts: &LoadOptions) -> Result<Dataset> {
                     continue;
                 }
                 per_class[label.index()] += 1;
-                ds.push(&pixels, label, format!("{}:{line_no}", path.display()));
+                ds.push_face(&pixels, label, format!("{}:{line_no}", path.display()));
             }
             Err(message) if opts.skip_bad => ds
                 .skipped

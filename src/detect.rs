@@ -117,7 +117,7 @@ pub fn merge_overlaps(mut dets: Vec<Detection>, iou: f32) -> Vec<Detection> {
 /// Cut the square face crop around `bbox` (grown by `margin`) out of `gray` and make it a
 /// 48x48 face with the one shared preprocessing step (`preprocess::to_face`). Parts outside the
 /// image are filled by clamping to the border.
-pub fn crop_face(gray: &GrayImage, bbox: &BBox, margin: f32) -> Vec<u8> {
+pub fn crop_face(gray: &GrayImage, bbox: &BBox, margin: f32, contrast: crate::preprocess::Contrast) -> Vec<u8> {
     let sq = bbox.expanded_square(margin);
     let (w, h) = (gray.width() as i64, gray.height() as i64);
     if w == 0 || h == 0 {
@@ -130,7 +130,7 @@ pub fn crop_face(gray: &GrayImage, bbox: &BBox, margin: f32) -> Vec<u8> {
         let py = (y0 + y as i64).clamp(0, h - 1) as u32;
         *gray.get_pixel(px, py)
     });
-    crate::preprocess::to_face(&DynamicImage::ImageLuma8(square))
+    crate::preprocess::to_face(&DynamicImage::ImageLuma8(square), contrast)
 }
 
 /// Any image as 8-bit RGB (grayscale, RGBA, 16-bit and palette images included).
@@ -167,11 +167,11 @@ mod tests {
     fn face_crop_is_square_48_and_clamps_at_the_border() {
         // Left half black, right half white.
         let img = GrayImage::from_fn(100, 60, |x, _| image::Luma([if x < 50 { 0 } else { 255 }]));
-        let face = crop_face(&img, &BBox::new(30.0, 10.0, 40.0, 40.0), 0.0);
+        let face = crop_face(&img, &BBox::new(30.0, 10.0, 40.0, 40.0), 0.0, crate::preprocess::Contrast::Raw);
         assert_eq!(face.len(), FACE_PIXELS);
         assert!(face[0] < 10 && face[47] > 245, "{} {}", face[0], face[47]);
         // A box hanging off the image still gives a full crop.
-        let face = crop_face(&img, &BBox::new(-30.0, -30.0, 50.0, 50.0), 0.2);
+        let face = crop_face(&img, &BBox::new(-30.0, -30.0, 50.0, 50.0), 0.2, crate::preprocess::Contrast::Raw);
         assert_eq!(face.len(), FACE_PIXELS);
         let sq = BBox::new(0.0, 0.0, 10.0, 20.0).expanded_square(0.25);
         assert_eq!((sq.w, sq.h), (30.0, 30.0));

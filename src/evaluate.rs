@@ -177,6 +177,46 @@ pub fn argmax(p: &[f32]) -> usize {
         .0
 }
 
+/// The class priors a model file records (`meta.class_priors`: the mean training target).
+pub fn class_priors(header: &crate::modelfile::ModelHeader) -> Option<[f64; Emotion::COUNT]> {
+    let v = header.meta.get("class_priors")?.as_array()?;
+    if v.len() != Emotion::COUNT {
+        return None;
+    }
+    let mut p = [0.0; Emotion::COUNT];
+    for (a, b) in p.iter_mut().zip(v) {
+        *a = b.as_f64().filter(|x| x.is_finite() && *x >= 0.0)?;
+    }
+    Some(p)
+}
+
+/// Prior correction (post-hoc logit adjustment, Menon et al. 2021): add `-tau * ln(prior_k)`
+/// to each class's logit, so that probabilities become `p_k / prior_k^tau` renormalised.
+/// `tau = 1` decides as if training had been class-balanced; 0 changes nothing. The shift is
+/// folded into the classifier's bias, so every path (burn, ONNX, tract) sees it; the header's
+/// `meta.prior_correction` records the total tau applied.
+pub fn correct_priors(
+    net: Network,
+    mut header: crate::modelfile::ModelHeader,
+    tau: f32,
+) -> crate::Result<(Network, crate::modelfile::ModelHeader)> {
+    if tau == 0.0 {
+        return Ok((net, header));
+    }
+    if !tau.is_finite() || !(0.0..=2.0).contains(&tau) {
+        return Err(crate::Error::Config(format!("prior correction must be in [0, 2], got {tau}")));
+    }
+    let priors = class_priors(&header).ok_or_else(|| {
+        crate::Error::Config("the model records no class priors (meta.class_priors); retrain or export it with ferrite >= 0.1 training".into())
+    })?;
+    let offset = priors.map(|p| -(tau as f64 * p.max(1e-6).ln()) as f32);
+    let before = header.meta.get("prior_correction").and_then(|v| v.as_f64()).unwrap_or(0.0);
+    if let Some(m) = header.meta.as_object_mut() {
+        m.insert("prior_correction".into(), serde_json::json!(before + tau as f64));
+    }
+    Ok((net.shift_logits(&offset), header))
+}
+
 /// Evaluate `net` on `ds`: accuracy, per-class scores, confusion matrix, mean cross-entropy.
 pub fn evaluate(net: &Network, ds: &Dataset, device: &Device) -> Report {
     evaluate_tta(net, ds, device, Tta::None)
@@ -210,6 +250,35 @@ mod tests {
         assert_eq!(m[0], faces[47]);
         assert_eq!(m[FACE_PIXELS + 48], faces[FACE_PIXELS + 95]);
         assert_eq!(mirror_faces(&m), faces);
+    }
+
+    #[test]
+    fn prior_correction_divides_by_the_priors_and_renormalises() {
+        let _rng = crate::rng_lock();
+        let device = crate::device::inference_device();
+        let mut spec = crate::model::ModelSpec::new(crate::model::Arch::Compact);
+        spec.width = Some(4);
+        let net = burn::module::Module::valid(&Network::new(&spec, &device));
+        let priors = [0.1, 0.02, 0.1, 0.25, 0.3, 0.13, 0.1];
+        let header = crate::modelfile::ModelHeader::new(spec.clone(), serde_json::json!({ "class_priors": priors }));
+        let faces: Vec<u8> = (0..2 * FACE_PIXELS).map(|i| (i * 13 % 256) as u8).collect();
+        let before = predict_probs(&net, &faces, &device);
+        let (fixed, h) = correct_priors(net, header.clone(), 1.0).unwrap();
+        let after = predict_probs(&fixed, &faces, &device);
+        for (b, a) in before.iter().zip(&after) {
+            let z: f64 = b.iter().zip(&priors).map(|(p, q)| *p as f64 / q).sum();
+            for k in 0..Emotion::COUNT {
+                let want = b[k] as f64 / priors[k] / z;
+                assert!((a[k] as f64 - want).abs() < 1e-5, "class {k}: {} vs {want}", a[k]);
+            }
+        }
+        assert_eq!(h.meta["prior_correction"], serde_json::json!(1.0));
+        // Half the correction twice is the whole; none is the identity; no priors is an error.
+        let (half, h2) = correct_priors(fixed.clone(), header.clone(), 0.0).unwrap();
+        assert_eq!(predict_probs(&half, &faces, &device), after);
+        assert!(h2.meta.get("prior_correction").is_none());
+        let bare = crate::modelfile::ModelHeader::new(spec, serde_json::json!({}));
+        assert!(correct_priors(fixed, bare, 0.5).unwrap_err().to_string().contains("class priors"));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! The parts:
 //! - [`emotion`]: the one `Emotion` enum (class names, order, count);
-//! - [`data`]: image-folder and CSV loaders; [`preprocess`]: image to 48x48 tensor;
+//! - [`data`]: image-folder and CSV loaders; [`ferplus`]: FER+ vote files and label modes; [`preprocess`]: image to 48x48 tensor;
 //!   [`augment`]: training-time augmentation;
 //! - [`model`]: architectures (one file each, and ensembles of trained networks) behind the
 //!   `Network` enum, flex kernels for their max-pool, convolutions (Winograd for the wide 3x3/5x5
@@ -10,7 +10,7 @@
 //!   [`summary`]: layer tables;
 //! - [`train`]: the fit loop (optionally data-parallel), checkpoints and resume; [`evaluate`] and [`metrics`]: scores;
 //! - [`modelfile`]: the one-file model format; [`onnx`]: ONNX export and the tract single-face path; [`embedded`]: the default model in the binary; [`plot`]: curves, heatmaps, sample grids;
-//! - [`analyzer`]: faces in photos and videos (detect, classify, track);
+//! - [`analyzer`]: faces in photos and videos (detect, classify, track); [`photos`]: full-pipeline accuracy on labelled photos;
 //!   [`blazeface`]: the embedded face detector; [`detect`]: face boxes and crops; [`track`]: ids across frames; [`annotate`]: drawing;
 //!   [`video`]: ffmpeg frames in and out;
 //! - [`server`]: the web app and JSON API (axum; `app(state)` builds the router);
@@ -28,11 +28,13 @@ pub mod embedded;
 pub mod emotion;
 pub mod error;
 pub mod evaluate;
+pub mod ferplus;
 pub mod fsutil;
 pub mod metrics;
 pub mod model;
 pub mod modelfile;
 pub mod onnx;
+pub mod photos;
 pub mod plot;
 pub mod preprocess;
 pub mod server;

@@ -60,7 +60,7 @@ enum Command {
         command: DataCommand,
     },
     /// Train a network.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Measure training and inference speed of an architecture (random data).
     Bench {
         #[arg(long, value_enum, default_value = "reference")]
@@ -94,29 +94,7 @@ enum Command {
         replicas: usize,
     },
     /// Evaluate a model on a labelled data set.
-    Evaluate {
-        /// A model file, or a training run directory (uses its final or best model).
-        /// Default: the model embedded in this binary.
-        #[arg(long)]
-        model: Option<PathBuf>,
-        /// Image folder (one subfolder per class) or FER2013 CSV.
-        #[arg(long)]
-        data: PathBuf,
-        /// For CSV data: the Usage rows to use (Training, PublicTest, PrivateTest).
-        #[arg(long)]
-        usage: Option<String>,
-        /// Skip unreadable images and bad CSV rows (they are counted).
-        #[arg(long)]
-        skip_bad: bool,
-        /// Folder for evaluate.json and confusion.png.
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Test-time augmentation: average over the face and its mirror image (flip), ten
-        /// shifted and mirrored views (ten), those of the face zoomed to 0.9 and 1.1 too
-        /// (thirty), or of those also turned 5 degrees either way (ninety).
-        #[arg(long, value_enum, default_value = "none")]
-        tta: TtaArg,
-    },
+    Evaluate(EvaluateArgs),
     /// Write a model file (from a file or run directory) with f32 or f16 weights, e.g. to
     /// replace the embedded default model (`models/default.ferrite`).
     Export {
@@ -140,6 +118,11 @@ enum Command {
         /// of an ensemble. Costs what one model costs.
         #[arg(long)]
         average_weights: bool,
+        /// Fold a prior correction into the model written: each class probability divided by
+        /// its training frequency (`meta.class_priors`) to this power, then renormalised
+        /// (0 = none, 1 = decisions as if trained on balanced classes).
+        #[arg(long, default_value_t = 0.0)]
+        prior_correction: f32,
     },
     /// Find faces in photos (files or folders) and label each face's expression.
     Detect {
@@ -306,6 +289,7 @@ impl FaceArgs {
                 ..BlazeFaceConfig::default()
             },
             tta: self.tta.into(),
+            contrast: ferrite::preprocess::Contrast::default(),
         };
         let device = device::inference_device();
         let (net, _, _) = load_model(self.model.as_deref(), &device)?;
@@ -374,6 +358,52 @@ enum ScheduleArg {
     Plateau,
     Cosine,
     Constant,
+}
+
+#[derive(Args)]
+struct EvaluateArgs {
+    /// A model file, or a training run directory (uses its final or best model).
+    /// Default: the model embedded in this binary.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Image folder (one subfolder per class) or FER2013 CSV.
+    #[arg(long)]
+    data: PathBuf,
+    /// For CSV data: the Usage rows to use (Training, PublicTest, PrivateTest).
+    #[arg(long)]
+    usage: Option<String>,
+    /// Skip unreadable images and bad CSV rows (they are counted).
+    #[arg(long)]
+    skip_bad: bool,
+    /// Folder for evaluate.json and confusion.png.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Test-time augmentation: average over the face and its mirror image (flip), ten
+    /// shifted and mirrored views (ten), those of the face zoomed to 0.9 and 1.1 too
+    /// (thirty), or of those also turned 5 degrees either way (ninety).
+    #[arg(long, value_enum, default_value = "none")]
+    tta: TtaArg,
+    /// Score against FER+'s ten-person majority instead of the data's own labels (faces
+    /// with a tie, or a majority of contempt, unknown or not-a-face, are left out).
+    #[arg(long)]
+    ferplus: bool,
+    /// FER+ vote file for --data (default: ferplus/NAME.csv beside the folder,
+    /// fer2013new.csv beside the CSV, or a FER+ folder's label.csv).
+    #[arg(long, requires = "ferplus")]
+    votes: Option<PathBuf>,
+    /// Prior correction on top of the model's own: divide each probability by the class's
+    /// training frequency to this power (0 = none, 1 = as if trained balanced).
+    #[arg(long, default_value_t = 0.0)]
+    prior_correction: f32,
+    /// --data is a folder of labelled photos (one subfolder per class): run the whole
+    /// pipeline (face detector, crop, model) and score each photo's largest face; photos
+    /// where no face is found count as wrong and are listed.
+    #[arg(long, conflicts_with_all = ["ferplus", "usage"])]
+    detect: bool,
+    /// The faces' contrast step: equalize (histogram equalisation, the default everywhere)
+    /// or raw (pixels as they are; for comparison).
+    #[arg(long, value_enum, default_value = "equalize")]
+    contrast: ContrastArg,
 }
 
 #[derive(Args)]
@@ -477,6 +507,55 @@ struct TrainArgs {
     /// last epochs' weights afterwards with `export --average-weights`.
     #[arg(long, default_value_t = 1)]
     keep_checkpoints: usize,
+    /// Train on FER+'s ten-person votes instead of the data's own labels, in this mode:
+    /// majority, probability (a label drawn from the votes each time), crossentropy (the vote
+    /// distribution as a soft target) or multi-target (the FER+ paper's four modes).
+    #[arg(long, value_enum)]
+    ferplus: Option<LabelModeArg>,
+    /// FER+ votes for --data (default: ferplus/NAME.csv beside the folder, fer2013new.csv beside
+    /// the CSV, or a FER+ folder's label.csv).
+    #[arg(long, requires = "ferplus")]
+    train_votes: Option<PathBuf>,
+    /// FER+ votes for --val (default as for --train-votes).
+    #[arg(long, requires = "ferplus")]
+    val_votes: Option<PathBuf>,
+}
+
+/// The contrast step of face preprocessing (`ferrite::preprocess::Contrast`).
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ContrastArg {
+    Equalize,
+    Raw,
+}
+
+impl From<ContrastArg> for ferrite::preprocess::Contrast {
+    fn from(c: ContrastArg) -> Self {
+        match c {
+            ContrastArg::Equalize => ferrite::preprocess::Contrast::Equalize,
+            ContrastArg::Raw => ferrite::preprocess::Contrast::Raw,
+        }
+    }
+}
+
+/// FER+ label modes (see `ferrite::ferplus::LabelMode`).
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LabelModeArg {
+    Majority,
+    Probability,
+    Crossentropy,
+    MultiTarget,
+}
+
+impl From<LabelModeArg> for ferrite::ferplus::LabelMode {
+    fn from(m: LabelModeArg) -> Self {
+        use ferrite::ferplus::LabelMode as L;
+        match m {
+            LabelModeArg::Majority => L::Majority,
+            LabelModeArg::Probability => L::Probability,
+            LabelModeArg::Crossentropy => L::Crossentropy,
+            LabelModeArg::MultiTarget => L::MultiTarget,
+        }
+    }
 }
 
 fn main() {
@@ -525,7 +604,7 @@ fn run() -> Result<()> {
                 &LoadOptions {
                     skip_bad,
                     usage,
-                    max_per_class: None,
+                    ..Default::default()
                 },
             )
             .with_context(|| format!("loading {}", dir.display()))?;
@@ -550,7 +629,7 @@ fn run() -> Result<()> {
                 .with_context(|| format!("writing {}", grid.display()))?;
             println!("sample grid written to {}", grid.display());
         }
-        Command::Train(args) => train(args, cli.matmul.map(MatmulPrecision::from))?,
+        Command::Train(args) => train(*args, cli.matmul.map(MatmulPrecision::from))?,
         Command::Bench { arch, width, shape, steps, json, model, embedded, inference_only, .. }
             if embedded || model.is_some() || inference_only =>
         {
@@ -608,15 +687,8 @@ fn run() -> Result<()> {
                 println!("  inference         {:8.2} ms per face (batch 1, median)", r.infer1_ms);
             }
         }
-        Command::Evaluate {
-            model,
-            data,
-            usage,
-            skip_bad,
-            out,
-            tta,
-        } => evaluate(model.as_deref(), &data, usage, skip_bad, out.as_deref(), tta.into())?,
-        Command::Export { model, out, format, precision, average_weights } => {
+        Command::Evaluate(args) => evaluate(args)?,
+        Command::Export { model, out, format, precision, average_weights, prior_correction } => {
             let device = device::inference_device();
             let mut parts = Vec::with_capacity(model.len());
             for m in &model {
@@ -635,6 +707,7 @@ fn run() -> Result<()> {
                     .context("building the ensemble")?;
                 (net, header, format!("an ensemble of {}", names.join(", ")))
             };
+            let (net, header) = ferrite::evaluate::correct_priors(net, header, prior_correction)?;
             let onnx_ext = out.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
             if format.unwrap_or(if onnx_ext { ExportFormat::Onnx } else { ExportFormat::Ferrite }) == ExportFormat::Onnx {
                 let bytes = ferrite::onnx::to_bytes(&net).context("converting the model to ONNX")?;
@@ -736,7 +809,7 @@ fn predict(images: &[PathBuf], model: Option<&Path>, tta: Tta, json: bool) -> Re
     let (net, _header, _name) = load_model(model, &device)?;
     let mut faces = Vec::with_capacity(images.len() * ferrite::preprocess::FACE_PIXELS);
     for path in images {
-        faces.extend(ferrite::data::read_face(path).with_context(|| format!("reading {}", path.display()))?);
+        faces.extend(ferrite::data::read_face(path, ferrite::preprocess::Contrast::default()).with_context(|| format!("reading {}", path.display()))?);
     }
     let fast = ferrite::onnx::FastModel::new(&net).context("compiling the expression model")?;
     let probs = fast.probs_tta(&faces, tta).context("classifying the faces")?;
@@ -831,6 +904,11 @@ fn train(a: TrainArgs, matmul: Option<MatmulPrecision>) -> Result<()> {
         cfg.matmul = matmul.unwrap_or_default();
         cfg.replicas = a.replicas;
         cfg.keep_checkpoints = a.keep_checkpoints;
+        cfg.ferplus = a.ferplus.map(|m| ferrite::ferplus::FerPlusConfig {
+            mode: m.into(),
+            train_votes: a.train_votes.clone(),
+            val_votes: a.val_votes.clone(),
+        });
         ferrite::train::train(&cfg, &out, opts).with_context(|| format!("training into {}", out.display()))?
     };
     let s = &outcome.state;
@@ -846,27 +924,53 @@ fn train(a: TrainArgs, matmul: Option<MatmulPrecision>) -> Result<()> {
     Ok(())
 }
 
-fn evaluate(
-    model: Option<&Path>,
-    data: &Path,
-    usage: Option<String>,
-    skip_bad: bool,
-    out: Option<&Path>,
-    tta: Tta,
-) -> Result<()> {
+fn evaluate(args: EvaluateArgs) -> Result<()> {
+    let EvaluateArgs { model, data, usage, skip_bad, out, tta, ferplus, votes, prior_correction, detect, contrast } = args;
+    let (model, data, out, tta) = (model.as_deref(), data.as_path(), out.as_deref(), Tta::from(tta));
+    let opts = LoadOptions { skip_bad, usage, max_per_class: None, contrast: contrast.into() };
+    let ferplus = ferplus.then_some(votes);
     let device = device::inference_device();
     let (net, header, model_name) = load_model(model, &device)?;
-    let ds = Dataset::load(
-        data,
-        &LoadOptions {
-            skip_bad,
-            usage,
-            max_per_class: None,
-        },
-    )
+    let (net, header) = ferrite::evaluate::correct_priors(net, header, prior_correction)?;
+    if detect {
+        use ferrite::analyzer::{Analyzer, AnalyzerConfig};
+        let config = AnalyzerConfig { tta, contrast: opts.contrast, ..AnalyzerConfig::default() };
+        let detector = ferrite::blazeface::BlazeFace::new(config.detector.clone()).context("building the face detector")?;
+        let analyzer = Analyzer::from_parts(Box::new(detector), &net, config).context("compiling the expression model")?;
+        let report = ferrite::photos::evaluate_photos(&analyzer, data).with_context(|| format!("evaluating {}", data.display()))?;
+        println!(
+            "model {model_name} ({}), full pipeline (detector, largest face), test-time augmentation: {tta:?}, prior correction {}",
+            header.spec.arch,
+            header.meta.get("prior_correction").and_then(|v| v.as_f64()).unwrap_or(0.0)
+        );
+        print!("{}", report.to_text());
+        if let Some(dir) = out {
+            let json = serde_json::to_vec_pretty(&serde_json::json!({
+                "model": model_name,
+                "data": data.display().to_string(),
+                "tta": tta,
+                "model_meta": header.meta,
+                "photos": report,
+            }))?;
+            ferrite::fsutil::write_atomic(&dir.join("evaluate.json"), &json)?;
+            let title = format!("{} on {} photos (largest face; {:.2}% right)", header.spec.arch, data.display(), 100.0 * report.accuracy);
+            plot::confusion(&report.found, &title, &dir.join("confusion.png"))?;
+            println!("wrote {}/evaluate.json and confusion.png", dir.display());
+        }
+        return Ok(());
+    }
+    let ds = match &ferplus {
+        None => Dataset::load(data, &opts),
+        Some(votes) => ferrite::train::load_ferplus(data, &opts, ferrite::ferplus::LabelMode::Majority, votes.as_deref()),
+    }
     .with_context(|| format!("loading {}", data.display()))?;
     let report = ferrite::evaluate::evaluate_tta(&net, &ds, &device, tta);
-    println!("model {model_name} ({}), test-time augmentation: {tta:?}", header.spec.arch);
+    println!(
+        "model {model_name} ({}), labels: {}, test-time augmentation: {tta:?}, prior correction {}",
+        header.spec.arch,
+        if ferplus.is_some() { "FER+ majority" } else { "the data's own" },
+        header.meta.get("prior_correction").and_then(|v| v.as_f64()).unwrap_or(0.0)
+    );
     print!("{}", report.to_text());
     if !ds.skipped.is_empty() {
         println!("skipped {} unreadable inputs", ds.skipped.len());
@@ -878,6 +982,7 @@ fn evaluate(
             "data": data.display().to_string(),
             "skipped": ds.skipped.len(),
             "tta": tta,
+            "labels": if ferplus.is_some() { "ferplus-majority" } else { "own" },
             "model_meta": header.meta,
             "report": report,
         }))?;

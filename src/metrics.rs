@@ -25,6 +25,9 @@ pub struct ClassScores {
 pub struct Report {
     pub samples: u64,
     pub accuracy: f64,
+    /// Mean recall over the classes present (balanced accuracy).
+    #[serde(default)]
+    pub balanced_accuracy: f64,
     pub macro_f1: f64,
     pub mean_loss: Option<f64>,
     pub per_class: Vec<ClassScores>,
@@ -83,6 +86,10 @@ impl Confusion {
         Report {
             samples: self.total(),
             accuracy: self.accuracy(),
+            balanced_accuracy: {
+                let present: Vec<f64> = per_class.iter().filter(|c| c.support > 0).map(|c| c.recall).collect();
+                present.iter().sum::<f64>() / present.len().max(1) as f64
+            },
             macro_f1,
             mean_loss,
             per_class,
@@ -98,9 +105,10 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "samples {}   accuracy {:.2}%   macro-F1 {:.4}{}",
+            "samples {}   accuracy {:.2}%   balanced accuracy {:.2}%   macro-F1 {:.4}{}",
             self.samples,
             100.0 * self.accuracy,
+            100.0 * self.balanced_accuracy,
             self.macro_f1,
             self.mean_loss.map(|l| format!("   loss {l:.4}")).unwrap_or_default()
         );
@@ -157,5 +165,8 @@ mod tests {
         assert_eq!(r.per_class[Emotion::Fear.index()].f1, 0.0);
         assert!((r.macro_f1 - (2.0 / 3.0 + 0.5) / 7.0).abs() < 1e-12);
         assert!(r.to_text().contains("accuracy 60.00%"));
+        // Balanced accuracy: mean recall of the classes present (happy 2/3, sad 1/2).
+        assert!((r.balanced_accuracy - (2.0 / 3.0 + 0.5) / 2.0).abs() < 1e-12);
+        assert!(r.to_text().contains("balanced accuracy 58.33%"));
     }
 }

@@ -3,22 +3,64 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 use image::{DynamicImage, imageops::FilterType};
+use serde::{Deserialize, Serialize};
 
 /// Side of the square face crop every model sees.
 pub const FACE_SIZE: usize = 48;
 /// Pixels in one face crop.
 pub const FACE_PIXELS: usize = FACE_SIZE * FACE_SIZE;
 
+/// The contrast step of [`to_face`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Contrast {
+    /// Histogram-equalise every face (the default). FER2013's image-folder JPEGs are already
+    /// equalised (near-flat cumulative histograms), while faces cut from photos and the CSV's
+    /// pixels are not; equalising is idempotent, so training faces barely change and every
+    /// other face is brought to their form (measured in `docs/PREPROCESSING.md`).
+    #[default]
+    Equalize,
+    /// Pixels as the image has them (ferrite before 2026-12-01).
+    Raw,
+}
+
 /// Convert any image (any size, colour type or bit depth) to a 48x48 8-bit grayscale face,
-/// row-major. Images that are already 48x48 are not resampled.
-pub fn to_face(img: &DynamicImage) -> Vec<u8> {
+/// row-major, with the `contrast` step. Images that are already 48x48 are not resampled.
+pub fn to_face(img: &DynamicImage, contrast: Contrast) -> Vec<u8> {
     let gray = img.to_luma8();
     let gray = if gray.width() as usize == FACE_SIZE && gray.height() as usize == FACE_SIZE {
         gray
     } else {
         image::imageops::resize(&gray, FACE_SIZE as u32, FACE_SIZE as u32, FilterType::Triangle)
     };
-    gray.into_raw()
+    let mut face = gray.into_raw();
+    if contrast == Contrast::Equalize {
+        equalize(&mut face);
+    }
+    face
+}
+
+/// Global histogram equalisation in place (OpenCV's `equalizeHist` mapping:
+/// `round((cdf(v) - cdf_min) / (n - cdf_min) * 255)`); a flat image is left as it is.
+pub fn equalize(pixels: &mut [u8]) {
+    let mut hist = [0usize; 256];
+    for &p in pixels.iter() {
+        hist[p as usize] += 1;
+    }
+    let n = pixels.len();
+    let cdf_min = hist.iter().copied().find(|&c| c > 0).unwrap_or(0);
+    if n == cdf_min {
+        return;
+    }
+    let mut lut = [0u8; 256];
+    let mut cdf = 0usize;
+    for (v, &h) in hist.iter().enumerate() {
+        cdf += h;
+        lut[v] = (((cdf.saturating_sub(cdf_min)) as f64 / (n - cdf_min) as f64) * 255.0).round() as u8;
+    }
+    for p in pixels.iter_mut() {
+        *p = lut[*p as usize];
+    }
 }
 
 /// Scale 8-bit pixels to the network's input range [0, 1].
@@ -58,25 +100,46 @@ mod tests {
     #[test]
     fn any_image_becomes_48x48_gray() {
         let rgb = DynamicImage::ImageRgb8(RgbImage::from_pixel(100, 60, Rgb([255, 0, 0])));
-        let face = to_face(&rgb);
+        let face = to_face(&rgb, Contrast::Equalize);
         assert_eq!(face.len(), FACE_PIXELS);
         // Luma of pure red is about 54 (Rec. 709 weights).
         assert!(face.iter().all(|&p| (50..60).contains(&p)), "{}", face[0]);
         let rgba = DynamicImage::ImageRgba8(RgbaImage::from_pixel(10, 10, Rgba([9, 9, 9, 255])));
-        assert!(to_face(&rgba).iter().all(|&p| p == 9));
+        assert!(to_face(&rgba, Contrast::Equalize).iter().all(|&p| p == 9));
         let img16 = DynamicImage::ImageLuma16(image::ImageBuffer::from_pixel(
             48,
             48,
             image::Luma([65535u16]),
         ));
-        assert!(to_face(&img16).iter().all(|&p| p == 255));
+        assert!(to_face(&img16, Contrast::Equalize).iter().all(|&p| p == 255));
     }
 
     #[test]
-    fn a_48x48_gray_image_is_passed_through_exactly() {
+    fn a_48x48_equalised_image_is_passed_through_exactly() {
         let img = GrayImage::from_fn(48, 48, |x, y| image::Luma([(x * 5 + y) as u8]));
-        let face = to_face(&DynamicImage::ImageLuma8(img.clone()));
-        assert_eq!(face, img.into_raw());
+        let mut once = img.clone().into_raw();
+        equalize(&mut once);
+        let face = to_face(&DynamicImage::ImageLuma8(GrayImage::from_raw(48, 48, once.clone()).unwrap()), Contrast::Equalize);
+        assert_eq!(face, once, "equalising is idempotent");
+        let raw = to_face(&DynamicImage::ImageLuma8(img.clone()), Contrast::Raw);
+        assert_eq!(raw, img.into_raw(), "raw passes a 48x48 image through");
+    }
+
+    #[test]
+    fn equalisation_spreads_a_low_contrast_face_and_keeps_order() {
+        // Values 100..=131 only: equalised they span 0..=255, order kept.
+        let mut px: Vec<u8> = (0..FACE_PIXELS).map(|i| 100 + (i % 32) as u8).collect();
+        let before = px.clone();
+        equalize(&mut px);
+        assert_eq!(*px.iter().min().unwrap(), 0);
+        assert_eq!(*px.iter().max().unwrap(), 255);
+        for (a, b) in before.iter().zip(&before[1..]).zip(px.iter().zip(&px[1..])) {
+            assert_eq!((a.0 < a.1), (b.0 < b.1));
+        }
+        // A flat image is left alone.
+        let mut flat = vec![77u8; FACE_PIXELS];
+        equalize(&mut flat);
+        assert!(flat.iter().all(|&p| p == 77));
     }
 
     #[test]

@@ -7,16 +7,16 @@ use crate::device::{MatmulPrecision, set_matmul_precision, training_device};
 use crate::emotion::Emotion;
 use crate::error::{Error, Result};
 use crate::evaluate::evaluate;
+use crate::ferplus::{FerPlusConfig, LabelMode};
 use crate::fsutil::write_atomic;
 use crate::model::{ModelSpec, Network};
 use crate::modelfile::{self, ModelHeader};
 use crate::preprocess::{FACE_PIXELS, batch_tensor};
 use burn::module::Module;
-use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, OptimizerRecord, SgdConfig};
-use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
+use burn::tensor::{Bytes, Device, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -98,6 +98,12 @@ pub struct TrainConfig {
     /// epochs be averaged afterwards (`ferrite export --average-weights`).
     #[serde(default = "one")]
     pub keep_checkpoints: usize,
+    /// FER+ labels instead of the data's own (`None`: the folder or CSV labels).
+    #[serde(default)]
+    pub ferplus: Option<FerPlusConfig>,
+    /// The contrast step of the face preprocessing (histogram equalisation by default).
+    #[serde(default)]
+    pub contrast: crate::preprocess::Contrast,
 }
 
 fn one() -> usize {
@@ -133,6 +139,8 @@ impl TrainConfig {
             matmul: MatmulPrecision::F32,
             replicas: 1,
             keep_checkpoints: 1,
+            ferplus: None,
+            contrast: crate::preprocess::Contrast::default(),
         }
     }
 
@@ -262,6 +270,9 @@ pub struct TrainState {
     pub best_epoch: usize,
     pub elapsed_seconds: f64,
     pub history: Vec<EpochRecord>,
+    /// The cosine schedule's current anchor (`None` until its first step after warm-up).
+    #[serde(default)]
+    pub cosine_anchor: Option<CosineAnchor>,
 }
 
 /// JSON has no infinity: store `f64::INFINITY` as null and read null back as infinity.
@@ -375,15 +386,49 @@ fn build_optimizer(cfg: &TrainConfig) -> ModuleOptimizer {
     }
 }
 
-/// Learning rate for a step under the cosine schedule annealing over `epochs` epochs.
-fn cosine_lr(cfg: &TrainConfig, epochs: usize, warmup_epochs: f64, min_lr: f64, step: usize, steps_per_epoch: usize) -> f64 {
+/// Where the cosine decay runs from: the learning rate `lr` at (fractional) epoch `at_epoch`,
+/// annealing to the floor at epoch `planned`. A time budget that re-plans the epochs moves the
+/// anchor to the current step and rate, so after warm-up the rate only ever decays.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CosineAnchor {
+    pub at_epoch: f64,
+    pub lr: f64,
+    pub planned: usize,
+}
+
+/// Learning rate of `step` under the cosine schedule: linear warm-up to `cfg.lr`, then cosine
+/// decay from the anchor. `anchor` is created on first use and re-anchored at `prev_lr` (the
+/// rate of the step before) when `planned` changes after warm-up.
+#[allow(clippy::too_many_arguments)]
+fn cosine_step(
+    cfg: &TrainConfig,
+    anchor: &mut Option<CosineAnchor>,
+    planned: usize,
+    warmup_epochs: f64,
+    min_lr: f64,
+    step: usize,
+    steps_per_epoch: usize,
+    prev_lr: f64,
+) -> f64 {
     let t = step as f64 / steps_per_epoch.max(1) as f64; // epochs done, fractional
     if t < warmup_epochs {
         return cfg.lr * (t + 1.0 / steps_per_epoch.max(1) as f64) / warmup_epochs;
     }
-    let span = (epochs as f64 - warmup_epochs).max(1e-9);
-    let p = ((t - warmup_epochs) / span).clamp(0.0, 1.0);
-    min_lr + 0.5 * (cfg.lr - min_lr) * (1.0 + (std::f64::consts::PI * p).cos())
+    let a = anchor.get_or_insert(CosineAnchor {
+        at_epoch: warmup_epochs,
+        lr: cfg.lr,
+        planned,
+    });
+    if a.planned != planned {
+        *a = CosineAnchor {
+            at_epoch: t,
+            lr: prev_lr.min(a.lr),
+            planned,
+        };
+    }
+    let span = (a.planned as f64 - a.at_epoch).max(1e-9);
+    let p = ((t - a.at_epoch) / span).clamp(0.0, 1.0);
+    min_lr + 0.5 * (a.lr - min_lr) * (1.0 + (std::f64::consts::PI * p).cos())
 }
 
 /// The epochs a run will get: `cfg.epochs`, or with a time budget the epochs done plus those
@@ -412,34 +457,62 @@ pub fn typical_epoch_seconds(history: &[EpochRecord]) -> Option<f64> {
     Some(if recent.len() % 2 == 1 { recent[mid] } else { (recent[mid - 1] + recent[mid]) / 2.0 })
 }
 
-/// Load train and validation data as the config says.
+/// Load train and validation data as the config says (with FER+ labels if it names them).
 pub fn load_data(cfg: &TrainConfig) -> Result<(Dataset, Dataset)> {
     let opts = LoadOptions {
         skip_bad: cfg.skip_bad,
         usage: None,
         max_per_class: cfg.max_per_class,
+        contrast: cfg.contrast,
     };
-    let csv_usage = |usage: &str| LoadOptions {
-        usage: Some(usage.into()),
-        ..opts.clone()
-    };
-    let is_csv = |p: &Path| p.is_file();
-    let train = if is_csv(&cfg.train_data) {
-        Dataset::load(&cfg.train_data, &csv_usage("Training"))?
-    } else {
-        Dataset::load(&cfg.train_data, &opts)?
-    };
-    match &cfg.val_data {
-        Some(v) => {
-            let val = if is_csv(v) {
-                Dataset::load(v, &csv_usage("PublicTest"))?
-            } else {
-                Dataset::load(v, &opts)?
-            };
-            Ok((train, val))
+    // With FER+ labels, per-class caps apply to the FER+ labels (after the join).
+    // Validation is scored against the FER+ majority, whatever the training mode.
+    let load = |path: &Path, usage: &str, votes: Option<&PathBuf>, train: bool| -> Result<Dataset> {
+        let mut o = LoadOptions {
+            usage: path.is_file().then(|| usage.to_string()),
+            ..opts.clone()
+        };
+        match &cfg.ferplus {
+            None => Dataset::load(path, &o),
+            Some(fp) => {
+                o.max_per_class = None;
+                let mode = if train { fp.mode } else { LabelMode::Majority };
+                let ds = load_ferplus(path, &o, mode, votes.map(PathBuf::as_path))?;
+                Ok(match cfg.max_per_class {
+                    Some(m) => ds.take_per_class(m),
+                    None => ds,
+                })
+            }
         }
+    };
+    let fp_votes = |train: bool| cfg.ferplus.as_ref().and_then(|f| if train { f.train_votes.as_ref() } else { f.val_votes.as_ref() });
+    let train = load(&cfg.train_data, "Training", fp_votes(true), true)?;
+    match &cfg.val_data {
+        Some(v) => Ok((train, load(v, "PublicTest", fp_votes(false), false)?)),
         None => Ok(split(train, cfg.val_fraction, cfg.seed)),
     }
+}
+
+/// Load a data set with FER+ labels in `mode`: a FER+ folder with its `label.csv`, or a
+/// FER2013 folder or CSV joined with `votes` (default: [`crate::ferplus::default_votes`]).
+pub fn load_ferplus(path: &Path, opts: &LoadOptions, mode: LabelMode, votes: Option<&Path>) -> Result<Dataset> {
+    if crate::ferplus::is_ferplus_folder(path) && votes.is_none() {
+        let (ds, stats) = crate::ferplus::load_folder(path, mode, opts)?;
+        tracing::info!(?stats, "FER+ folder {}", path.display());
+        return Ok(ds);
+    }
+    let votes_path = match votes {
+        Some(v) => v.to_path_buf(),
+        None => crate::ferplus::default_votes(path).ok_or_else(|| Error::BadDataset {
+            path: path.to_path_buf(),
+            message: "no FER+ vote file found beside it (ferplus/NAME.csv or fer2013new.csv); name one".into(),
+        })?,
+    };
+    let table = crate::ferplus::read_votes(&votes_path)?;
+    let ds = Dataset::load(path, opts)?;
+    let (ds, stats) = crate::ferplus::apply(ds, path, &table, mode)?;
+    tracing::info!(?stats, "FER+ votes {} on {}", votes_path.display(), path.display());
+    Ok(ds)
 }
 
 /// Seeded, stratified split of a data set into (train, held-out).
@@ -454,24 +527,75 @@ pub fn split(ds: Dataset, fraction: f64, seed: u64) -> (Dataset, Dataset) {
             held[i] = true;
         }
     }
-    let mut a = Dataset::default();
-    let mut b = Dataset::default();
-    for (i, &is_held) in held.iter().enumerate() {
-        let dst = if is_held { &mut b } else { &mut a };
-        dst.faces.extend_from_slice(ds.face(i));
-        dst.labels.push(ds.labels[i]);
-        dst.sources.push(ds.sources[i].clone());
-    }
+    let (held_idx, kept_idx): (Vec<usize>, Vec<usize>) = (0..ds.len()).partition(|&i| held[i]);
+    let mut a = ds.subset(&kept_idx);
+    let b = ds.subset(&held_idx);
     a.skipped = ds.skipped;
     (a, b)
 }
 
-/// A batch ready for the device: normalised (augmented) pixels and class indices.
+/// A batch ready for the device: normalised (augmented) pixels, class indices (for accuracy)
+/// and the per-face training targets the loss compares with.
 pub struct Batch {
     pub pixels: Vec<f32>,
     pub labels: Vec<i64>,
-    /// For mixed batches: the partner labels and the weight `lam` of `labels` (>= 0.5).
-    pub mixed: Option<(Vec<i64>, f32)>,
+    /// `labels.len() * Emotion::COUNT` values: each face's target distribution (one-hot for
+    /// hard labels; smoothed, mixed or FER+ vote shares otherwise).
+    pub targets: Vec<f32>,
+}
+
+impl Batch {
+    /// A batch with one-hot targets on `labels`.
+    pub fn hard(pixels: Vec<f32>, labels: Vec<i64>) -> Batch {
+        let mut targets = vec![0.0; labels.len() * Emotion::COUNT];
+        for (k, &l) in labels.iter().enumerate() {
+            targets[k * Emotion::COUNT + l as usize] = 1.0;
+        }
+        Batch { pixels, labels, targets }
+    }
+
+    fn part(&self, lo: usize, hi: usize) -> Batch {
+        let per_face = self.pixels.len() / self.labels.len().max(1);
+        Batch {
+            pixels: self.pixels[lo * per_face..hi * per_face].to_vec(),
+            labels: self.labels[lo..hi].to_vec(),
+            targets: self.targets[lo * Emotion::COUNT..hi * Emotion::COUNT].to_vec(),
+        }
+    }
+}
+
+/// The training loss: cross-entropy between the softmax of the logits and each face's target
+/// distribution, `-sum_k t_k log p_k` (with one-hot targets the usual cross-entropy), averaged
+/// over the batch; or FER+'s multi-target loss `-log(sum_k t_k p_k)` (targets as a mask).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Loss {
+    /// Per-class weights: face i weighs `sum_k t_ik w_k` and the batch loss is the weighted
+    /// mean (PyTorch's and burn's weighted cross-entropy for one-hot targets).
+    pub class_weights: Option<Vec<f32>>,
+    pub multi_target: bool,
+}
+
+impl Loss {
+    /// The batch loss (a one-element tensor) for `logits` (N, C) and row-major `targets`.
+    pub fn forward(&self, logits: Tensor<2>, targets: &[f32]) -> Tensor<1> {
+        let [n, c] = logits.dims();
+        let device = logits.device();
+        let t = Tensor::<2>::from_data(TensorData::new(targets.to_vec(), [n, c]), &device);
+        let per_face: Tensor<2> = if self.multi_target {
+            burn::tensor::activation::softmax(logits, 1).mul(t).sum_dim(1).clamp_min(1e-12).log().neg()
+        } else {
+            burn::tensor::activation::log_softmax(logits, 1).mul(t).sum_dim(1).neg()
+        };
+        match &self.class_weights {
+            None => per_face.mean(),
+            Some(w) => {
+                let fw: Vec<f32> = targets.chunks(c).map(|t| t.iter().zip(w).map(|(a, b)| a * b).sum()).collect();
+                let total: f32 = fw.iter().sum::<f32>().max(1e-12);
+                let fw = Tensor::<2>::from_data(TensorData::new(fw, [n, 1]), &device);
+                per_face.mul(fw).sum().div_scalar(total)
+            }
+        }
+    }
 }
 
 /// Class weights for the loss: count^-power, normalised so the mean weight per face is 1.
@@ -483,11 +607,10 @@ pub fn class_weights(counts: &[usize; Emotion::COUNT], power: f32) -> Vec<f32> {
 }
 
 /// Mix each face of a batch with a partner from the same batch (mixup or CutMix), in place.
-/// Returns the partner labels and the weight of the original labels.
-fn mix_batch(pixels: &mut [f32], labels: &[i64], mix: Mix, rng: &mut StdRng) -> Option<(Vec<i64>, f32)> {
+/// Returns each face's partner (an index into the batch) and the weight of the original face.
+fn mix_batch(pixels: &mut [f32], n: usize, mix: Mix, rng: &mut StdRng) -> Option<(Vec<usize>, f32)> {
     use rand::Rng;
     use rand_distr::{Beta, Distribution};
-    let n = labels.len();
     let alpha = match mix {
         Mix::None => return None,
         Mix::Mixup { alpha } | Mix::Cutmix { alpha } => alpha,
@@ -529,7 +652,7 @@ fn mix_batch(pixels: &mut [f32], labels: &[i64], mix: Mix, rng: &mut StdRng) -> 
         }
         Mix::None => unreachable!(),
     }
-    Some((partner.iter().map(|&p| labels[p]).collect(), lam))
+    Some((partner, lam))
 }
 
 /// One optimisation step: forward, cross-entropy, backward, update.
@@ -538,7 +661,7 @@ fn mix_batch(pixels: &mut [f32], labels: &[i64], mix: Mix, rng: &mut StdRng) -> 
 pub fn train_step(
     net: Network,
     optim: &mut ModuleOptimizer,
-    loss_fn: &CrossEntropyLoss,
+    loss_fn: &Loss,
     batch: Batch,
     lr: f64,
     device: &Device,
@@ -565,7 +688,7 @@ pub fn train_step(
 pub fn train_step_replicated(
     net: Network,
     optim: &mut ModuleOptimizer,
-    loss_fn: &CrossEntropyLoss,
+    loss_fn: &Loss,
     batch: Batch,
     lr: f64,
     device: &Device,
@@ -576,21 +699,12 @@ pub fn train_step_replicated(
     if replicas == 1 {
         return train_step(net, optim, loss_fn, batch, lr, device);
     }
-    let per_face = batch.pixels.len() / n;
     let base_seed = crate::model::dropout::draw_seed(device);
     // Contiguous parts whose sizes differ by at most one.
     let bounds: Vec<usize> = (0..=replicas).map(|k| k * n / replicas).collect();
     let parts: Vec<(Batch, f32)> = bounds
         .windows(2)
-        .map(|w| {
-            let (lo, hi) = (w[0], w[1]);
-            let part = Batch {
-                pixels: batch.pixels[lo * per_face..hi * per_face].to_vec(),
-                labels: batch.labels[lo..hi].to_vec(),
-                mixed: batch.mixed.as_ref().map(|(partner, lam)| (partner[lo..hi].to_vec(), *lam)),
-            };
-            (part, (hi - lo) as f32 / n as f32)
-        })
+        .map(|w| (batch.part(w[0], w[1]), (w[1] - w[0]) as f32 / n as f32))
         .collect();
     let run = |k: usize, part: Batch, weight: f32| {
         let fork = net.clone().fork(device);
@@ -629,19 +743,10 @@ pub fn train_step_replicated(
 
 /// Forward, loss (times `weight`), backward: the gradients (`None` if the loss is not finite),
 /// the unweighted batch loss and the number of correct predictions.
-fn batch_grads(net: &Network, loss_fn: &CrossEntropyLoss, batch: Batch, weight: f32, device: &Device) -> (Option<GradientsParams>, f32, usize) {
-    let n = batch.labels.len();
+fn batch_grads(net: &Network, loss_fn: &Loss, batch: Batch, weight: f32, device: &Device) -> (Option<GradientsParams>, f32, usize) {
     let x = batch_tensor(batch.pixels, device);
-    let y = Tensor::<1, Int>::from_data(TensorData::new(batch.labels.clone(), [n]), device);
     let logits = net.forward(x);
-    let loss = match &batch.mixed {
-        None => loss_fn.forward(logits.clone(), y),
-        Some((partner, lam)) => {
-            let y2 = Tensor::<1, Int>::from_data(TensorData::new(partner.clone(), [n]), device);
-            loss_fn.forward(logits.clone(), y).mul_scalar(*lam)
-                + loss_fn.forward(logits.clone(), y2).mul_scalar(1.0 - lam)
-        }
-    };
+    let loss = loss_fn.forward(logits.clone(), &batch.targets);
     let loss_value: f32 = loss.clone().into_scalar();
     if !loss_value.is_finite() {
         return (None, loss_value, 0);
@@ -657,7 +762,16 @@ fn batch_grads(net: &Network, loss_fn: &CrossEntropyLoss, batch: Batch, weight: 
     (Some(GradientsParams::from_grads(loss.backward(), net)), loss_value, correct)
 }
 
+/// What turns a face's target into the batch's: FER+ "probability" sampling and label
+/// smoothing.
+#[derive(Debug, Clone, Copy)]
+struct TargetRules {
+    sample: bool,
+    smoothing: f32,
+}
+
 /// Produce an epoch's batches on a separate thread, a few ahead of the training step.
+#[allow(clippy::too_many_arguments)]
 fn batch_producer<'a>(
     scope: &'a std::thread::Scope<'a, '_>,
     ds: &'a Dataset,
@@ -665,10 +779,13 @@ fn batch_producer<'a>(
     batch_size: usize,
     augment: &'a AugmentConfig,
     mix: Mix,
+    rules: TargetRules,
     seed: u64,
 ) -> std::sync::mpsc::Receiver<Batch> {
     let (tx, rx) = std::sync::mpsc::sync_channel(4);
     scope.spawn(move || {
+        use rand::Rng;
+        const C: usize = Emotion::COUNT;
         let mut rng = StdRng::seed_from_u64(seed);
         for idx in order.chunks(batch_size) {
             let mut pixels = vec![0.0f32; idx.len() * FACE_PIXELS];
@@ -676,13 +793,47 @@ fn batch_producer<'a>(
                 augment_into(ds.face(i), &mut pixels[k * FACE_PIXELS..(k + 1) * FACE_PIXELS], augment, &mut rng);
             }
             let labels: Vec<i64> = idx.iter().map(|&i| ds.labels[i].index() as i64).collect();
-            let mixed = mix_batch(&mut pixels, &labels, mix, &mut rng);
-            if tx.send(Batch { pixels, labels, mixed }).is_err() {
+            let mut targets = Vec::with_capacity(idx.len() * C);
+            for &i in idx {
+                let mut t = ds.target(i);
+                if rules.sample {
+                    let u: f32 = rng.random();
+                    let mut acc = 0.0;
+                    let pick = (0..C).find(|&k| {
+                        acc += t[k];
+                        u < acc
+                    });
+                    let pick = pick.unwrap_or_else(|| crate::evaluate::argmax(&t));
+                    t = [0.0; C];
+                    t[pick] = 1.0;
+                }
+                if rules.smoothing > 0.0 {
+                    t.iter_mut().for_each(|v| *v = (1.0 - rules.smoothing) * *v + rules.smoothing / C as f32);
+                }
+                targets.extend_from_slice(&t);
+            }
+            if let Some((partner, lam)) = mix_batch(&mut pixels, idx.len(), mix, &mut rng) {
+                let orig = targets.clone();
+                for (k, &p) in partner.iter().enumerate() {
+                    for c in 0..C {
+                        targets[k * C + c] = lam * orig[k * C + c] + (1.0 - lam) * orig[p * C + c];
+                    }
+                }
+            }
+            if tx.send(Batch { pixels, labels, targets }).is_err() {
                 return;
             }
         }
     });
     rx
+}
+
+/// The label set a run trains on, as model headers name it: `fer2013` or `ferplus-MODE`.
+pub fn label_set_name(cfg: &TrainConfig) -> String {
+    match &cfg.ferplus {
+        None => "fer2013".into(),
+        Some(f) => format!("ferplus-{}", serde_json::to_value(f.mode).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()),
+    }
 }
 
 fn epoch_seed(seed: u64, epoch: usize) -> u64 {
@@ -733,6 +884,7 @@ pub fn train_on(
         best_epoch: 0,
         elapsed_seconds: 0.0,
         history: Vec::new(),
+        cosine_anchor: None,
     };
     fit(cfg, &run, net, optim, state, train_ds, val_ds, &device, opts)
 }
@@ -841,16 +993,20 @@ fn fit(
         return Err(Error::Config("training and validation data must both be non-empty".into()));
     }
     set_matmul_precision(cfg.matmul)?;
-    let mut loss_cfg = CrossEntropyLossConfig::new();
-    if cfg.label_smoothing > 0.0 {
-        loss_cfg = loss_cfg.with_smoothing(Some(cfg.label_smoothing));
-    }
+    let mut loss_fn = Loss {
+        class_weights: None,
+        multi_target: cfg.ferplus.as_ref().is_some_and(|f| f.mode == LabelMode::MultiTarget),
+    };
     if cfg.class_weight_power > 0.0 {
         let weights = class_weights(&train_ds.class_counts(), cfg.class_weight_power);
         tracing::info!(?weights, "class weights in the loss");
-        loss_cfg = loss_cfg.with_weights(Some(weights));
+        loss_fn.class_weights = Some(weights);
     }
-    let loss_fn = loss_cfg.init(device);
+    let priors = train_ds.class_priors();
+    let rules = TargetRules {
+        sample: cfg.ferplus.as_ref().is_some_and(|f| f.mode == LabelMode::Probability),
+        smoothing: cfg.label_smoothing,
+    };
     let steps_per_epoch = train_ds.len().div_ceil(cfg.batch_size);
     let eval_device = device.clone().without_autodiff();
     let mut stopped_early = false;
@@ -903,10 +1059,10 @@ fn fit(
         let mut lr = state.lr;
         let first_step = state.epoch * steps_per_epoch;
         let result: Result<()> = std::thread::scope(|scope| {
-            let rx = batch_producer(scope, train_ds, order, cfg.batch_size, &cfg.augment, cfg.mix, seed);
+            let rx = batch_producer(scope, train_ds, order, cfg.batch_size, &cfg.augment, cfg.mix, rules, seed);
             for (k, batch) in rx.iter().enumerate() {
                 if let Schedule::Cosine { warmup_epochs, min_lr } = cfg.schedule {
-                    lr = cosine_lr(cfg, planned, warmup_epochs, min_lr, first_step + k, steps_per_epoch);
+                    lr = cosine_step(cfg, &mut state.cosine_anchor, planned, warmup_epochs, min_lr, first_step + k, steps_per_epoch, lr);
                 }
                 let n = batch.labels.len();
                 let (next, loss_value, batch_correct) =
@@ -995,7 +1151,13 @@ fn fit(
             state.best_epoch = epoch;
             let header = ModelHeader::new(
                 cfg.spec.clone(),
-                serde_json::json!({ "epoch": epoch, "val_accuracy": report.accuracy, "val_macro_f1": report.macro_f1 }),
+                serde_json::json!({
+                    "epoch": epoch,
+                    "val_accuracy": report.accuracy,
+                    "val_macro_f1": report.macro_f1,
+                    "labels": label_set_name(cfg),
+                    "class_priors": priors,
+                }),
             );
             modelfile::save(&run.best(), &net.valid(), &header)?;
         }
@@ -1054,7 +1216,7 @@ mod tests {
         spec.dropout = 0.0;
         let mut net = Network::new(&spec, &device);
         let mut optim = AdamConfig::new().init();
-        let loss_fn = CrossEntropyLossConfig::new().init(&device);
+        let loss_fn = Loss::default();
         // Random noise faces: nothing to learn but memorisation.
         let ds = synthetic(2, 3);
         let mut noise = ds.faces.clone();
@@ -1067,7 +1229,7 @@ mod tests {
             let mut pixels = Vec::new();
             crate::preprocess::normalize_into(&noise, &mut pixels);
             let (next, loss, _) =
-                train_step(net, &mut optim, &loss_fn, Batch { pixels, labels: labels.clone(), mixed: None }, 1e-3, &device);
+                train_step(net, &mut optim, &loss_fn, Batch::hard(pixels, labels.clone()), 1e-3, &device);
             net = next;
             first.get_or_insert(loss);
             last = loss;
@@ -1104,7 +1266,7 @@ mod tests {
         spec.width = Some(4);
         spec.dropout = 0.0;
         let net = Network::new(&spec, &device);
-        let loss_fn = CrossEntropyLossConfig::new().init(&device);
+        let loss_fn = Loss::default();
         let ds = synthetic(1, 5);
         let mut part = Vec::new();
         crate::preprocess::normalize_into(&ds.faces, &mut part);
@@ -1112,8 +1274,8 @@ mod tests {
         let fresh = || Network::new(&spec, &device).load_record(net.clone().into_record());
         let mut optim = burn::optim::SgdConfig::new().init();
         let (one, loss_one, correct_one) =
-            train_step(fresh(), &mut optim, &loss_fn, Batch { pixels: part.clone(), labels: labels.clone(), mixed: None }, 0.1, &device);
-        let doubled = Batch { pixels: [part.clone(), part].concat(), labels: [labels.clone(), labels].concat(), mixed: None };
+            train_step(fresh(), &mut optim, &loss_fn, Batch::hard(part.clone(), labels.clone()), 0.1, &device);
+        let doubled = Batch::hard([part.clone(), part].concat(), [labels.clone(), labels].concat());
         let mut optim = burn::optim::SgdConfig::new().init();
         let (two, loss_two, correct_two) = train_step_replicated(fresh(), &mut optim, &loss_fn, doubled, 0.1, &device, 2);
         assert!((loss_one - loss_two).abs() < 1e-5, "{loss_one} vs {loss_two}");
@@ -1140,14 +1302,14 @@ mod tests {
             spec.dropout = 0.2;
             let mut net = Network::new(&spec, &device);
             let mut optim = AdamConfig::new().init();
-            let loss_fn = CrossEntropyLossConfig::new().init(&device);
+            let loss_fn = Loss::default();
             let ds = synthetic(2, 4);
             let mut pixels = Vec::new();
             crate::preprocess::normalize_into(&ds.faces, &mut pixels);
             let labels: Vec<i64> = ds.labels.iter().map(|e| e.index() as i64).collect();
             let mut losses = Vec::new();
             for _ in 0..25 {
-                let batch = Batch { pixels: pixels.clone(), labels: labels.clone(), mixed: None };
+                let batch = Batch::hard(pixels.clone(), labels.clone());
                 let (next, loss, _) = train_step_replicated(net, &mut optim, &loss_fn, batch, 3e-3, &device, 3);
                 net = next;
                 losses.push(loss);
@@ -1253,6 +1415,7 @@ mod tests {
             best_val_acc: 0.0,
             best_epoch: 0,
             elapsed_seconds: 0.0,
+            cosine_anchor: None,
             history: vec![],
         };
         s.plateau_step(1.0, 0.1, 2, 1e-5);
@@ -1283,11 +1446,11 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(3);
         let n = 8;
         let base: Vec<f32> = (0..n * FACE_PIXELS).map(|i| (i / FACE_PIXELS) as f32 / n as f32).collect();
-        let labels: Vec<i64> = (0..n as i64).collect();
-        assert!(mix_batch(&mut base.clone(), &labels, Mix::None, &mut rng).is_none());
+        let labels: Vec<usize> = (0..n).collect();
+        assert!(mix_batch(&mut base.clone(), n, Mix::None, &mut rng).is_none());
         for mix in [Mix::Mixup { alpha: 0.4 }, Mix::Cutmix { alpha: 1.0 }] {
             let mut px = base.clone();
-            let (partner, lam) = mix_batch(&mut px, &labels, mix, &mut rng).unwrap();
+            let (partner, lam) = mix_batch(&mut px, n, mix, &mut rng).unwrap();
             assert!((0.5..=1.0).contains(&lam), "{lam}");
             let mut sorted = partner.clone();
             sorted.sort();
@@ -1303,15 +1466,73 @@ mod tests {
     }
 
     #[test]
+    fn soft_target_loss_matches_a_hand_computation() {
+        let device = training_device();
+        let x: Vec<f32> = vec![1.0, 2.0, 0.5, 0.0, -1.0, 0.0, 3.0, 0.2, -0.3, 0.0, 1.5, 0.0, 0.7, -2.0];
+        let mut t = vec![0.0f32; 14];
+        t[1] = 0.5;
+        t[6] = 0.25;
+        t[0] = 0.25;
+        t[7 + 3] = 1.0;
+        let logits = || Tensor::<2>::from_data(TensorData::new(x.clone(), [2, 7]), &device);
+        // By hand: log p_k = x_k - ln(sum_j e^x_j).
+        let log_p = |row: usize, k: usize| {
+            let r = &x[row * 7..row * 7 + 7];
+            r[k] as f64 - r.iter().map(|&v| (v as f64).exp()).sum::<f64>().ln()
+        };
+        let face = |row: usize| -(0..7).map(|k| t[row * 7 + k] as f64 * log_p(row, k)).sum::<f64>();
+        let plain: f32 = Loss::default().forward(logits(), &t).into_scalar();
+        assert!((plain as f64 - (face(0) + face(1)) / 2.0).abs() < 1e-5, "{plain}");
+        // Class weights: face weights sum_k t_k w_k, weighted mean.
+        let w = vec![2.0f32, 1.0, 1.0, 3.0, 1.0, 1.0, 0.5];
+        let (w0, w1) = (0.25 * 2.0 + 0.5 * 1.0 + 0.25 * 0.5, 3.0);
+        let weighted: f32 = Loss { class_weights: Some(w), multi_target: false }.forward(logits(), &t).into_scalar();
+        assert!((weighted as f64 - (w0 * face(0) + w1 * face(1)) / (w0 + w1)).abs() < 1e-5, "{weighted}");
+        // Multi-target: -ln(sum_k t_k p_k).
+        let mt = |row: usize| -(0..7).map(|k| t[row * 7 + k] as f64 * log_p(row, k).exp()).sum::<f64>().ln();
+        let multi: f32 = Loss { class_weights: None, multi_target: true }.forward(logits(), &t).into_scalar();
+        assert!((multi as f64 - (mt(0) + mt(1)) / 2.0).abs() < 1e-5, "{multi}");
+        // One-hot targets give burn's own cross-entropy.
+        let labels = vec![3i64, 6];
+        let hard = Batch::hard(vec![], labels.clone());
+        let ours: f32 = Loss::default().forward(logits(), &hard.targets).into_scalar();
+        let y = Tensor::<1, burn::tensor::Int>::from_data(TensorData::new(labels, [2]), &device);
+        let burns: f32 = burn::nn::loss::CrossEntropyLossConfig::new().init(&device).forward(logits(), y).into_scalar();
+        assert!((ours - burns).abs() < 1e-5, "{ours} vs {burns}");
+    }
+
+    #[test]
     fn cosine_warms_up_then_decays_to_the_floor() {
         let mut cfg = small_config(Path::new("."));
         cfg.epochs = 10;
         cfg.lr = 1.0;
-        let lr = |step| cosine_lr(&cfg, cfg.epochs, 1.0, 0.01, step, 100);
+        let lr = |step| cosine_step(&cfg, &mut None, cfg.epochs, 1.0, 0.01, step, 100, 1.0);
         assert!(lr(0) < 0.02);
         assert!((lr(99) - 1.0).abs() < 1e-9);
         assert!(lr(500) < lr(200));
         assert!((lr(1000) - 0.01).abs() < 1e-9);
+    }
+
+    /// A re-plan to more epochs (epochs got faster) never raises the rate after warm-up: the
+    /// decay goes on from where it was, stretched over the new plan, and still ends at the floor.
+    #[test]
+    fn a_longer_plan_after_warm_up_only_slows_the_decay() {
+        let mut cfg = small_config(Path::new("."));
+        cfg.lr = 1.0;
+        let mut anchor = None;
+        let (mut prev, mut rates) = (0.0, Vec::new());
+        for step in 0..2000 {
+            // 10 epochs planned until epoch 6, then 20 (epochs became twice as fast).
+            let planned = if step < 600 { 10 } else { 20 };
+            prev = cosine_step(&cfg, &mut anchor, planned, 1.0, 0.01, step, 100, prev);
+            rates.push(prev);
+        }
+        for w in rates[100..].windows(2) {
+            assert!(w[1] <= w[0] + 1e-12, "rate rose from {} to {}", w[0], w[1]);
+        }
+        assert!((rates[599] - rates[600]).abs() < 1e-2, "no jump at the re-plan");
+        assert!((rates[1999] - 0.01).abs() < 1e-4, "{}", rates[1999]);
+        assert!(rates[1200] > 0.05, "the longer plan decays more slowly: {}", rates[1200]);
     }
 
     #[test]

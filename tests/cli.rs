@@ -237,7 +237,7 @@ fn export_onnx_gives_what_predict_prints() {
         .and_then(|m| m.into_optimized())
         .and_then(|m| m.into_runnable())
         .unwrap();
-    let pixels: Vec<f32> = ferrite::data::read_face(&face).unwrap().iter().map(|&p| p as f32 / 255.0).collect();
+    let pixels: Vec<f32> = ferrite::data::read_face(&face, ferrite::preprocess::Contrast::default()).unwrap().iter().map(|&p| p as f32 / 255.0).collect();
     let out = plan.run(tvec!(Tensor::from_shape(&[1, 1, 48, 48], &pixels).unwrap().into())).unwrap();
     let got = out[0].to_plain_array_view::<f32>().unwrap();
     for (e, p) in Emotion::ALL.iter().zip(got.iter()) {

@@ -90,7 +90,7 @@ pub struct CompactCnn {
     stage3: Stage,
     stage4: Stage,
     dropout: Dropout,
-    head: Linear,
+    pub(crate) head: Linear,
 }
 
 impl CompactConfig {

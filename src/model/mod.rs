@@ -309,6 +309,36 @@ impl Network {
         }
     }
 
+    /// The network with `offset[k]` added to class k's logit (the classifier's bias), in every
+    /// member of an ensemble: post-hoc logit adjustment. With `offset = -tau * ln(prior)` the
+    /// softmax becomes `p_k / prior_k^tau` renormalised, i.e. decisions as if the classes had
+    /// been equally frequent in training (`tau = 1`), or part way there.
+    pub fn shift_logits(self, offset: &[f32; crate::Emotion::COUNT]) -> Network {
+        fn shift(head: burn::nn::Linear, offset: &[f32; crate::Emotion::COUNT]) -> burn::nn::Linear {
+            let device = head.weight.val().device();
+            let add = Tensor::<1>::from_data(burn::tensor::TensorData::new(offset.to_vec(), [offset.len()]), &device);
+            let bias = match head.bias {
+                Some(b) => b.map(|t| t + add),
+                None => burn::module::Param::from_tensor(add),
+            };
+            burn::nn::Linear {
+                bias: Some(bias),
+                ..head
+            }
+        }
+        match self {
+            Network::Reference(mut m) => {
+                m.head = shift(m.head, offset);
+                Network::Reference(m)
+            }
+            Network::Compact(mut m) => {
+                m.head = shift(m.head, offset);
+                Network::Compact(m)
+            }
+            Network::Ensemble(members) => Network::Ensemble(members.into_iter().map(|m| m.shift_logits(offset)).collect()),
+        }
+    }
+
     /// Class logits for a batch of faces.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         self.forward_traced(x, &mut Tape::off())

@@ -87,7 +87,7 @@ pub struct ReferenceCnn {
     conv4: ConvBlock,
     dense1: DenseBlock,
     dense2: DenseBlock,
-    head: Linear,
+    pub(crate) head: Linear,
 }
 
 impl ReferenceConfig {
