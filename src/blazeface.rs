@@ -28,6 +28,11 @@ pub struct BlazeFaceConfig {
     /// Also search a grid of `tiles` x `tiles` overlapping parts of the image, each enlarged to
     /// the model input, for faces too small to find in the whole frame (1 = off).
     pub tiles: u32,
+    /// When the whole frame holds no face, search it again padded by this fraction of its size
+    /// on each side (gray border): a face that fills the picture (a tight crop) is too large for
+    /// the detector's anchors until it is made smaller. 0 = off.
+    #[serde(default)]
+    pub pad_retry: f32,
 }
 
 impl Default for BlazeFaceConfig {
@@ -36,6 +41,7 @@ impl Default for BlazeFaceConfig {
             min_score: 0.7,
             merge_iou: 0.3,
             tiles: 1,
+            pad_retry: 0.5,
         }
     }
 }
@@ -207,7 +213,31 @@ impl Detector for BlazeFace {
                 }
             }
         }
+        if dets.is_empty() && self.config.pad_retry > 0.0 {
+            dets = self.detect_padded(image, self.config.pad_retry)?;
+        }
         Ok(merge_overlaps(dets, self.config.merge_iou))
+    }
+}
+
+impl BlazeFace {
+    /// Detect in `image` centred on a gray canvas `1 + 2 * pad` times its size; boxes in the
+    /// image's coordinates, clamped to it.
+    fn detect_padded(&self, image: &RgbImage, pad: f32) -> Result<Vec<Detection>> {
+        let (w, h) = (image.width(), image.height());
+        let (px, py) = ((w as f32 * pad).round() as u32, (h as f32 * pad).round() as u32);
+        let mut canvas = RgbImage::from_pixel(w + 2 * px, h + 2 * py, image::Rgb([128, 128, 128]));
+        image::imageops::replace(&mut canvas, image, px as i64, py as i64);
+        let full = BBox::new(0.0, 0.0, canvas.width() as f32, canvas.height() as f32);
+        Ok(self
+            .detect_region(&canvas, full)?
+            .into_iter()
+            .map(|d| Detection {
+                bbox: BBox::new(d.bbox.x - px as f32, d.bbox.y - py as f32, d.bbox.w, d.bbox.h).clamped(w, h),
+                score: d.score,
+            })
+            .filter(|d| d.bbox.w >= 1.0 && d.bbox.h >= 1.0)
+            .collect())
     }
 }
 

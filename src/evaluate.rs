@@ -192,7 +192,8 @@ pub fn class_priors(header: &crate::modelfile::ModelHeader) -> Option<[f64; Emot
 
 /// Prior correction (post-hoc logit adjustment, Menon et al. 2021): add `-tau * ln(prior_k)`
 /// to each class's logit, so that probabilities become `p_k / prior_k^tau` renormalised.
-/// `tau = 1` decides as if training had been class-balanced; 0 changes nothing. The shift is
+/// `tau = 1` decides as if training had been class-balanced; 0 changes nothing; a negative tau
+/// undoes a correction a model file already has. The shift is
 /// folded into the classifier's bias, so every path (burn, ONNX, tract) sees it; the header's
 /// `meta.prior_correction` records the total tau applied.
 pub fn correct_priors(
@@ -203,8 +204,8 @@ pub fn correct_priors(
     if tau == 0.0 {
         return Ok((net, header));
     }
-    if !tau.is_finite() || !(0.0..=2.0).contains(&tau) {
-        return Err(crate::Error::Config(format!("prior correction must be in [0, 2], got {tau}")));
+    if !tau.is_finite() || !(-2.0..=2.0).contains(&tau) {
+        return Err(crate::Error::Config(format!("prior correction must be in [-2, 2], got {tau}")));
     }
     let priors = class_priors(&header).ok_or_else(|| {
         crate::Error::Config("the model records no class priors (meta.class_priors); retrain or export it with ferrite >= 0.1 training".into())
@@ -212,7 +213,12 @@ pub fn correct_priors(
     let offset = priors.map(|p| -(tau as f64 * p.max(1e-6).ln()) as f32);
     let before = header.meta.get("prior_correction").and_then(|v| v.as_f64()).unwrap_or(0.0);
     if let Some(m) = header.meta.as_object_mut() {
-        m.insert("prior_correction".into(), serde_json::json!(before + tau as f64));
+        let total = before + tau as f64;
+        if total.abs() < 1e-6 {
+            m.remove("prior_correction");
+        } else {
+            m.insert("prior_correction".into(), serde_json::json!(total));
+        }
     }
     Ok((net.shift_logits(&offset), header))
 }

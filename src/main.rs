@@ -121,7 +121,7 @@ enum Command {
         /// Fold a prior correction into the model written: each class probability divided by
         /// its training frequency (`meta.class_priors`) to this power, then renormalised
         /// (0 = none, 1 = decisions as if trained on balanced classes).
-        #[arg(long, default_value_t = 0.0)]
+        #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
         prior_correction: f32,
     },
     /// Find faces in photos (files or folders) and label each face's expression.
@@ -266,6 +266,10 @@ struct FaceArgs {
     /// Also search an N x N grid of enlarged tiles for small faces (group photos; slower).
     #[arg(long, default_value_t = 1)]
     tiles: u32,
+    /// When an image holds no face, search it again padded by this fraction of its size on
+    /// each side: finds a face that fills the picture (tight crops). 0 = off.
+    #[arg(long, default_value_t = 0.5)]
+    pad_retry: f32,
     #[arg(long, value_enum, default_value = "none")]
     tta: TtaArg,
 }
@@ -280,12 +284,16 @@ impl FaceArgs {
         if !(0.0..=1.0).contains(&self.margin) || !(1..=6).contains(&self.tiles) {
             bail!("--margin must be in [0, 1] and --tiles in 1..=6");
         }
+        if !(0.0..=2.0).contains(&self.pad_retry) {
+            bail!("--pad-retry must be in [0, 2]");
+        }
         let config = AnalyzerConfig {
             margin: self.margin,
             abstain_below: self.abstain,
             detector: BlazeFaceConfig {
                 min_score: self.min_score,
                 tiles: self.tiles,
+                pad_retry: self.pad_retry,
                 ..BlazeFaceConfig::default()
             },
             tta: self.tta.into(),
@@ -393,7 +401,7 @@ struct EvaluateArgs {
     votes: Option<PathBuf>,
     /// Prior correction on top of the model's own: divide each probability by the class's
     /// training frequency to this power (0 = none, 1 = as if trained balanced).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     prior_correction: f32,
     /// --data is a folder of labelled photos (one subfolder per class): run the whole
     /// pipeline (face detector, crop, model) and score each photo's largest face; photos

@@ -291,3 +291,66 @@ fn export_two_models_gives_an_averaging_ensemble() {
     let o = ferrite(&["export", "--model", &paths[0], "--model", missing.to_str().unwrap(), "--out", ens.to_str().unwrap()]);
     assert!(!o.status.success() && text(&o).contains("missing.ferrite"), "{}", text(&o));
 }
+
+/// Write `n` synthetic faces as a FER+ folder: `fer<row>.png` and a `label.csv` whose votes
+/// put the majority on the face's synthetic class (neutral, happiness, ... in FER+ order).
+fn write_ferplus_folder(root: &Path, per_class: usize, seed: u64) {
+    let ds = synthetic(per_class, seed);
+    std::fs::create_dir_all(root).unwrap();
+    let column = |e: Emotion| match e {
+        Emotion::Neutral => 0,
+        Emotion::Happy => 1,
+        Emotion::Surprise => 2,
+        Emotion::Sad => 3,
+        Emotion::Angry => 4,
+        Emotion::Disgust => 5,
+        Emotion::Fear => 6,
+    };
+    let mut csv = String::new();
+    for i in 0..ds.len() {
+        let name = format!("fer{i:07}.png");
+        image::GrayImage::from_raw(48, 48, ds.face(i).to_vec()).unwrap().save(root.join(&name)).unwrap();
+        let mut votes = [0u32; 10];
+        votes[column(ds.labels[i])] = 8;
+        votes[(column(ds.labels[i]) + 1) % 7] = 2;
+        let v: Vec<String> = votes.iter().map(|v| v.to_string()).collect();
+        csv.push_str(&format!("{name},\"(0, 0, 48, 48)\",{}\n", v.join(",")));
+    }
+    std::fs::write(root.join("label.csv"), csv).unwrap();
+}
+
+/// FER+ labels through the command line: a FER+ folder trains with soft targets (recorded in
+/// config.json, priors in the model header), evaluates against the FER+ majority, and a bad
+/// vote row or a missing image is an error naming the file (and line).
+#[test]
+fn ferplus_folders_train_and_evaluate_and_bad_rows_name_their_line() {
+    let dir = ferrite::fsutil::TempDir::new().unwrap();
+    let (train, val, run) = (dir.path().join("FER2013Train"), dir.path().join("FER2013Valid"), dir.path().join("run"));
+    write_ferplus_folder(&train, 3, 1);
+    write_ferplus_folder(&val, 1, 2);
+    let o = ferrite(&[
+        "train", "--data", train.to_str().unwrap(), "--val", val.to_str().unwrap(), "--ferplus", "crossentropy",
+        "--arch", "compact", "--width", "4", "--epochs", "1", "--batch-size", "16", "--out", run.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["ferplus"]["mode"], "crossentropy");
+    let o = ferrite(&["evaluate", "--model", run.to_str().unwrap(), "--data", val.to_str().unwrap(), "--ferplus"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("labels: FER+ majority") && text(&o).contains("samples 7 "), "{}", text(&o));
+    assert!(text(&o).contains("balanced accuracy"), "{}", text(&o));
+    // The run's priors are in its model: a prior correction applies and is reported.
+    let o = ferrite(&["evaluate", "--model", run.to_str().unwrap(), "--data", val.to_str().unwrap(), "--ferplus", "--prior-correction", "1"]);
+    assert!(o.status.success() && text(&o).contains("prior correction 1"), "{}", text(&o));
+
+    let labels = val.join("label.csv");
+    let good = std::fs::read_to_string(&labels).unwrap();
+    std::fs::write(&labels, format!("{good}fer0000099.png,\"(0, 0, 48, 48)\",1,2,three,0,0,0,0,0,0,0\n")).unwrap();
+    let o = ferrite(&["evaluate", "--data", val.to_str().unwrap(), "--ferplus"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("label.csv, line 8") && text(&o).contains("'surprise'"), "{}", text(&o));
+    std::fs::write(&labels, format!("{good}fer0000099.png,\"(0, 0, 48, 48)\",1,2,3,0,0,0,0,0,0,0\n")).unwrap();
+    let o = ferrite(&["evaluate", "--data", val.to_str().unwrap(), "--ferplus"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("fer0000099.png") && text(&o).contains("missing"), "{}", text(&o));
+}

@@ -55,6 +55,22 @@ fn detector_finds_no_one_one_person_and_groups() {
     assert!(found * 10 >= truth * 9, "recall {found}/{truth}");
 }
 
+/// A tight crop, the face filling the picture, is too large for BlazeFace's anchors: the
+/// padded retry (on by default) finds it as one face covering most of the picture.
+#[test]
+fn a_tight_face_crop_is_found_as_one_face() {
+    let img = photo("astronaut.jpg").to_rgb8();
+    let face = detector().detect(&img).unwrap()[0].bbox;
+    let crop = image::imageops::crop_imm(&img, face.x as u32, face.y as u32, face.w as u32, face.h as u32).to_image();
+    let big = image::imageops::resize(&crop, 300, 300, image::imageops::FilterType::Triangle);
+    let found = detector().detect(&big).unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    let b = found[0].bbox;
+    assert!(b.w * b.h > 0.5 * 300.0 * 300.0, "the face fills the picture: {b:?}");
+    let off = BlazeFace::new(BlazeFaceConfig { pad_retry: 0.0, ..BlazeFaceConfig::default() }).unwrap();
+    eprintln!("without the padded retry: {} face(s)", off.detect(&big).unwrap().len());
+}
+
 #[test]
 fn every_image_type_and_size_is_handled() {
     let rgb = photo("astronaut.jpg");
