@@ -28,7 +28,8 @@ pub struct AnalyzerConfig {
     pub detector: BlazeFaceConfig,
     /// Test-time augmentation for each face crop.
     pub tta: Tta,
-    /// The crops' contrast step (`preprocess::to_face`).
+    /// The crops' contrast step (`preprocess::to_face`): the model's own (`ModelHeader::contrast`;
+    /// `Analyzer::with_config` and the command line set it from the model).
     #[serde(default)]
     pub contrast: crate::preprocess::Contrast,
 }
@@ -119,7 +120,11 @@ impl Analyzer {
     /// The embedded detector and expression model.
     pub fn with_config(config: AnalyzerConfig) -> Result<Analyzer> {
         let device = crate::device::inference_device();
-        let (net, _) = crate::embedded::default_model(&device)?;
+        let (net, header) = crate::embedded::default_model(&device)?;
+        let config = AnalyzerConfig {
+            contrast: header.contrast(),
+            ..config
+        };
         let detector = BlazeFace::new(config.detector.clone())?;
         Analyzer::from_parts(Box::new(detector), &net, config)
     }

@@ -1,7 +1,8 @@
-//! The default model compiled into the binary: nothing to download at run time.
+//! The models compiled into the binary: nothing to download at run time.
 //!
-//! The file is `models/default.ferrite` (f16 weights); `models/README.md` says which training
-//! run made it, its accuracy and its sha256.
+//! `models/default.ferrite` is the default; `models/fer2013.ferrite` the model trained on
+//! FER2013's own labels, for the tutorials' benchmark (`--model embedded:fer2013`).
+//! `models/README.md` says which training run made each, its accuracy and its sha256.
 
 use crate::error::Result;
 use crate::model::Network;
@@ -15,6 +16,28 @@ pub static DEFAULT_MODEL: &[u8] = include_bytes!("../models/default.ferrite");
 /// How errors and reports name the embedded model.
 pub const DEFAULT_MODEL_NAME: &str = "<embedded default model>";
 
+/// The bytes of the embedded FER2013-label model file.
+pub static FER2013_MODEL: &[u8] = include_bytes!("../models/fer2013.ferrite");
+
+/// The embedded models' names (`--model embedded:NAME`).
+pub const NAMES: [&str; 2] = ["default", "fer2013"];
+
+/// Build an embedded model by name (in inference mode).
+pub fn named(name: &str, device: &Device) -> Result<(Network, ModelHeader)> {
+    let bytes = match name {
+        "default" => DEFAULT_MODEL,
+        "fer2013" => FER2013_MODEL,
+        other => {
+            return Err(crate::Error::Model(format!(
+                "no embedded model '{other}' (embedded: {})",
+                NAMES.join(", ")
+            )));
+        }
+    };
+    let (net, header) = modelfile::decode(bytes, Path::new(&format!("<embedded {name} model>")), device)?;
+    Ok((burn::module::Module::valid(&net), header))
+}
+
 /// Build the embedded default model (in inference mode).
 pub fn default_model(device: &Device) -> Result<(Network, ModelHeader)> {
     let (net, header) = modelfile::decode(DEFAULT_MODEL, Path::new(DEFAULT_MODEL_NAME), device)?;
@@ -24,6 +47,16 @@ pub fn default_model(device: &Device) -> Result<(Network, ModelHeader)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_embedded_model_loads_by_name() {
+        let device = crate::device::inference_device();
+        for name in NAMES {
+            let (_, header) = named(name, &device).unwrap();
+            assert_eq!(header.classes.len(), crate::Emotion::COUNT);
+        }
+        assert!(named("nope", &device).unwrap_err().to_string().contains("default, fer2013"));
+    }
 
     #[test]
     fn embedded_model_loads_and_gives_probabilities() {

@@ -123,6 +123,15 @@ enum Command {
         /// (0 = none, 1 = decisions as if trained on balanced classes).
         #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
         prior_correction: f32,
+        /// Record the contrast step the model expects (`meta.contrast`), e.g. `raw` for a model
+        /// trained before ferrite equalised every face. Default: keep the model's.
+        #[arg(long, value_enum)]
+        contrast: Option<ContrastArg>,
+        /// Record the class frequencies of this training data (image folder or CSV) as the
+        /// model's priors (`meta.class_priors`, used by --prior-correction), for a model
+        /// trained before ferrite recorded them.
+        #[arg(long)]
+        class_priors_from: Option<PathBuf>,
     },
     /// Find faces in photos (files or folders) and label each face's expression.
     Detect {
@@ -300,7 +309,8 @@ impl FaceArgs {
             contrast: ferrite::preprocess::Contrast::default(),
         };
         let device = device::inference_device();
-        let (net, _, _) = load_model(self.model.as_deref(), &device)?;
+        let (net, header, _) = load_model(self.model.as_deref(), &device)?;
+        let config = AnalyzerConfig { contrast: header.contrast(), ..config };
         let detector = BlazeFace::new(config.detector.clone()).context("building the face detector")?;
         Analyzer::from_parts(Box::new(detector), &net, config).context("compiling the expression model")
     }
@@ -408,10 +418,13 @@ struct EvaluateArgs {
     /// where no face is found count as wrong and are listed.
     #[arg(long, conflicts_with_all = ["ferplus", "usage"])]
     detect: bool,
-    /// The faces' contrast step: equalize (histogram equalisation, the default everywhere)
-    /// or raw (pixels as they are; for comparison).
-    #[arg(long, value_enum, default_value = "equalize")]
-    contrast: ContrastArg,
+    /// The faces' contrast step: equalize (histogram equalisation) or raw (pixels as they are).
+    /// Default: the step the model was trained with (its header's `contrast`).
+    #[arg(long, value_enum)]
+    contrast: Option<ContrastArg>,
+    /// With --detect: the detector's padded retry for images without a face (see `detect`).
+    #[arg(long, default_value_t = 0.5, requires = "detect")]
+    pad_retry: f32,
 }
 
 #[derive(Args)]
@@ -696,7 +709,7 @@ fn run() -> Result<()> {
             }
         }
         Command::Evaluate(args) => evaluate(args)?,
-        Command::Export { model, out, format, precision, average_weights, prior_correction } => {
+        Command::Export { model, out, format, precision, average_weights, prior_correction, contrast, class_priors_from } => {
             let device = device::inference_device();
             let mut parts = Vec::with_capacity(model.len());
             for m in &model {
@@ -715,7 +728,20 @@ fn run() -> Result<()> {
                     .context("building the ensemble")?;
                 (net, header, format!("an ensemble of {}", names.join(", ")))
             };
-            let (net, header) = ferrite::evaluate::correct_priors(net, header, prior_correction)?;
+            let mut header = header;
+            if let Some(data) = &class_priors_from {
+                let opts = LoadOptions { usage: data.is_file().then(|| "Training".to_string()), ..Default::default() };
+                let ds = Dataset::load(data, &opts).with_context(|| format!("loading {}", data.display()))?;
+                if let Some(m) = header.meta.as_object_mut() {
+                    m.insert("class_priors".into(), serde_json::json!(ds.class_priors()));
+                } else {
+                    header.meta = serde_json::json!({ "class_priors": ds.class_priors() });
+                }
+            }
+            let (net, mut header) = ferrite::evaluate::correct_priors(net, header, prior_correction)?;
+            if let Some(c) = contrast {
+                header.set_contrast(c.into());
+            }
             let onnx_ext = out.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
             if format.unwrap_or(if onnx_ext { ExportFormat::Onnx } else { ExportFormat::Ferrite }) == ExportFormat::Onnx {
                 let bytes = ferrite::onnx::to_bytes(&net).context("converting the model to ONNX")?;
@@ -794,11 +820,17 @@ fn spec_for(arch: ArchArg, width: Option<usize>, shape: ShapeArgs, dropout: Opti
 /// Load `--model` (a file or a run directory), or the embedded default model.
 /// Returns the network in inference mode, its header and a name for reports.
 fn load_model(model: Option<&Path>, device: &burn::tensor::Device) -> Result<(ferrite::model::Network, modelfile::ModelHeader, String)> {
+    let embedded = match model {
+        None => Some("default"),
+        Some(m) => m.to_str().and_then(|s| s.strip_prefix("embedded:")),
+    };
     match model {
-        None => {
-            let (net, header) = ferrite::embedded::default_model(device).context("loading the embedded model")?;
-            Ok((net, header, ferrite::embedded::DEFAULT_MODEL_NAME.to_string()))
+        _ if embedded.is_some() => {
+            let name = embedded.unwrap_or("default");
+            let (net, header) = ferrite::embedded::named(name, device).with_context(|| format!("loading the embedded model '{name}'"))?;
+            Ok((net, header, format!("<embedded {name} model>")))
         }
+        None => unreachable!("no --model is the embedded default"),
         Some(model) => {
             let path = if model.is_dir() {
                 RunDir(model.to_path_buf()).model_for_inference()
@@ -814,10 +846,10 @@ fn load_model(model: Option<&Path>, device: &burn::tensor::Device) -> Result<(fe
 
 fn predict(images: &[PathBuf], model: Option<&Path>, tta: Tta, json: bool) -> Result<()> {
     let device = device::inference_device();
-    let (net, _header, _name) = load_model(model, &device)?;
+    let (net, header, _name) = load_model(model, &device)?;
     let mut faces = Vec::with_capacity(images.len() * ferrite::preprocess::FACE_PIXELS);
     for path in images {
-        faces.extend(ferrite::data::read_face(path, ferrite::preprocess::Contrast::default()).with_context(|| format!("reading {}", path.display()))?);
+        faces.extend(ferrite::data::read_face(path, header.contrast()).with_context(|| format!("reading {}", path.display()))?);
     }
     let fast = ferrite::onnx::FastModel::new(&net).context("compiling the expression model")?;
     let probs = fast.probs_tta(&faces, tta).context("classifying the faces")?;
@@ -933,16 +965,18 @@ fn train(a: TrainArgs, matmul: Option<MatmulPrecision>) -> Result<()> {
 }
 
 fn evaluate(args: EvaluateArgs) -> Result<()> {
-    let EvaluateArgs { model, data, usage, skip_bad, out, tta, ferplus, votes, prior_correction, detect, contrast } = args;
+    let EvaluateArgs { model, data, usage, skip_bad, out, tta, ferplus, votes, prior_correction, detect, contrast, pad_retry } = args;
     let (model, data, out, tta) = (model.as_deref(), data.as_path(), out.as_deref(), Tta::from(tta));
-    let opts = LoadOptions { skip_bad, usage, max_per_class: None, contrast: contrast.into() };
-    let ferplus = ferplus.then_some(votes);
     let device = device::inference_device();
     let (net, header, model_name) = load_model(model, &device)?;
+    let contrast = contrast.map_or(header.contrast(), Into::into);
+    let opts = LoadOptions { skip_bad, usage, max_per_class: None, contrast };
+    let ferplus = ferplus.then_some(votes);
     let (net, header) = ferrite::evaluate::correct_priors(net, header, prior_correction)?;
     if detect {
         use ferrite::analyzer::{Analyzer, AnalyzerConfig};
-        let config = AnalyzerConfig { tta, contrast: opts.contrast, ..AnalyzerConfig::default() };
+        let mut config = AnalyzerConfig { tta, contrast: opts.contrast, ..AnalyzerConfig::default() };
+        config.detector.pad_retry = pad_retry;
         let detector = ferrite::blazeface::BlazeFace::new(config.detector.clone()).context("building the face detector")?;
         let analyzer = Analyzer::from_parts(Box::new(detector), &net, config).context("compiling the expression model")?;
         let report = ferrite::photos::evaluate_photos(&analyzer, data).with_context(|| format!("evaluating {}", data.display()))?;
@@ -974,9 +1008,10 @@ fn evaluate(args: EvaluateArgs) -> Result<()> {
     .with_context(|| format!("loading {}", data.display()))?;
     let report = ferrite::evaluate::evaluate_tta(&net, &ds, &device, tta);
     println!(
-        "model {model_name} ({}), labels: {}, test-time augmentation: {tta:?}, prior correction {}",
+        "model {model_name} ({}), labels: {}, contrast {:?}, test-time augmentation: {tta:?}, prior correction {}",
         header.spec.arch,
         if ferplus.is_some() { "FER+ majority" } else { "the data's own" },
+        opts.contrast,
         header.meta.get("prior_correction").and_then(|v| v.as_f64()).unwrap_or(0.0)
     );
     print!("{}", report.to_text());

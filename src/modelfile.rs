@@ -35,6 +35,25 @@ impl ModelHeader {
             meta,
         }
     }
+
+    /// The contrast step the model was trained with (`meta.contrast`; models without it, and
+    /// every model trained from 2026-12-01 on, equalise). Inference feeds it faces in that form.
+    pub fn contrast(&self) -> crate::preprocess::Contrast {
+        self.meta
+            .get("contrast")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default()
+    }
+
+    /// Record the contrast step in `meta.contrast`.
+    pub fn set_contrast(&mut self, contrast: crate::preprocess::Contrast) {
+        if !self.meta.is_object() {
+            self.meta = serde_json::json!({});
+        }
+        if let Some(m) = self.meta.as_object_mut() {
+            m.insert("contrast".into(), serde_json::json!(contrast));
+        }
+    }
 }
 
 /// How weights are stored in a model file.

@@ -1157,6 +1157,7 @@ fn fit(
                     "val_macro_f1": report.macro_f1,
                     "labels": label_set_name(cfg),
                     "class_priors": priors,
+                    "contrast": cfg.contrast,
                 }),
             );
             modelfile::save(&run.best(), &net.valid(), &header)?;
