@@ -35,3 +35,33 @@ fn embedded_model_beats_chance_on_real_val_faces() {
     // Balanced subset: chance is 1/7 = 14.3%.
     assert!(report.accuracy > 0.35, "embedded model accuracy {:.3}", report.accuracy);
 }
+
+/// The embedded default model (f16 weights) scores what its training run measured in f32 on
+/// FER+ val (the header's `val_accuracy`, FER+ majority), within 0.6 points, once any prior
+/// correction folded into it is taken out again: the f16 export keeps the model's accuracy.
+/// `embedded:fer2013`, the FER2013-label model, keeps its stated 67.54% on val's own labels.
+#[test]
+fn embedded_models_keep_their_stated_accuracy() {
+    let Some(root) = common::fer2013("embedded_models_keep_their_stated_accuracy", &["val", "ferplus"]) else {
+        return;
+    };
+    let device = ferrite::device::inference_device();
+    let (net, header) = ferrite::embedded::default_model(&device).expect("embedded model");
+    let tau = header.meta.get("prior_correction").and_then(|v| v.as_f64()).unwrap_or(0.0) as f32;
+    let (net, header) = ferrite::evaluate::correct_priors(net, header, -tau).expect("undo the prior correction");
+    let opts = ferrite::data::LoadOptions { contrast: header.contrast(), ..Default::default() };
+    let mode = ferrite::ferplus::LabelMode::Majority;
+    let val = ferrite::train::load_ferplus(&root.join("val"), &opts, mode, None).expect("FER+ val");
+    let acc = evaluate(&net, &val, &device).accuracy;
+    let stated = header.meta["val_accuracy"].as_f64().expect("the training run's val accuracy");
+    eprintln!("embedded default model: {:.2}% FER+ majority on {} val faces (stated {:.2}%)", 100.0 * acc, val.len(), 100.0 * stated);
+    assert!(header.meta["labels"].as_str().is_some_and(|l| l.starts_with("ferplus")), "{:?}", header.meta);
+    assert!((acc - stated).abs() <= 0.006, "f16 model {acc:.4} vs its f32 run {stated:.4}");
+
+    let (net, header) = ferrite::embedded::named("fer2013", &device).expect("embedded fer2013 model");
+    let opts = ferrite::data::LoadOptions { contrast: header.contrast(), ..Default::default() };
+    let val = ferrite::data::Dataset::load(&root.join("val"), &opts).expect("val");
+    let acc = evaluate(&net, &val, &device).accuracy;
+    eprintln!("embedded fer2013 model: {:.2}% on {} val faces", 100.0 * acc, val.len());
+    assert!((acc - 0.6754).abs() <= 0.001, "{acc:.4}");
+}
