@@ -195,22 +195,14 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(entries)
 }
 
-/// Decode one image file (format guessed from its bytes), naming the file on failure.
+/// Decode one image file (`imageio::decode`: format from its bytes, EXIF orientation applied,
+/// palette TIFFs read, truncated JPEGs refused), naming the file on failure.
 pub fn decode_image(path: &Path) -> Result<image::DynamicImage> {
-    let bad = |message: String| Error::BadImage {
-        path: path.to_path_buf(),
-        message,
-    };
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let img = image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| bad(e.to_string()))?
-        .decode()
-        .map_err(|e| bad(e.to_string()))?;
-    if img.width() == 0 || img.height() == 0 {
-        return Err(bad("image has no pixels".into()));
-    }
-    Ok(img)
+    crate::imageio::decode(&bytes, None).map_err(|e| Error::BadImage {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
 }
 
 /// Decode one image file into a 48x48 face.

@@ -2,7 +2,7 @@
 //!
 //! The parts:
 //! - [`emotion`]: the one `Emotion` enum (class names, order, count);
-//! - [`data`]: image-folder and CSV loaders; [`ferplus`]: FER+ vote files and label modes; [`preprocess`]: image to 48x48 tensor;
+//! - [`data`]: image-folder and CSV loaders; [`imageio`]: decoding images (EXIF orientation, palette TIFF, truncated JPEG); [`ferplus`]: FER+ vote files and label modes; [`preprocess`]: image to 48x48 tensor;
 //!   [`augment`]: training-time augmentation;
 //! - [`model`]: architectures (one file each, and ensembles of trained networks) behind the
 //!   `Network` enum, flex kernels for their max-pool, convolutions (Winograd for the wide 3x3/5x5
@@ -30,6 +30,7 @@ pub mod error;
 pub mod evaluate;
 pub mod ferplus;
 pub mod fsutil;
+pub mod imageio;
 pub mod metrics;
 pub mod model;
 pub mod modelfile;

@@ -1133,12 +1133,7 @@ fn detect(paths: &[PathBuf], out: Option<&Path>, format: FormatArg, face: &FaceA
         .enumerate()
         .map(|(i, path)| {
             let r = (|| -> Result<Vec<ferrite::analyzer::Face>> {
-                let img = image::ImageReader::open(path)
-                    .with_context(|| format!("{}: cannot open", path.display()))?
-                    .with_guessed_format()
-                    .with_context(|| format!("{}: cannot read", path.display()))?
-                    .decode()
-                    .with_context(|| format!("{}: not a readable image", path.display()))?;
+                let img = ferrite::data::decode_image(path)?;
                 let faces = analyzer.analyze(&img).with_context(|| format!("{}: detection failed", path.display()))?;
                 if let Some(dir) = out {
                     let mut rgb = img.to_rgb8();

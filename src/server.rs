@@ -162,17 +162,14 @@ pub fn decode_image(bytes: &[u8], limits: &Limits) -> Result<DynamicImage, ApiEr
             format!("image {w}x{h} is too large (at most {} px a side, {} pixels)", limits.max_side, limits.max_pixels),
         ));
     }
-    let mut reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| bad(StatusCode::BAD_REQUEST, e.to_string()))?;
     let mut l = image::Limits::default();
     l.max_image_width = Some(limits.max_side);
     l.max_image_height = Some(limits.max_side);
     l.max_alloc = Some(limits.max_pixels * 8);
-    reader.limits(l);
-    reader
-        .decode()
-        .map_err(|e| bad(StatusCode::BAD_REQUEST, format!("not a readable image: {e}")))
+    crate::imageio::decode(bytes, Some(l)).map_err(|e| match e {
+        crate::imageio::DecodeError::UnknownFormat => bad(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string()),
+        e => bad(StatusCode::BAD_REQUEST, format!("not a readable image: {e}")),
+    })
 }
 
 /// The image bytes of a request: a raw image body (image/* or application/octet-stream) or

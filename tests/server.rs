@@ -201,3 +201,14 @@ async fn video_feed_streams_annotated_jpeg_frames_of_the_source() {
     let jpeg = image::load_from_memory(&buf[start..]).expect("a JPEG frame");
     assert_eq!((jpeg.width(), jpeg.height()), (640, 480));
 }
+
+/// A JPEG cut in half is refused with a 400 that says it is truncated (decoders would fill
+/// the missing half with gray and analyse it).
+#[tokio::test]
+async fn a_truncated_jpeg_is_refused() {
+    let whole = photo("group1.jpg");
+    let (s, _, _) = call(Limits::default(), post("image/jpeg", whole.clone())).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, ct, body) = call(Limits::default(), post("image/jpeg", whole[..whole.len() / 2].to_vec())).await;
+    assert_json_error(s, &ct, &body, StatusCode::BAD_REQUEST, "truncated");
+}

@@ -1,0 +1,296 @@
+//! Image decoding shared by the data loaders, the command line and the server: format guessed
+//! from the bytes, EXIF orientation applied, size limits, truncated JPEGs refused, and
+//! palette-colour TIFFs (which the `image` crate's TIFF decoder does not read) decoded here.
+
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
+use std::io::Cursor;
+
+/// Why bytes are not a usable image.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not an image (JPEG, PNG, BMP, TIFF or GIF expected)")]
+    UnknownFormat,
+    #[error("the image is empty (0 pixels)")]
+    Empty,
+    #[error("the image is truncated: {0}")]
+    Truncated(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Decode image bytes (any format the build reads, palette TIFF included), turned upright by
+/// their EXIF orientation, within `limits` when given.
+pub fn decode(bytes: &[u8], limits: Option<image::Limits>) -> Result<DynamicImage, DecodeError> {
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| DecodeError::Invalid(e.to_string()))?;
+    let format = reader.format().ok_or(DecodeError::UnknownFormat)?;
+    if format == ImageFormat::Jpeg {
+        check_jpeg_complete(bytes)?;
+    }
+    if let Some(l) = limits.clone() {
+        reader.limits(l);
+    }
+    let mut decoder = match reader.into_decoder() {
+        Ok(d) => d,
+        Err(e) if format == ImageFormat::Tiff => return decode_palette_tiff(bytes, limits.as_ref()).map_err(|p| tiff_error(e, p)),
+        Err(e) => return Err(DecodeError::Invalid(e.to_string())),
+    };
+    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| DecodeError::Invalid(e.to_string()))?;
+    if img.width() == 0 || img.height() == 0 {
+        return Err(DecodeError::Empty);
+    }
+    img.apply_orientation(orientation);
+    Ok(img)
+}
+
+/// The error to report for a TIFF neither decoder read: the palette decoder's when the file is
+/// a palette image, else the `image` crate's.
+fn tiff_error(image_err: image::ImageError, palette: PaletteError) -> DecodeError {
+    match palette {
+        PaletteError::NotPalette => DecodeError::Invalid(image_err.to_string()),
+        PaletteError::Bad(m) => DecodeError::Invalid(format!("palette TIFF: {m}")),
+    }
+}
+
+/// A JPEG must end its last scan with an end-of-image marker (FF D9): entropy-coded data never
+/// holds FF D9, so a file cut short has none after its last start-of-scan (FF DA). (Decoders
+/// fill a missing tail with gray and report success.)
+fn check_jpeg_complete(bytes: &[u8]) -> Result<(), DecodeError> {
+    let last = |m: u8| bytes.windows(2).rposition(|w| w[0] == 0xFF && w[1] == m);
+    match (last(0xDA), last(0xD9)) {
+        (Some(sos), Some(eoi)) if eoi > sos => Ok(()),
+        (None, _) => Err(DecodeError::Truncated("no image data (start-of-scan marker missing)".into())),
+        _ => Err(DecodeError::Truncated(format!("the JPEG data ends after {} bytes without its end-of-image marker", bytes.len()))),
+    }
+}
+
+enum PaletteError {
+    NotPalette,
+    Bad(String),
+}
+
+/// Decode a palette-colour ("RGB palette", photometric 3) TIFF: 1, 2, 4 or 8 bits per pixel,
+/// strips stored uncompressed, PackBits or LZW; the colour map turned into RGB.
+fn decode_palette_tiff(bytes: &[u8], limits: Option<&image::Limits>) -> Result<DynamicImage, PaletteError> {
+    use tiff::tags::Tag;
+    let bad = |m: &str| PaletteError::Bad(m.to_string());
+    let mut dec = tiff::decoder::Decoder::new(Cursor::new(bytes)).map_err(|e| PaletteError::Bad(e.to_string()))?;
+    let photometric: u16 = dec.find_tag_unsigned(Tag::PhotometricInterpretation).ok().flatten().unwrap_or(u16::MAX);
+    if photometric != 3 {
+        return Err(PaletteError::NotPalette);
+    }
+    let (w, h) = dec.dimensions().map_err(|e| PaletteError::Bad(e.to_string()))?;
+    if w == 0 || h == 0 {
+        return Err(bad("the image is empty (0 pixels)"));
+    }
+    let max_side = limits.and_then(|l| l.max_image_width.max(l.max_image_height)).unwrap_or(1 << 15);
+    if w > max_side || h > max_side {
+        return Err(PaletteError::Bad(format!("{w}x{h} is larger than {max_side} px a side")));
+    }
+    let bits: u16 = dec.find_tag_unsigned(Tag::BitsPerSample).ok().flatten().unwrap_or(1);
+    if !matches!(bits, 1 | 2 | 4 | 8) {
+        return Err(PaletteError::Bad(format!("{bits} bits per pixel (1, 2, 4 or 8 read)")));
+    }
+    let samples: u16 = dec.find_tag_unsigned(Tag::SamplesPerPixel).ok().flatten().unwrap_or(1);
+    if samples != 1 {
+        return Err(PaletteError::Bad(format!("{samples} samples per pixel (1 expected)")));
+    }
+    let predictor: u16 = dec.find_tag_unsigned(Tag::Predictor).ok().flatten().unwrap_or(1);
+    if predictor != 1 {
+        return Err(bad("a predictor is not read for palette images"));
+    }
+    let compression: u16 = dec.find_tag_unsigned(Tag::Compression).ok().flatten().unwrap_or(1);
+    let map = dec.get_tag_u16_vec(Tag::ColorMap).map_err(|e| PaletteError::Bad(format!("colour map: {e}")))?;
+    let entries = 1usize << bits;
+    if map.len() != 3 * entries {
+        return Err(PaletteError::Bad(format!("colour map has {} values, {} expected", map.len(), 3 * entries)));
+    }
+    let offsets: Vec<u64> = dec.find_tag_unsigned_vec(Tag::StripOffsets).ok().flatten().ok_or_else(|| bad("no strip offsets (tiled palette images are not read)"))?;
+    let counts: Vec<u64> = dec.find_tag_unsigned_vec(Tag::StripByteCounts).ok().flatten().ok_or_else(|| bad("no strip byte counts"))?;
+    if offsets.len() != counts.len() || offsets.is_empty() {
+        return Err(bad("strip offsets and byte counts disagree"));
+    }
+    let row_bytes = (w as usize * bits as usize).div_ceil(8);
+    let want = row_bytes * h as usize;
+    let mut data = Vec::with_capacity(want);
+    for (&off, &n) in offsets.iter().zip(&counts) {
+        let (off, n) = (usize::try_from(off).map_err(|_| bad("strip offset"))?, usize::try_from(n).map_err(|_| bad("strip size"))?);
+        let strip = off.checked_add(n).and_then(|end| bytes.get(off..end)).ok_or_else(|| bad("a strip lies past the end of the file (truncated?)"))?;
+        let left = want.saturating_sub(data.len());
+        match compression {
+            1 => data.extend_from_slice(&strip[..strip.len().min(left)]),
+            32773 => unpack_bits(strip, &mut data, left),
+            5 => {
+                let mut out = Vec::new();
+                let mut lzw = weezl::decode::Decoder::with_tiff_size_switch(weezl::BitOrder::Msb, 8);
+                let r = lzw.into_vec(&mut out).decode(strip);
+                if let Err(e) = r.status {
+                    return Err(PaletteError::Bad(format!("LZW data: {e}")));
+                }
+                data.extend_from_slice(&out[..out.len().min(left)]);
+            }
+            c => return Err(PaletteError::Bad(format!("compression {c} is not read for palette images"))),
+        }
+    }
+    if data.len() < want {
+        return Err(PaletteError::Bad(format!("{} of {want} bytes of pixel data (truncated?)", data.len())));
+    }
+    let colour = |i: usize| [(map[i] >> 8) as u8, (map[entries + i] >> 8) as u8, (map[2 * entries + i] >> 8) as u8];
+    let per_byte = 8 / bits as usize;
+    let mask = (1u16 << bits) as u8 - 1;
+    let img = RgbImage::from_fn(w, h, |x, y| {
+        let (x, y) = (x as usize, y as usize);
+        let byte = data[y * row_bytes + x / per_byte];
+        let shift = (per_byte - 1 - x % per_byte) * bits as usize;
+        image::Rgb(colour(((byte >> shift) & mask) as usize))
+    });
+    Ok(DynamicImage::ImageRgb8(img))
+}
+
+/// PackBits (TIFF compression 32773) into `out`, at most `limit` bytes.
+fn unpack_bits(src: &[u8], out: &mut Vec<u8>, limit: usize) {
+    let end = out.len() + limit;
+    let mut i = 0;
+    while i < src.len() && out.len() < end {
+        let n = src[i] as i8;
+        i += 1;
+        if n >= 0 {
+            let k = (n as usize + 1).min(src.len() - i).min(end - out.len());
+            out.extend_from_slice(&src[i..i + k]);
+            i += n as usize + 1;
+        } else if n != -128 {
+            let Some(&b) = src.get(i) else { break };
+            let k = ((1 - n as isize) as usize).min(end - out.len());
+            out.extend(std::iter::repeat_n(b, k));
+            i += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A little-endian, uncompressed palette TIFF of `w` x `h` 8-bit indices (test fixture).
+    pub(crate) fn palette_tiff(w: u16, h: u16, index: impl Fn(u16, u16) -> u8, map: &[[u16; 3]]) -> Vec<u8> {
+        let pixels: Vec<u8> = (0..h).flat_map(|y| (0..w).map(move |x| (x, y))).map(|(x, y)| index(x, y)).collect();
+        let mut cmap = vec![0u16; 3 * 256];
+        for (i, c) in map.iter().enumerate() {
+            for k in 0..3 {
+                cmap[k * 256 + i] = c[k];
+            }
+        }
+        let entries: [(u16, u16, u32, u32); 9] = [
+            (256, 3, 1, w as u32),
+            (257, 3, 1, h as u32),
+            (258, 3, 1, 8),
+            (259, 3, 1, 1),
+            (262, 3, 1, 3),
+            (273, 4, 1, 0), // strip offset, patched below
+            (277, 3, 1, 1),
+            (279, 4, 1, pixels.len() as u32),
+            (320, 3, 768, 0), // colour map offset, patched below
+        ];
+        let ifd_len = 2 + entries.len() * 12 + 4;
+        let cmap_at = 8 + ifd_len;
+        let pix_at = cmap_at + cmap.len() * 2;
+        let mut out = b"II*\0".to_vec();
+        out.extend_from_slice(&8u32.to_le_bytes());
+        out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+        for (tag, kind, count, value) in entries {
+            let value = match tag {
+                273 => pix_at as u32,
+                320 => cmap_at as u32,
+                _ => value,
+            };
+            out.extend_from_slice(&tag.to_le_bytes());
+            out.extend_from_slice(&kind.to_le_bytes());
+            out.extend_from_slice(&count.to_le_bytes());
+            if kind == 3 && count == 1 {
+                out.extend_from_slice(&(value as u16).to_le_bytes());
+                out.extend_from_slice(&[0, 0]);
+            } else {
+                out.extend_from_slice(&value.to_le_bytes());
+            }
+        }
+        out.extend_from_slice(&0u32.to_le_bytes());
+        for v in cmap {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&pixels);
+        out
+    }
+
+    #[test]
+    fn palette_tiffs_decode_through_their_colour_map() {
+        let bytes = palette_tiff(6, 4, |x, y| ((x + y) % 3) as u8, &[[0, 0, 0], [65535, 0, 0], [0, 32768, 65535]]);
+        let img = decode(&bytes, None).unwrap().to_rgb8();
+        assert_eq!(img.dimensions(), (6, 4));
+        assert_eq!(img.get_pixel(0, 0).0, [0, 0, 0]);
+        assert_eq!(img.get_pixel(1, 0).0, [255, 0, 0]);
+        assert_eq!(img.get_pixel(2, 0).0, [0, 128, 255]);
+        assert_eq!(img.get_pixel(1, 1).0, [0, 128, 255]);
+        // Cut short: an error that says so, no panic.
+        let e = decode(&bytes[..bytes.len() - 5], None).unwrap_err().to_string();
+        assert!(e.contains("palette TIFF") && e.contains("truncated"), "{e}");
+        for n in [0, 8, 30, 100, 400] {
+            let _ = decode(&bytes[..n.min(bytes.len())], None);
+        }
+    }
+
+    #[test]
+    fn packbits_runs_and_literals() {
+        let mut out = Vec::new();
+        unpack_bits(&[2, 1, 2, 3, 0xFE, 9, 0x80, 0, 7], &mut out, 100);
+        assert_eq!(out, vec![1, 2, 3, 9, 9, 9, 7]);
+        let mut out = Vec::new();
+        unpack_bits(&[0xFD, 5], &mut out, 2);
+        assert_eq!(out, vec![5, 5]);
+    }
+
+    /// A JPEG with an EXIF APP1 segment whose Orientation tag is `orientation`.
+    pub(crate) fn jpeg_with_orientation(img: &RgbImage, orientation: u16) -> Vec<u8> {
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95).encode_image(img).unwrap();
+        let mut tiff = b"MM\0*\0\0\0\x08".to_vec();
+        tiff.extend_from_slice(&1u16.to_be_bytes());
+        tiff.extend_from_slice(&0x0112u16.to_be_bytes());
+        tiff.extend_from_slice(&3u16.to_be_bytes());
+        tiff.extend_from_slice(&1u32.to_be_bytes());
+        tiff.extend_from_slice(&orientation.to_be_bytes());
+        tiff.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        let mut app1 = b"Exif\0\0".to_vec();
+        app1.extend_from_slice(&tiff);
+        let mut out = vec![0xFF, 0xD8, 0xFF, 0xE1];
+        out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
+        out.extend_from_slice(&app1);
+        out.extend_from_slice(&jpeg[2..]);
+        out
+    }
+
+    #[test]
+    fn exif_orientation_is_applied() {
+        // A 40x20 picture, left half black, right half white.
+        let img = RgbImage::from_fn(40, 20, |x, _| if x < 20 { image::Rgb([0, 0, 0]) } else { image::Rgb([255, 255, 255]) });
+        let plain = decode(&jpeg_with_orientation(&img, 1), None).unwrap().to_luma8();
+        assert_eq!(plain.dimensions(), (40, 20));
+        // Orientation 6: the camera was turned; shown rotated 90 degrees clockwise, 20x40, the
+        // black half on top.
+        let turned = decode(&jpeg_with_orientation(&img, 6), None).unwrap().to_luma8();
+        assert_eq!(turned.dimensions(), (20, 40));
+        assert!(turned.get_pixel(10, 5).0[0] < 40 && turned.get_pixel(10, 35).0[0] > 215);
+    }
+
+    #[test]
+    fn a_truncated_jpeg_is_refused_and_a_whole_one_read() {
+        let img = RgbImage::from_fn(64, 48, |x, y| image::Rgb([(x * 4) as u8, (y * 5) as u8, 90]));
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90).encode_image(&img).unwrap();
+        assert!(decode(&jpeg, None).is_ok());
+        let e = decode(&jpeg[..jpeg.len() / 2], None).unwrap_err();
+        assert!(matches!(e, DecodeError::Truncated(_)), "{e}");
+        assert_eq!(decode(b"hello, world", None).unwrap_err(), DecodeError::UnknownFormat);
+    }
+}
