@@ -41,7 +41,7 @@ impl Default for BlazeFaceConfig {
             min_score: 0.7,
             merge_iou: 0.3,
             tiles: 1,
-            pad_retry: 0.5,
+            pad_retry: 1.0,
         }
     }
 }

@@ -277,7 +277,7 @@ struct FaceArgs {
     tiles: u32,
     /// When an image holds no face, search it again padded by this fraction of its size on
     /// each side: finds a face that fills the picture (tight crops). 0 = off.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 1.0)]
     pad_retry: f32,
     #[arg(long, value_enum, default_value = "none")]
     tta: TtaArg,
@@ -423,8 +423,11 @@ struct EvaluateArgs {
     #[arg(long, value_enum)]
     contrast: Option<ContrastArg>,
     /// With --detect: the detector's padded retry for images without a face (see `detect`).
-    #[arg(long, default_value_t = 0.5, requires = "detect")]
+    #[arg(long, default_value_t = 1.0, requires = "detect")]
     pad_retry: f32,
+    /// With --detect: margin around each face before cropping, a fraction of the box size.
+    #[arg(long, default_value_t = 0.15, requires = "detect")]
+    margin: f32,
 }
 
 #[derive(Args)]
@@ -965,7 +968,7 @@ fn train(a: TrainArgs, matmul: Option<MatmulPrecision>) -> Result<()> {
 }
 
 fn evaluate(args: EvaluateArgs) -> Result<()> {
-    let EvaluateArgs { model, data, usage, skip_bad, out, tta, ferplus, votes, prior_correction, detect, contrast, pad_retry } = args;
+    let EvaluateArgs { model, data, usage, skip_bad, out, tta, ferplus, votes, prior_correction, detect, contrast, pad_retry, margin } = args;
     let (model, data, out, tta) = (model.as_deref(), data.as_path(), out.as_deref(), Tta::from(tta));
     let device = device::inference_device();
     let (net, header, model_name) = load_model(model, &device)?;
@@ -975,7 +978,10 @@ fn evaluate(args: EvaluateArgs) -> Result<()> {
     let (net, header) = ferrite::evaluate::correct_priors(net, header, prior_correction)?;
     if detect {
         use ferrite::analyzer::{Analyzer, AnalyzerConfig};
-        let mut config = AnalyzerConfig { tta, contrast: opts.contrast, ..AnalyzerConfig::default() };
+        if !(0.0..=1.0).contains(&margin) || !(0.0..=2.0).contains(&pad_retry) {
+            bail!("--margin must be in [0, 1] and --pad-retry in [0, 2]");
+        }
+        let mut config = AnalyzerConfig { tta, contrast: opts.contrast, margin, ..AnalyzerConfig::default() };
         config.detector.pad_retry = pad_retry;
         let detector = ferrite::blazeface::BlazeFace::new(config.detector.clone()).context("building the face detector")?;
         let analyzer = Analyzer::from_parts(Box::new(detector), &net, config).context("compiling the expression model")?;
