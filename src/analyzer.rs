@@ -6,7 +6,7 @@
 
 use crate::annotate::Painter;
 use crate::blazeface::{BlazeFace, BlazeFaceConfig};
-use crate::detect::{BBox, Detector, crop_face};
+use crate::detect::{BBox, Detection, Detector, crop_face_rotated};
 use crate::emotion::Emotion;
 use crate::error::Result;
 use crate::evaluate::{Tta, argmax};
@@ -28,6 +28,9 @@ pub struct AnalyzerConfig {
     pub detector: BlazeFaceConfig,
     /// Test-time augmentation for each face crop.
     pub tta: Tta,
+    /// Turn each crop so the eyes are level (from the detector's landmarks).
+    #[serde(default = "yes")]
+    pub align: bool,
     /// The crops' contrast step (`preprocess::to_face`): the model's own (`ModelHeader::contrast`;
     /// `Analyzer::with_config` and the command line set it from the model).
     #[serde(default)]
@@ -42,8 +45,13 @@ impl Default for AnalyzerConfig {
             detector: BlazeFaceConfig::default(),
             tta: Tta::None,
             contrast: crate::preprocess::Contrast::default(),
+            align: true,
         }
     }
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One face: where, how sure the detector is, the seven probabilities and the label.
@@ -150,8 +158,7 @@ impl Analyzer {
     pub fn analyze_rgb(&self, rgb: &RgbImage) -> Result<Vec<Face>> {
         let dets = self.detector.detect(rgb)?;
         let gray = image::imageops::grayscale(rgb);
-        let boxes: Vec<BBox> = dets.iter().map(|d| d.bbox).collect();
-        let probs = self.classify(&gray, &boxes)?;
+        let probs = self.classify(&gray, &dets)?;
         Ok(dets
             .iter()
             .zip(probs)
@@ -159,14 +166,16 @@ impl Analyzer {
             .collect())
     }
 
-    /// Expression probabilities of the faces at `boxes` (test-time views averaged per face).
-    pub fn classify(&self, gray: &GrayImage, boxes: &[BBox]) -> Result<Vec<[f32; Emotion::COUNT]>> {
-        if boxes.is_empty() {
+    /// Expression probabilities of the detected faces (test-time views averaged per face),
+    /// each cropped level by its landmarks when `config.align` is on.
+    pub fn classify(&self, gray: &GrayImage, dets: &[Detection]) -> Result<Vec<[f32; Emotion::COUNT]>> {
+        if dets.is_empty() {
             return Ok(Vec::new());
         }
-        let mut faces = Vec::with_capacity(boxes.len() * FACE_PIXELS);
-        for b in boxes {
-            faces.extend(crop_face(gray, b, self.config.margin, self.config.contrast));
+        let mut faces = Vec::with_capacity(dets.len() * FACE_PIXELS);
+        for d in dets {
+            let roll = if self.config.align { d.roll() } else { 0.0 };
+            faces.extend(crop_face_rotated(gray, &d.bbox, self.config.margin, roll, self.config.contrast));
         }
         self.model.probs_tta(&faces, self.config.tta)
     }
@@ -232,7 +241,7 @@ pub struct VideoAnalyzer<A: std::ops::Deref<Target = Analyzer>> {
     index: usize,
     /// Boxes and detector scores of the faces seen on the last detection frame, moved along
     /// with their tracks.
-    carried: Vec<(BBox, f32)>,
+    carried: Vec<Detection>,
     /// Seconds spent detecting and classifying so far.
     pub detect_s: f64,
     pub classify_s: f64,
@@ -263,15 +272,15 @@ impl<A: std::ops::Deref<Target = Analyzer>> VideoAnalyzer<A> {
         self.index += 1;
         let detected = index.is_multiple_of(self.opts.detect_every.max(1));
         let t0 = std::time::Instant::now();
-        let found: Vec<(BBox, f32)> = if detected {
-            self.analyzer.detector.detect(frame)?.into_iter().map(|d| (d.bbox, d.score)).collect()
+        let found: Vec<Detection> = if detected {
+            self.analyzer.detector.detect(frame)?
         } else {
             self.carried.clone()
         };
         let t1 = std::time::Instant::now();
         let gray = image::imageops::grayscale(frame);
-        let boxes: Vec<BBox> = found.iter().map(|f| f.0).collect();
-        let probs = self.analyzer.classify(&gray, &boxes)?;
+        let boxes: Vec<BBox> = found.iter().map(|f| f.bbox).collect();
+        let probs = self.analyzer.classify(&gray, &found)?;
         self.detect_s += (t1 - t0).as_secs_f64();
         self.classify_s += t1.elapsed().as_secs_f64();
         let faces: Vec<(BBox, [f32; Emotion::COUNT])> = boxes.iter().copied().zip(probs).collect();
@@ -280,9 +289,9 @@ impl<A: std::ops::Deref<Target = Analyzer>> VideoAnalyzer<A> {
         let tracked = found
             .iter()
             .zip(ids)
-            .map(|(&(bbox, score), (id, smoothed))| TrackedFace {
+            .map(|(d, (id, smoothed))| TrackedFace {
                 id,
-                face: Face::new(bbox, score, smoothed, abstain),
+                face: Face::new(d.bbox, d.score, smoothed, abstain),
             })
             .collect();
         self.carried = found;
@@ -325,10 +334,7 @@ mod tests {
     fn video_frames_carry_boxes_between_detections() {
         let device = crate::device::inference_device();
         let (net, _) = crate::embedded::default_model(&device).unwrap();
-        let det = Fixed(vec![Detection {
-            bbox: BBox::new(10.0, 10.0, 40.0, 40.0),
-            score: 0.9,
-        }]);
+        let det = Fixed(vec![Detection::new(BBox::new(10.0, 10.0, 40.0, 40.0), 0.9)]);
         let a = Analyzer::from_parts(Box::new(det), &net, AnalyzerConfig::default()).unwrap();
         let faces = a.analyze(&DynamicImage::new_luma16(64, 64)).unwrap();
         assert_eq!(faces.len(), 1);

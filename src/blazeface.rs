@@ -4,7 +4,7 @@
 //! `models/README.md`). Input: RGB letterboxed to 256x256, NHWC, values in [-1, 1]. Output: 896
 //! anchors (16x16 cells x 2 + 8x8 cells x 6) with a score logit and box offsets in input pixels.
 
-use crate::detect::{BBox, Detection, Detector, merge_overlaps};
+use crate::detect::{BBox, Detection, Detector, Landmarks, merge_overlaps};
 use crate::error::{Error, Result};
 use image::RgbImage;
 use image::imageops::FilterType;
@@ -112,9 +112,9 @@ impl BlazeFace {
         })
     }
 
-    /// Raw detections in a square RGB patch of the model's input size: (box in [0, 1] patch
-    /// coordinates, score).
-    fn run_patch(&self, patch: &[f32]) -> Result<Vec<(BBox, f32)>> {
+    /// Raw detections in a square RGB patch of the model's input size: box and landmarks in
+    /// [0, 1] patch coordinates, score.
+    fn run_patch(&self, patch: &[f32]) -> Result<Vec<(BBox, Landmarks, f32)>> {
         let input = Tensor::from_shape(&[1, INPUT, INPUT, 3], patch).map_err(tract_error)?;
         let outputs = self.plan.run(tvec!(input.into())).map_err(tract_error)?;
         // Outputs: scores (1, 512, 1), (1, 384, 1) and boxes (1, 512, 16), (1, 384, 16), told
@@ -153,7 +153,9 @@ impl BlazeFace {
                 let size = INPUT as f32;
                 let (cx, cy) = (ax + r[0] / size, ay + r[1] / size);
                 let (w, h) = (r[2] / size, r[3] / size);
-                out.push((BBox::new(cx - w / 2.0, cy - h / 2.0, w, h), score));
+                let r = &b[i * 16..i * 16 + 16];
+                let marks: Landmarks = std::array::from_fn(|k| [ax + r[4 + 2 * k] / size, ay + r[5 + 2 * k] / size]);
+                out.push((BBox::new(cx - w / 2.0, cy - h / 2.0, w, h), marks, score));
             }
             base += s.len();
         }
@@ -185,14 +187,14 @@ impl BlazeFace {
         Ok(self
             .run_patch(&patch)?
             .into_iter()
-            .map(|(b, score)| Detection {
-                bbox: BBox::new(
-                    region.x.max(0.0) + (b.x * size - ox as f32) / scale,
-                    region.y.max(0.0) + (b.y * size - oy as f32) / scale,
-                    b.w * size / scale,
-                    b.h * size / scale,
-                ),
-                score,
+            .map(|(b, marks, score)| {
+                let to_image = |x: f32, y: f32| [region.x.max(0.0) + (x * size - ox as f32) / scale, region.y.max(0.0) + (y * size - oy as f32) / scale];
+                let [x, y] = to_image(b.x, b.y);
+                Detection {
+                    bbox: BBox::new(x, y, b.w * size / scale, b.h * size / scale),
+                    score,
+                    landmarks: Some(marks.map(|m| to_image(m[0], m[1]))),
+                }
             })
             .collect())
     }
@@ -235,6 +237,7 @@ impl BlazeFace {
             .map(|d| Detection {
                 bbox: BBox::new(d.bbox.x - px as f32, d.bbox.y - py as f32, d.bbox.w, d.bbox.h).clamped(w, h),
                 score: d.score,
+                landmarks: d.landmarks.map(|l| l.map(|m| [m[0] - px as f32, m[1] - py as f32])),
             })
             .filter(|d| d.bbox.w >= 1.0 && d.bbox.h >= 1.0)
             .collect())

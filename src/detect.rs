@@ -67,6 +67,10 @@ impl BBox {
     }
 }
 
+/// Six face landmarks in image pixels, in BlazeFace's order: the eye on the image's left (the
+/// person's right), the other eye, nose tip, mouth centre, and the two ear tragions (same sides).
+pub type Landmarks = [[f32; 2]; 6];
+
 /// One face found in an image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Detection {
@@ -74,6 +78,26 @@ pub struct Detection {
     pub bbox: BBox,
     /// Detector confidence in [0, 1].
     pub score: f32,
+    /// Landmarks, when the detector gives them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub landmarks: Option<Landmarks>,
+}
+
+impl Detection {
+    /// A detection without landmarks.
+    pub fn new(bbox: BBox, score: f32) -> Detection {
+        Detection { bbox, score, landmarks: None }
+    }
+
+    /// The in-plane tilt of the face: the angle of the line from the image-left eye to the
+    /// other, in radians (positive: the right-hand eye is lower, a clockwise tilt on screen);
+    /// 0 without landmarks.
+    pub fn roll(&self) -> f32 {
+        match self.landmarks {
+            Some(l) => (l[1][1] - l[0][1]).atan2(l[1][0] - l[0][0]),
+            None => 0.0,
+        }
+    }
 }
 
 /// Anything that finds faces in an RGB image.
@@ -93,6 +117,7 @@ pub fn merge_overlaps(mut dets: Vec<Detection>, iou: f32) -> Vec<Detection> {
         }
         used[i] = true;
         let (mut sx, mut sy, mut sw, mut sh, mut sum) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        let (mut marks, mut marks_sum) = ([[0.0f32; 2]; 6], 0.0);
         for j in i..dets.len() {
             if j > i && (used[j] || dets[i].bbox.iou(&dets[j].bbox) < iou) {
                 continue;
@@ -104,11 +129,19 @@ pub fn merge_overlaps(mut dets: Vec<Detection>, iou: f32) -> Vec<Detection> {
             sw += b.w * s;
             sh += b.h * s;
             sum += s;
+            if let Some(l) = dets[j].landmarks {
+                for (m, p) in marks.iter_mut().zip(l) {
+                    m[0] += p[0] * s;
+                    m[1] += p[1] * s;
+                }
+                marks_sum += s;
+            }
         }
         let sum: f32 = if sum > 0.0 { sum } else { 1.0 };
         out.push(Detection {
             bbox: BBox::new(sx / sum, sy / sum, sw / sum, sh / sum),
             score: dets[i].score,
+            landmarks: (marks_sum > 0.0).then(|| marks.map(|m| [m[0] / marks_sum, m[1] / marks_sum])),
         });
     }
     out
@@ -118,7 +151,37 @@ pub fn merge_overlaps(mut dets: Vec<Detection>, iou: f32) -> Vec<Detection> {
 /// 48x48 face with the one shared preprocessing step (`preprocess::to_face`). Parts outside the
 /// image are filled by clamping to the border.
 pub fn crop_face(gray: &GrayImage, bbox: &BBox, margin: f32, contrast: crate::preprocess::Contrast) -> Vec<u8> {
+    crop_face_rotated(gray, bbox, margin, 0.0, contrast)
+}
+
+/// [`crop_face`] of a face tilted by `roll` radians (`Detection::roll`): the square is turned
+/// with the face about the box centre, so the eyes come out level (bilinear sampling, borders
+/// clamped). `roll = 0` is exactly `crop_face`'s crop.
+pub fn crop_face_rotated(gray: &GrayImage, bbox: &BBox, margin: f32, roll: f32, contrast: crate::preprocess::Contrast) -> Vec<u8> {
     let sq = bbox.expanded_square(margin);
+    if roll != 0.0 && roll.is_finite() {
+        let (w, h) = (gray.width() as i64, gray.height() as i64);
+        if w == 0 || h == 0 {
+            return vec![0u8; FACE_PIXELS];
+        }
+        let side = (sq.w.round() as u32).max(1);
+        let (cx, cy) = sq.center();
+        let (sin, cos) = roll.sin_cos();
+        let half = side as f32 / 2.0;
+        let at = |x: i64, y: i64| gray.get_pixel(x.clamp(0, w - 1) as u32, y.clamp(0, h - 1) as u32).0[0] as f32;
+        let square = GrayImage::from_fn(side, side, |x, y| {
+            // Output pixel centre relative to the square's centre, turned by the face's roll.
+            let (u, v) = (x as f32 + 0.5 - half, y as f32 + 0.5 - half);
+            let (sx, sy) = (cx + u * cos - v * sin - 0.5, cy + u * sin + v * cos - 0.5);
+            let (x0, y0) = (sx.floor(), sy.floor());
+            let (fx, fy) = (sx - x0, sy - y0);
+            let (x0, y0) = (x0 as i64, y0 as i64);
+            let top = at(x0, y0) * (1.0 - fx) + at(x0 + 1, y0) * fx;
+            let bottom = at(x0, y0 + 1) * (1.0 - fx) + at(x0 + 1, y0 + 1) * fx;
+            image::Luma([(top * (1.0 - fy) + bottom * fy).round().clamp(0.0, 255.0) as u8])
+        });
+        return crate::preprocess::to_face(&DynamicImage::ImageLuma8(square), contrast);
+    }
     let (w, h) = (gray.width() as i64, gray.height() as i64);
     if w == 0 || h == 0 {
         return vec![0u8; FACE_PIXELS];
@@ -154,13 +217,50 @@ mod tests {
 
     #[test]
     fn merging_keeps_separate_faces_and_blends_duplicates() {
-        let d = |x: f32, s: f32| Detection { bbox: BBox::new(x, 0.0, 10.0, 10.0), score: s };
+        let d = |x: f32, s: f32| Detection::new(BBox::new(x, 0.0, 10.0, 10.0), s);
         let out = merge_overlaps(vec![d(0.0, 0.9), d(1.0, 0.6), d(50.0, 0.8)], 0.3);
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].score, 0.9);
         assert!(out[0].bbox.x > 0.0 && out[0].bbox.x < 1.0);
         assert_eq!(out[1].bbox.x, 50.0);
         assert!(merge_overlaps(vec![], 0.3).is_empty());
+    }
+
+    /// A synthetic face turned 20 degrees: two dark eyes on a tilted line. Cropped with the
+    /// roll its landmarks give, the eyes come out level, on one row of the 48x48 face.
+    #[test]
+    fn a_face_tilted_20_degrees_comes_out_level() {
+        let (cx, cy, r) = (100.0f32, 100.0f32, 30.0f32);
+        let tilt = 20f32.to_radians();
+        let eyes = [[cx - r * tilt.cos(), cy - 15.0 - r * tilt.sin()], [cx + r * tilt.cos(), cy - 15.0 + r * tilt.sin()]];
+        let img = GrayImage::from_fn(200, 200, |x, y| {
+            let near = eyes.iter().any(|e| (x as f32 - e[0]).hypot(y as f32 - e[1]) < 6.0);
+            image::Luma([if near { 0 } else { 220 }])
+        });
+        let mut det = Detection::new(BBox::new(50.0, 50.0, 100.0, 100.0), 0.9);
+        let mut marks = [[0.0f32; 2]; 6];
+        marks[0] = eyes[0];
+        marks[1] = eyes[1];
+        det.landmarks = Some(marks);
+        assert!((det.roll() - tilt).abs() < 1e-5);
+        // Dark-pixel centre of each half of the crop.
+        let centres = |face: &[u8]| {
+            let mut c = [(0.0f32, 0.0f32, 0.0f32); 2];
+            for (i, &p) in face.iter().enumerate() {
+                if p < 100 {
+                    let (x, y) = ((i % 48) as f32, (i / 48) as f32);
+                    let k = usize::from(x >= 24.0);
+                    c[k] = (c[k].0 + x, c[k].1 + y, c[k].2 + 1.0);
+                }
+            }
+            c.map(|(x, y, n)| (x / n, y / n))
+        };
+        let raw = crate::preprocess::Contrast::Raw;
+        let straight = centres(&crop_face(&img, &det.bbox, 0.0, raw));
+        assert!(straight[1].1 - straight[0].1 > 5.0, "unaligned, the eyes are tilted: {straight:?}");
+        let level = centres(&crop_face_rotated(&img, &det.bbox, 0.0, det.roll(), raw));
+        assert!((level[1].1 - level[0].1).abs() < 0.75, "aligned, the eyes are level: {level:?}");
+        assert!((level[1].0 - level[0].0 - 2.0 * r * 48.0 / 100.0).abs() < 1.5, "eye distance kept: {level:?}");
     }
 
     #[test]

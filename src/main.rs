@@ -279,6 +279,9 @@ struct FaceArgs {
     /// each side: finds a face that fills the picture (tight crops). 0 = off.
     #[arg(long, default_value_t = 1.0)]
     pad_retry: f32,
+    /// Crop faces as the detector boxes them, without turning them level by their eyes.
+    #[arg(long)]
+    no_align: bool,
     #[arg(long, value_enum, default_value = "none")]
     tta: TtaArg,
 }
@@ -307,6 +310,7 @@ impl FaceArgs {
             },
             tta: self.tta.into(),
             contrast: ferrite::preprocess::Contrast::default(),
+            align: !self.no_align,
         };
         let device = device::inference_device();
         let (net, header, _) = load_model(self.model.as_deref(), &device)?;
@@ -428,6 +432,9 @@ struct EvaluateArgs {
     /// With --detect: margin around each face before cropping, a fraction of the box size.
     #[arg(long, default_value_t = 0.15, requires = "detect")]
     margin: f32,
+    /// With --detect: crop faces without turning them level by their eyes.
+    #[arg(long, requires = "detect")]
+    no_align: bool,
 }
 
 #[derive(Args)]
@@ -968,7 +975,7 @@ fn train(a: TrainArgs, matmul: Option<MatmulPrecision>) -> Result<()> {
 }
 
 fn evaluate(args: EvaluateArgs) -> Result<()> {
-    let EvaluateArgs { model, data, usage, skip_bad, out, tta, ferplus, votes, prior_correction, detect, contrast, pad_retry, margin } = args;
+    let EvaluateArgs { model, data, usage, skip_bad, out, tta, ferplus, votes, prior_correction, detect, contrast, pad_retry, margin, no_align } = args;
     let (model, data, out, tta) = (model.as_deref(), data.as_path(), out.as_deref(), Tta::from(tta));
     let device = device::inference_device();
     let (net, header, model_name) = load_model(model, &device)?;
@@ -981,7 +988,7 @@ fn evaluate(args: EvaluateArgs) -> Result<()> {
         if !(0.0..=1.0).contains(&margin) || !(0.0..=2.0).contains(&pad_retry) {
             bail!("--margin must be in [0, 1] and --pad-retry in [0, 2]");
         }
-        let mut config = AnalyzerConfig { tta, contrast: opts.contrast, margin, ..AnalyzerConfig::default() };
+        let mut config = AnalyzerConfig { tta, contrast: opts.contrast, margin, align: !no_align, ..AnalyzerConfig::default() };
         config.detector.pad_retry = pad_retry;
         let detector = ferrite::blazeface::BlazeFace::new(config.detector.clone()).context("building the face detector")?;
         let analyzer = Analyzer::from_parts(Box::new(detector), &net, config).context("compiling the expression model")?;

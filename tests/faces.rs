@@ -55,6 +55,22 @@ fn detector_finds_no_one_one_person_and_groups() {
     assert!(found * 10 >= truth * 9, "recall {found}/{truth}");
 }
 
+/// BlazeFace's landmarks on a real face: both eyes in the upper half of the box, the
+/// image-left eye first, nose and mouth below them, an upright face's roll small.
+#[test]
+fn landmarks_lie_where_a_face_has_them() {
+    let img = photo("astronaut.jpg").to_rgb8();
+    let d = detector().detect(&img).unwrap().remove(0);
+    let l = d.landmarks.expect("BlazeFace gives landmarks");
+    let b = d.bbox;
+    let inside = |p: [f32; 2]| p[0] > b.x && p[0] < b.x + b.w && p[1] > b.y && p[1] < b.y + b.h;
+    assert!(l[..4].iter().all(|&p| inside(p)), "{l:?} in {b:?}");
+    assert!(l[0][0] < l[1][0], "image-left eye first: {l:?}");
+    assert!(l[0][1] < b.y + b.h / 2.0 && l[1][1] < b.y + b.h / 2.0, "eyes in the upper half: {l:?}");
+    assert!(l[3][1] > l[2][1] && l[2][1] > l[0][1], "eyes, nose, mouth from the top: {l:?}");
+    assert!(d.roll().abs() < 15f32.to_radians(), "roll {}", d.roll().to_degrees());
+}
+
 /// A tight crop, the face filling the picture, is too large for BlazeFace's anchors: the
 /// padded retry (on by default) finds it as one face covering most of the picture.
 #[test]
