@@ -105,7 +105,7 @@ impl Face {
     pub fn caption(&self) -> String {
         let (e, p) = self.top();
         match self.label {
-            Some(_) => format!("{} {:.0}%", e.name(), 100.0 * p),
+            Some(l) => format!("{} {:.0}%", l.name(), 100.0 * self.probs[l.index()]),
             None => format!("uncertain ({} {:.0}%)", e.name(), 100.0 * p),
         }
     }
@@ -289,9 +289,13 @@ impl<A: std::ops::Deref<Target = Analyzer>> VideoAnalyzer<A> {
         let tracked = found
             .iter()
             .zip(ids)
-            .map(|(d, (id, smoothed))| TrackedFace {
-                id,
-                face: Face::new(d.bbox, d.score, smoothed, abstain),
+            .map(|(d, (id, smoothed))| {
+                let mut face = Face::new(d.bbox, d.score, smoothed, abstain);
+                // The tracker's label, held against flicker (still `uncertain` under --abstain).
+                if let Some(l) = self.tracker.label(id) {
+                    face.label = (smoothed[l.index()] >= abstain).then_some(l);
+                }
+                TrackedFace { id, face }
             })
             .collect();
         self.carried = found;
