@@ -41,6 +41,8 @@ pub struct Limits {
     pub max_frame_bytes: usize,
     /// Photo analyses running at once; more requests wait (bounded by the HTTP server).
     pub max_concurrent_analyses: usize,
+    /// Longest time a request body may take to arrive; a slower (stalled) upload gets 408.
+    pub body_timeout: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -52,6 +54,7 @@ impl Default for Limits {
             max_sessions: 8,
             max_frame_bytes: 2 * 1024 * 1024,
             max_concurrent_analyses: 4,
+            body_timeout: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -188,6 +191,19 @@ async fn request_image(state: &AppState, req: Request) -> Result<Bytes, ApiError
             bad(StatusCode::BAD_REQUEST, e)
         }
     };
+    // A body announced as too large is refused at once, before any of it is read.
+    let limit = state.inner.limits.max_upload_bytes;
+    if let Some(len) = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok())
+        && len > limit as u64
+    {
+        return Err(bad(StatusCode::PAYLOAD_TOO_LARGE, format!("upload too large: {len} bytes announced, at most {limit} accepted")));
+    }
+    let timeout = state.inner.limits.body_timeout;
+    let slow = || bad(StatusCode::REQUEST_TIMEOUT, format!("the upload did not arrive within {} s", timeout.as_secs_f32()));
+    tokio::time::timeout(timeout, read_image_body(state, req, &ct, too_big)).await.map_err(|_| slow())?
+}
+
+async fn read_image_body(state: &AppState, req: Request, ct: &str, too_big: impl Fn(String) -> ApiError) -> Result<Bytes, ApiError> {
     if ct.starts_with("multipart/form-data") {
         let mut mp = Multipart::from_request(req, state).await.map_err(|e| bad(StatusCode::BAD_REQUEST, e.body_text()))?;
         while let Some(field) = mp.next_field().await.map_err(|e| too_big(e.body_text()))? {

@@ -212,3 +212,27 @@ async fn a_truncated_jpeg_is_refused() {
     let (s, ct, body) = call(Limits::default(), post("image/jpeg", whole[..whole.len() / 2].to_vec())).await;
     assert_json_error(s, &ct, &body, StatusCode::BAD_REQUEST, "truncated");
 }
+
+/// A body announced larger than the limit gets 413 from the header alone, before any of it
+/// is read; one that stalls mid-upload gets 408 after `body_timeout`.
+#[tokio::test]
+async fn oversized_announcements_and_stalled_uploads_are_answered_at_once() {
+    let req = Request::post("/api/v1/analyze")
+        .header(header::CONTENT_TYPE, "image/jpeg")
+        .header(header::CONTENT_LENGTH, 64 * 1024 * 1024)
+        .body(Body::from(vec![0u8; 1024 * 1024]))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let (s, ct, body) = call(Limits::default(), req).await;
+    assert_json_error(s, &ct, &body, StatusCode::PAYLOAD_TOO_LARGE, "67108864 bytes announced");
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+
+    let limits = Limits { body_timeout: std::time::Duration::from_millis(300), ..Limits::default() };
+    let head = futures_util::stream::iter([Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b"\xFF\xD8\xFF"))]);
+    let stalled = futures_util::StreamExt::chain(head, futures_util::stream::pending());
+    let req = Request::post("/api/v1/analyze").header(header::CONTENT_TYPE, "image/jpeg").body(Body::from_stream(stalled)).unwrap();
+    let started = std::time::Instant::now();
+    let (s, ct, body) = call(limits, req).await;
+    assert_json_error(s, &ct, &body, StatusCode::REQUEST_TIMEOUT, "did not arrive");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3), "{:?}", started.elapsed());
+}
