@@ -354,3 +354,72 @@ fn ferplus_folders_train_and_evaluate_and_bad_rows_name_their_line() {
     assert!(!o.status.success());
     assert!(text(&o).contains("fer0000099.png") && text(&o).contains("missing"), "{}", text(&o));
 }
+
+/// `kill -9` at several points of a training run, then `--resume` until it finishes: every
+/// epoch appears once in metrics.csv, in order, the checkpoints and the final model load, and
+/// an uninterrupted run of the same command ends at the same metrics (resume is exact).
+#[test]
+fn training_survives_kill_9_at_random_points() {
+    let dir = ferrite::fsutil::TempDir::new().unwrap();
+    let (train, val) = (dir.path().join("train"), dir.path().join("val"));
+    write_folder(&train, 12, 1);
+    write_folder(&val, 2, 2);
+    let epochs = 8;
+    let args = |out: &Path| -> Vec<String> {
+        [
+            "train", "--data", train.to_str().unwrap(), "--val", val.to_str().unwrap(), "--arch", "compact", "--width", "8",
+            "--epochs", &epochs.to_string(), "--batch-size", "8", "--out", out.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let whole = dir.path().join("whole");
+    let o = ferrite(&args(&whole).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", text(&o));
+
+    let run = dir.path().join("killed");
+    let bin = env!("CARGO_BIN_EXE_ferrite");
+    // Kill after these many milliseconds of each attempt (fixed, so the test repeats), then
+    // resume; the last attempt runs to the end.
+    let delays = [150u64, 400, 90, 650, 250];
+    let mut kills = 0;
+    for (k, &ms) in delays.iter().enumerate() {
+        let mut cmd = std::process::Command::new(bin);
+        if k == 0 {
+            cmd.args(args(&run));
+        } else {
+            cmd.args(["train", "--resume", run.to_str().unwrap()]);
+        }
+        let mut child = cmd.env("RUST_LOG", "warn").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        child.wait().unwrap();
+        if !run.join("checkpoints/latest").exists() {
+            // Killed before the first epoch ended: start again from scratch.
+            std::fs::remove_dir_all(&run).unwrap();
+        }
+    }
+    let o = if run.join("checkpoints/latest").exists() {
+        ferrite(&["train", "--resume", run.to_str().unwrap()])
+    } else {
+        ferrite(&args(&run).iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    assert!(o.status.success(), "{}", text(&o));
+    eprintln!("{kills} of {} attempts killed mid-run", delays.len());
+    assert!(kills >= 2, "the kills must land mid-run for this test to mean anything");
+    let rows = |d: &Path| -> Vec<String> { std::fs::read_to_string(d.join("metrics.csv")).unwrap().lines().map(String::from).collect() };
+    let (got, want) = (rows(&run), rows(&whole));
+    let epochs_seen: Vec<usize> = got[1..].iter().map(|l| l.split(',').next().unwrap().parse().unwrap()).collect();
+    assert_eq!(epochs_seen, (1..=epochs).collect::<Vec<_>>(), "each epoch once, in order");
+    // Same losses and accuracies as the uninterrupted run (times differ).
+    let metrics = |l: &str| l.split(',').take(7).map(String::from).collect::<Vec<_>>();
+    for (a, b) in got.iter().zip(&want) {
+        assert_eq!(metrics(a), metrics(b));
+    }
+    let o = ferrite(&["evaluate", "--model", run.to_str().unwrap(), "--data", val.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+}

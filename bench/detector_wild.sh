@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The whole face pipeline before and after this session's detector changes, side by side in one
+# run: the committed photos (bench/detector.sh's recall and false alarms), ../shared/data/wild/
+# (photos where a face is found, labelled right), and ms per 640x480 frame on one thread.
+# "before" = no padded retry, no alignment (ferrite of 2026-11-28); "after" = the defaults.
+# Usage: bench/detector_wild.sh [MODEL]   (default: the embedded model)
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+bin="$root/target/release/ferrite"
+wild="${FERRITE_WILD:-$root/../shared/data/wild}"
+model=()
+[ -n "${1:-}" ] && model=(--model "$1")
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p') | $(nproc) cores | $(date -u +%F)"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+# 20 frames of 640x480 (a group photo padded to 4:3) for the timing.
+python3 - "$root/tests/fixtures/photos/group1.jpg" "$tmp/frames" <<'PY'
+import sys, os, subprocess
+os.makedirs(sys.argv[2])
+for i in range(20):
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", sys.argv[1], "-vf",
+                    "scale=640:480:force_original_aspect_ratio=decrease,pad=640:480:(ow-iw)/2:(oh-ih)/2",
+                    os.path.join(sys.argv[2], f"f{i:02}.jpg")], check=True)
+PY
+for which in before after; do
+  flags=()
+  [ "$which" = before ] && flags=(--pad-retry 0 --no-align)
+  echo "== $which ${flags[*]:-(defaults)}"
+  bench/detector.sh "${flags[@]}" | tail -1
+  "$bin" evaluate --detect --data "$wild" "${model[@]}" "${flags[@]}" | sed -n '2,10p'
+  start=$(date +%s.%N)
+  "$bin" --threads 1 detect "$tmp/frames" "${model[@]}" "${flags[@]}" > /dev/null 2>&1
+  end=$(date +%s.%N)
+  python3 -c "import sys; print('640x480 frames, one thread: %.1f ms per frame (20 frames, model loading included)' % ((float(sys.argv[2]) - float(sys.argv[1])) * 1000 / 20))" "$start" "$end"
+done
