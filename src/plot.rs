@@ -262,6 +262,7 @@ mod tests {
             val_macro_f1: 0.2,
             epoch_seconds: 1.0,
             elapsed_seconds: epoch as f64,
+            val_balanced_acc: 0.25,
         }
     }
 

@@ -198,17 +198,20 @@ pub struct EpochRecord {
     pub val_macro_f1: f64,
     pub epoch_seconds: f64,
     pub elapsed_seconds: f64,
+    /// Mean recall over the validation classes present.
+    #[serde(default)]
+    pub val_balanced_acc: f64,
 }
 
 const CSV_HEADER: &str =
-    "epoch,lr,train_loss,train_acc,val_loss,val_acc,val_macro_f1,epoch_seconds,elapsed_seconds";
+    "epoch,lr,train_loss,train_acc,val_loss,val_acc,val_macro_f1,epoch_seconds,elapsed_seconds,val_balanced_acc";
 
 /// Render the metrics CSV.
 pub fn metrics_csv(history: &[EpochRecord]) -> String {
     let mut s = format!("{CSV_HEADER}\n");
     for r in history {
         s.push_str(&format!(
-            "{},{:.4e},{:.5},{:.5},{:.5},{:.5},{:.5},{:.1},{:.1}\n",
+            "{},{:.4e},{:.5},{:.5},{:.5},{:.5},{:.5},{:.1},{:.1},{:.5}\n",
             r.epoch,
             r.lr,
             r.train_loss,
@@ -217,13 +220,15 @@ pub fn metrics_csv(history: &[EpochRecord]) -> String {
             r.val_acc,
             r.val_macro_f1,
             r.epoch_seconds,
-            r.elapsed_seconds
+            r.elapsed_seconds,
+            r.val_balanced_acc
         ));
     }
     s
 }
 
-/// Parse a metrics CSV written by [`metrics_csv`].
+/// Parse a metrics CSV written by [`metrics_csv`] (files from before the balanced-accuracy
+/// column, 9 fields a row, read with it as 0).
 pub fn parse_metrics_csv(text: &str, path: &Path) -> Result<Vec<EpochRecord>> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate().skip(1) {
@@ -236,8 +241,8 @@ pub fn parse_metrics_csv(text: &str, path: &Path) -> Result<Vec<EpochRecord>> {
             message: m,
         };
         let f: Vec<&str> = line.split(',').collect();
-        if f.len() != 9 {
-            return Err(bad(format!("expected 9 fields, found {}", f.len())));
+        if f.len() != 9 && f.len() != 10 {
+            return Err(bad(format!("expected 10 fields, found {}", f.len())));
         }
         let num = |k: usize| f[k].trim().parse::<f64>().map_err(|_| bad(format!("field {} is not a number", k + 1)));
         out.push(EpochRecord {
@@ -250,6 +255,7 @@ pub fn parse_metrics_csv(text: &str, path: &Path) -> Result<Vec<EpochRecord>> {
             val_macro_f1: num(6)?,
             epoch_seconds: num(7)?,
             elapsed_seconds: num(8)?,
+            val_balanced_acc: if f.len() == 10 { num(9)? } else { 0.0 },
         });
     }
     Ok(out)
@@ -1121,15 +1127,17 @@ fn fit(
             val_macro_f1: report.macro_f1,
             epoch_seconds,
             elapsed_seconds: state.elapsed_seconds,
+            val_balanced_acc: report.balanced_accuracy,
         };
         tracing::info!(
-            "epoch {epoch}/{}: lr {:.2e} train loss {:.4} acc {:.2}% | val loss {:.4} acc {:.2}% f1 {:.4} | {:.0}s (total {:.0}s)",
+            "epoch {epoch}/{}: lr {:.2e} train loss {:.4} acc {:.2}% | val loss {:.4} acc {:.2}% balanced {:.2}% f1 {:.4} | {:.0}s (total {:.0}s)",
             cfg.epochs,
             lr,
             record.train_loss,
             100.0 * record.train_acc,
             val_loss,
             100.0 * report.accuracy,
+            100.0 * report.balanced_accuracy,
             report.macro_f1,
             epoch_seconds,
             state.elapsed_seconds
@@ -1354,6 +1362,12 @@ mod tests {
         let csv = std::fs::read_to_string(part.join("metrics.csv")).unwrap();
         let parsed = parse_metrics_csv(&csv, &part.join("metrics.csv")).unwrap();
         assert_eq!(parsed.len(), 2);
+        assert!(parsed[1].val_balanced_acc > 0.0 && (parsed[1].val_balanced_acc - resumed.state.history[1].val_balanced_acc).abs() < 1e-5);
+        // A file from before the balanced-accuracy column still reads; a short row is refused.
+        let old = parse_metrics_csv("epoch,lr\n1,1e-3,2.0,0.2,1.9,0.25,0.1,3.0,3.0\n", Path::new("old.csv")).unwrap();
+        assert_eq!((old[0].val_acc, old[0].val_balanced_acc), (0.25, 0.0));
+        let e = parse_metrics_csv("epoch,lr\n1,1e-3,2.0\n", Path::new("m.csv")).unwrap_err().to_string();
+        assert!(e.contains("m.csv, line 2") && e.contains("expected 10 fields"), "{e}");
         assert!(part.join("curves.png").exists() && part.join("model.ferrite").exists());
         // A second `train` into the same directory is refused.
         assert!(train_on(&cfg, &part, &tr, &va, quiet()).unwrap_err().to_string().contains("--resume"));
@@ -1550,6 +1564,7 @@ mod tests {
             val_macro_f1: 0.0,
             epoch_seconds: secs,
             elapsed_seconds: elapsed,
+            val_balanced_acc: 0.0,
         };
         let history = [row(1, 300.0, 300.0), row(2, 360.0, 660.0)];
         assert_eq!(planned_epochs(&cfg, &history), 30, "no budget: the configured epochs");
