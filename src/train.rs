@@ -402,9 +402,12 @@ pub struct CosineAnchor {
     pub planned: usize,
 }
 
-/// Learning rate of `step` under the cosine schedule: linear warm-up to `cfg.lr`, then cosine
-/// decay from the anchor. `anchor` is created on first use and re-anchored at `prev_lr` (the
-/// rate of the step before) when `planned` changes after warm-up.
+/// Learning rate of `step` under the cosine schedule: linear warm-up to `cfg.lr`, then the
+/// cosine from `cfg.lr` to `min_lr`. `anchor` is created on first use; when `planned` changes
+/// after warm-up it moves to this step at `prev_lr` (the rate of the step before), and the
+/// rest of the cosine, from the phase at which it gives `prev_lr`, is stretched or squeezed over
+/// the epochs now planned: the rate never rises, keeps its slope, and reaches the floor at the
+/// new end, however often the plan changes.
 #[allow(clippy::too_many_arguments)]
 fn cosine_step(
     cfg: &TrainConfig,
@@ -432,9 +435,12 @@ fn cosine_step(
             planned,
         };
     }
-    let span = (a.planned as f64 - a.at_epoch).max(1e-9);
-    let p = ((t - a.at_epoch) / span).clamp(0.0, 1.0);
-    min_lr + 0.5 * (a.lr - min_lr) * (1.0 + (std::f64::consts::PI * p).cos())
+    let span = (cfg.lr - min_lr).max(1e-12);
+    // The phase in [0, 1] of the full cosine at which it gives the anchor's rate.
+    let p0 = (2.0 * (a.lr - min_lr) / span - 1.0).clamp(-1.0, 1.0).acos() / std::f64::consts::PI;
+    let s = ((t - a.at_epoch) / (a.planned as f64 - a.at_epoch).max(1e-9)).clamp(0.0, 1.0);
+    let p = p0 + (1.0 - p0) * s;
+    min_lr + 0.5 * span * (1.0 + (std::f64::consts::PI * p).cos())
 }
 
 /// The epochs a run will get: `cfg.epochs`, or with a time budget the epochs done plus those
@@ -1548,6 +1554,20 @@ mod tests {
         assert!((rates[599] - rates[600]).abs() < 1e-2, "no jump at the re-plan");
         assert!((rates[1999] - 0.01).abs() < 1e-4, "{}", rates[1999]);
         assert!(rates[1200] > 0.05, "the longer plan decays more slowly: {}", rates[1200]);
+        // A plan that changes every epoch (the machine's speed wobbling) still decays along
+        // the cosine's shape and ends at the floor: no restart of the flat top each time.
+        let (mut anchor, mut prev, mut rates) = (None, 0.0, Vec::new());
+        for step in 0..2000 {
+            let planned = if (step / 100) % 2 == 0 { 20 } else { 19 };
+            prev = cosine_step(&cfg, &mut anchor, planned, 1.0, 0.01, step, 100, prev);
+            rates.push(prev);
+        }
+        for w in rates[100..].windows(2) {
+            assert!(w[1] <= w[0] + 1e-12, "rate rose from {} to {}", w[0], w[1]);
+        }
+        let plain = |step| cosine_step(&cfg, &mut None, 20, 1.0, 0.01, step, 100, 1.0);
+        assert!((rates[1000] - plain(1000)).abs() < 0.08, "halfway {} vs the plain cosine {}", rates[1000], plain(1000));
+        assert!(rates[1999] < 0.02, "{}", rates[1999]);
     }
 
     #[test]
