@@ -830,17 +830,14 @@ fn spec_for(arch: ArchArg, width: Option<usize>, shape: ShapeArgs, dropout: Opti
 /// Load `--model` (a file or a run directory), or the embedded default model.
 /// Returns the network in inference mode, its header and a name for reports.
 fn load_model(model: Option<&Path>, device: &burn::tensor::Device) -> Result<(ferrite::model::Network, modelfile::ModelHeader, String)> {
-    let embedded = match model {
-        None => Some("default"),
-        Some(m) => m.to_str().and_then(|s| s.strip_prefix("embedded:")),
-    };
-    match model {
-        _ if embedded.is_some() => {
+    // No --model, or `embedded:NAME`: a model compiled into the binary.
+    let embedded = model.and_then(|m| m.to_str()).and_then(|s| s.strip_prefix("embedded:"));
+    match model.filter(|_| embedded.is_none()) {
+        None => {
             let name = embedded.unwrap_or("default");
             let (net, header) = ferrite::embedded::named(name, device).with_context(|| format!("loading the embedded model '{name}'"))?;
             Ok((net, header, format!("<embedded {name} model>")))
         }
-        None => unreachable!("no --model is the embedded default"),
         Some(model) => {
             let path = if model.is_dir() {
                 RunDir(model.to_path_buf()).model_for_inference()

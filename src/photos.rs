@@ -76,7 +76,7 @@ pub fn evaluate_photos(analyzer: &Analyzer, root: &Path) -> Result<PhotoReport> 
                 let faces = analyzer.analyze(&img)?;
                 Ok(faces
                     .iter()
-                    .max_by(|a, b| (a.bbox.w * a.bbox.h).total_cmp(&(b.bbox.w * b.bbox.h)))
+                    .max_by(|a, b| a.bbox.area().total_cmp(&b.bbox.area()))
                     .map(|f| Emotion::ALL[crate::evaluate::argmax(&f.probs)]))
             })();
             (path.display().to_string(), *label, r.map_err(|e| e.to_string()))
