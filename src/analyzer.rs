@@ -211,6 +211,8 @@ pub struct FrameResult {
     pub time_s: f64,
     /// Whether the detector ran on this frame (otherwise boxes come from the tracker).
     pub detected: bool,
+    /// Whether this frame starts a new shot (a cut): tracks were ended and the detector ran.
+    pub cut: bool,
     pub faces: Vec<TrackedFace>,
 }
 
@@ -221,6 +223,15 @@ pub struct VideoOptions {
     /// tracker in between and the faces are classified on every frame.
     pub detect_every: usize,
     pub tracker: TrackerConfig,
+    /// A frame whose 32x24 grayscale thumbnail differs from the previous frame's by more than
+    /// this mean absolute difference (0-1) is a cut: tracks end (no id or smoothing carried
+    /// from one shot to the next) and the detector runs on it. 0 = never.
+    #[serde(default = "default_cut_threshold")]
+    pub cut_threshold: f32,
+}
+
+fn default_cut_threshold() -> f32 {
+    VideoOptions::default().cut_threshold
 }
 
 impl Default for VideoOptions {
@@ -228,8 +239,19 @@ impl Default for VideoOptions {
         VideoOptions {
             detect_every: 3,
             tracker: TrackerConfig::default(),
+            cut_threshold: 0.1,
         }
     }
+}
+
+/// Side of the thumbnails compared for cut detection.
+const CUT_THUMB: (u32, u32) = (32, 24);
+
+/// Mean absolute difference (0-1) of two equal-size grayscale thumbnails.
+fn thumb_difference(a: &GrayImage, b: &GrayImage) -> f32 {
+    let n = a.as_raw().len().max(1) as f32;
+    let sum: u32 = a.as_raw().iter().zip(b.as_raw()).map(|(&x, &y)| x.abs_diff(y) as u32).sum();
+    sum as f32 / n / 255.0
 }
 
 /// Frame-by-frame analysis of a video with tracking. `A` is `&Analyzer` or `Arc<Analyzer>`.
@@ -242,20 +264,29 @@ pub struct VideoAnalyzer<A: std::ops::Deref<Target = Analyzer>> {
     /// Boxes and detector scores of the faces seen on the last detection frame, moved along
     /// with their tracks.
     carried: Vec<Detection>,
+    /// The previous frame's thumbnail, for cut detection.
+    thumb: Option<GrayImage>,
     /// Seconds spent detecting and classifying so far.
     pub detect_s: f64,
     pub classify_s: f64,
 }
 
 impl<A: std::ops::Deref<Target = Analyzer>> VideoAnalyzer<A> {
+    /// The tracker labels faces `uncertain` with the analyzer's `abstain_below` (held by the
+    /// tracker's hysteresis), whatever `opts.tracker.abstain` says.
     pub fn new(analyzer: A, fps: f64, opts: VideoOptions) -> VideoAnalyzer<A> {
+        let tracker = TrackerConfig {
+            abstain: analyzer.config.abstain_below,
+            ..opts.tracker.clone()
+        };
         VideoAnalyzer {
             analyzer,
-            tracker: Tracker::new(opts.tracker.clone()),
+            tracker: Tracker::new(tracker),
             opts,
             fps: if fps > 0.0 { fps } else { 25.0 },
             index: 0,
             carried: Vec::new(),
+            thumb: None,
             detect_s: 0.0,
             classify_s: 0.0,
         }
@@ -270,7 +301,15 @@ impl<A: std::ops::Deref<Target = Analyzer>> VideoAnalyzer<A> {
     pub fn process(&mut self, frame: &RgbImage) -> Result<FrameResult> {
         let index = self.index;
         self.index += 1;
-        let detected = index.is_multiple_of(self.opts.detect_every.max(1));
+        let gray = image::imageops::grayscale(frame);
+        let thumb = image::imageops::thumbnail(&gray, CUT_THUMB.0, CUT_THUMB.1);
+        let cut = self.opts.cut_threshold > 0.0
+            && self.thumb.as_ref().is_some_and(|prev| thumb_difference(prev, &thumb) > self.opts.cut_threshold);
+        self.thumb = Some(thumb);
+        if cut {
+            self.tracker.reset();
+        }
+        let detected = cut || index.is_multiple_of(self.opts.detect_every.max(1));
         let t0 = std::time::Instant::now();
         let found: Vec<Detection> = if detected {
             self.analyzer.detector.detect(frame)?
@@ -278,23 +317,20 @@ impl<A: std::ops::Deref<Target = Analyzer>> VideoAnalyzer<A> {
             self.carried.clone()
         };
         let t1 = std::time::Instant::now();
-        let gray = image::imageops::grayscale(frame);
         let boxes: Vec<BBox> = found.iter().map(|f| f.bbox).collect();
         let probs = self.analyzer.classify(&gray, &found)?;
         self.detect_s += (t1 - t0).as_secs_f64();
         self.classify_s += t1.elapsed().as_secs_f64();
         let faces: Vec<(BBox, [f32; Emotion::COUNT])> = boxes.iter().copied().zip(probs).collect();
-        let ids = self.tracker.update(&faces);
+        let ids = self.tracker.update(&faces, (1.0 / self.fps) as f32);
         let abstain = self.analyzer.config.abstain_below;
         let tracked = found
             .iter()
             .zip(ids)
             .map(|(d, (id, smoothed))| {
                 let mut face = Face::new(d.bbox, d.score, smoothed, abstain);
-                // The tracker's label, held against flicker (still `uncertain` under --abstain).
-                if let Some(l) = self.tracker.label(id) {
-                    face.label = (smoothed[l.index()] >= abstain).then_some(l);
-                }
+                // The tracker's label (or uncertain), held against flicker.
+                face.label = self.tracker.label(id);
                 TrackedFace { id, face }
             })
             .collect();
@@ -303,6 +339,7 @@ impl<A: std::ops::Deref<Target = Analyzer>> VideoAnalyzer<A> {
             index,
             time_s: index as f64 / self.fps,
             detected,
+            cut,
             faces: tracked,
         })
     }
@@ -349,5 +386,33 @@ mod tests {
         assert_eq!(results.iter().map(|r| r.detected).collect::<Vec<_>>(), [true, false, false, true]);
         assert!(results.iter().all(|r| r.faces.len() == 1 && r.faces[0].id == results[0].faces[0].id));
         assert!((results[2].time_s - 0.2).abs() < 1e-9);
+    }
+
+    /// A cut (a frame unlike the last) ends the tracks and runs the detector; a small shift
+    /// of the same picture does not.
+    #[test]
+    fn a_cut_ends_tracks_and_runs_the_detector() {
+        let device = crate::device::inference_device();
+        let (net, _) = crate::embedded::default_model(&device).unwrap();
+        let det = Fixed(vec![Detection::new(BBox::new(10.0, 10.0, 40.0, 40.0), 0.9)]);
+        let a = Analyzer::from_parts(Box::new(det), &net, AnalyzerConfig::default()).unwrap();
+        let mut v = VideoAnalyzer::new(&a, 25.0, VideoOptions::default());
+        // Shot one: a horizontal ramp, shifted by a pixel per frame; shot two: its negative.
+        let shot = |shift: u32, invert: bool| {
+            RgbImage::from_fn(96, 72, |x, _| {
+                let g = (((x + shift) * 255) / 100) as u8;
+                let g = if invert { 255 - g } else { g };
+                image::Rgb([g, g, g])
+            })
+        };
+        let r: Vec<_> = (0..6).map(|k| v.process(&shot(k, k >= 4)).unwrap()).collect();
+        assert_eq!(r.iter().map(|r| r.cut).collect::<Vec<_>>(), [false, false, false, false, true, false]);
+        assert_eq!(r.iter().map(|r| r.detected).collect::<Vec<_>>(), [true, false, false, true, true, false]);
+        let ids: Vec<u32> = r.iter().map(|r| r.faces[0].id).collect();
+        assert!(ids[..4].iter().all(|&i| i == ids[0]), "{ids:?}");
+        assert!(ids[4] != ids[0] && ids[5] == ids[4], "a new track after the cut: {ids:?}");
+        let off = VideoOptions { cut_threshold: 0.0, ..Default::default() };
+        let mut v = VideoAnalyzer::new(&a, 25.0, off);
+        assert!((0..6).all(|k| !v.process(&shot(k, k >= 4)).unwrap().cut));
     }
 }

@@ -293,4 +293,32 @@ pub(crate) mod tests {
         assert!(matches!(e, DecodeError::Truncated(_)), "{e}");
         assert_eq!(decode(b"hello, world", None).unwrap_err(), DecodeError::UnknownFormat);
     }
+
+    /// A CMYK JPEG (as print workflows and some face data sets save them) comes out as the RGB
+    /// picture it stands for.
+    #[test]
+    fn cmyk_jpegs_decode_to_rgb() {
+        let (w, h) = (64u16, 48u16);
+        let rgb = |x: u16, y: u16| [(x * 4) as u8, (y * 5) as u8, 200u8];
+        // Plain CMYK with no black: c = 255 - r, m = 255 - g, y = 255 - b.
+        let mut cmyk = Vec::new();
+        for y in 0..h {
+            for x in 0..w {
+                let [r, g, b] = rgb(x, y);
+                cmyk.extend_from_slice(&[255 - r, 255 - g, 255 - b, 0]);
+            }
+        }
+        let mut bytes = Vec::new();
+        jpeg_encoder::Encoder::new(&mut bytes, 95).encode(&cmyk, w, h, jpeg_encoder::ColorType::Cmyk).unwrap();
+        let img = decode(&bytes, None).unwrap().to_rgb8();
+        assert_eq!(img.dimensions(), (w as u32, h as u32));
+        let mut worst = 0i32;
+        for (x, y, p) in img.enumerate_pixels() {
+            let want = rgb(x as u16, y as u16);
+            for c in 0..3 {
+                worst = worst.max((p.0[c] as i32 - want[c] as i32).abs());
+            }
+        }
+        assert!(worst <= 24, "largest channel error {worst}");
+    }
 }

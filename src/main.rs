@@ -163,9 +163,19 @@ enum Command {
         /// Run the face detector on every Nth frame; the tracker carries boxes in between.
         #[arg(long, default_value_t = 3)]
         detect_every: usize,
-        /// Smoothing of probabilities over time: weight of the past, 0 (none) to 0.95.
-        #[arg(long, default_value_t = 0.6)]
-        smoothing: f32,
+        /// Smoothing of each face's probabilities over time: the time constant of their moving
+        /// average in seconds, 0 (none) to 5.
+        #[arg(long, default_value_t = 0.3)]
+        smooth_seconds: f32,
+        /// Label hysteresis: a face's shown label changes only when another class's smoothed
+        /// probability beats it by more than this, 0 (always the top class) to 0.5.
+        #[arg(long, default_value_t = 0.15)]
+        hysteresis: f32,
+        /// Scene-cut detection: a frame whose small grayscale thumbnail differs from the previous
+        /// one's by more than this mean absolute difference (0-1) starts a new shot, where tracks
+        /// end and the detector runs. 0 = off.
+        #[arg(long, default_value_t = 0.1)]
+        cut_threshold: f32,
         /// Stop after this many frames (cameras and streams run until stopped otherwise).
         #[arg(long)]
         max_frames: Option<usize>,
@@ -775,11 +785,23 @@ fn run() -> Result<()> {
             csv,
             plot,
             detect_every,
-            smoothing,
+            smooth_seconds,
+            hysteresis,
+            cut_threshold,
             max_frames,
             show,
             face,
-        } => video(&source, out.as_deref(), csv.as_deref(), plot.as_deref(), detect_every, smoothing, max_frames, show, &face)?,
+        } => video(
+            &source,
+            out.as_deref(),
+            csv.as_deref(),
+            plot.as_deref(),
+            detect_every,
+            (smooth_seconds, hysteresis, cut_threshold),
+            max_frames,
+            show,
+            &face,
+        )?,
         Command::Serve { addr, source, max_upload_mb, max_sessions, face } => {
             let analyzer = face.analyzer()?;
             let model_name = match &face.model {
@@ -1212,7 +1234,7 @@ fn video(
     csv: Option<&Path>,
     plot_path: Option<&Path>,
     detect_every: usize,
-    smoothing: f32,
+    (smooth_seconds, hysteresis, cut_threshold): (f32, f32, f32),
     max_frames: Option<usize>,
     show: bool,
     face: &FaceArgs,
@@ -1220,8 +1242,14 @@ fn video(
     use ferrite::analyzer::{VideoAnalyzer, VideoOptions};
     use ferrite::video::{FrameReader, FrameWriter, probe};
     use std::io::Write;
-    if !(0.0..=0.95).contains(&smoothing) {
-        bail!("--smoothing must be between 0 and 0.95");
+    if !(0.0..=5.0).contains(&smooth_seconds) {
+        bail!("--smooth-seconds must be between 0 and 5");
+    }
+    if !(0.0..=0.5).contains(&hysteresis) {
+        bail!("--hysteresis must be between 0 and 0.5");
+    }
+    if !(0.0..=1.0).contains(&cut_threshold) {
+        bail!("--cut-threshold must be between 0 and 1");
     }
     if detect_every == 0 {
         bail!("--detect-every must be at least 1");
@@ -1264,10 +1292,12 @@ fn video(
     let opts = VideoOptions {
         detect_every,
         tracker: ferrite::track::TrackerConfig {
-            smoothing,
+            smooth_seconds,
+            hysteresis,
             max_missed: (info.fps.round() as usize).max(detect_every + 1),
             ..Default::default()
         },
+        cut_threshold,
     };
     let mut va = VideoAnalyzer::new(&analyzer, info.fps, opts);
     let mut timeline: Vec<ferrite::plot::TimelinePoint> = Vec::new();
