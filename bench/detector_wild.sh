@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# The whole face pipeline before and after this session's detector changes, side by side in one
+# The whole face pipeline before and after the detector changes of issue 23, side by side in one
 # run: the committed photos (bench/detector.sh's recall and false alarms), ../shared/data/wild/
 # (photos where a face is found, labelled right), and ms per 640x480 frame on one thread.
-# "before" = no padded retry, no alignment (ferrite of 2026-11-28); "after" = the defaults.
 # Usage: bench/detector_wild.sh [MODEL]   (default: the embedded model)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -23,9 +22,13 @@ for i in range(20):
                     "scale=640:480:force_original_aspect_ratio=decrease,pad=640:480:(ow-iw)/2:(oh-ih)/2",
                     os.path.join(sys.argv[2], f"f{i:02}.jpg")], check=True)
 PY
-for which in before after; do
+# before = the pipeline of 2026-11-28 (BlazeFace back only, no padded retry, no alignment);
+# session 16 = back with the padded retry and alignment; after = the defaults (back and
+# full-range together, padded retry, alignment).
+for which in before session16 after; do
   flags=()
-  [ "$which" = before ] && flags=(--pad-retry 0 --no-align)
+  [ "$which" = before ] && flags=(--detector back --pad-retry 0 --no-align)
+  [ "$which" = session16 ] && flags=(--detector back)
   echo "== $which ${flags[*]:-(defaults)}"
   bench/detector.sh "${flags[@]}" | tail -1
   "$bin" evaluate --detect --data "$wild" "${model[@]}" "${flags[@]}" | sed -n '2,10p'

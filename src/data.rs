@@ -301,7 +301,11 @@ pub fn parse_csv_row(line: &str) -> std::result::Result<(Emotion, Vec<u8>, Strin
 
 fn load_csv(path: &Path, opts: &LoadOptions) -> Result<Dataset> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let reader = std::io::BufReader::new(file);
+    read_csv(std::io::BufReader::new(file), path, opts)
+}
+
+/// Read the FER2013 CSV from `reader`; errors name `path` and the line.
+pub fn read_csv(reader: impl BufRead, path: &Path, opts: &LoadOptions) -> Result<Dataset> {
     let mut ds = Dataset::default();
     let mut per_class = [0usize; Emotion::COUNT];
     for (i, line) in reader.lines().enumerate() {

@@ -220,6 +220,11 @@ pub struct VoteTable {
 /// Read a FER+ vote file in any of its three forms (told apart by the header line).
 pub fn read_votes(path: &Path) -> Result<VoteTable> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    parse_vote_file(&text, path)
+}
+
+/// Parse the text of a FER+ vote file (any of its three forms); errors name `path` and the line.
+pub fn parse_vote_file(text: &str, path: &Path) -> Result<VoteTable> {
     let bad = |line: usize, message: String| Error::BadCsvRow {
         path: path.to_path_buf(),
         line,

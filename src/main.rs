@@ -199,6 +199,16 @@ enum Command {
         /// Most concurrent live-camera sessions.
         #[arg(long, default_value_t = 8)]
         max_sessions: usize,
+        /// Most open connections; one more is answered 503 and closed.
+        #[arg(long, default_value_t = 1024)]
+        max_connections: usize,
+        /// Seconds a connection may take to send a request head (idle and stalled connections
+        /// are closed after it) and an upload its body (408 after it).
+        #[arg(long, default_value_t = 10)]
+        timeout_s: u64,
+        /// Most concurrent /video_feed viewers (they share one decoder).
+        #[arg(long, default_value_t = 16)]
+        max_viewers: usize,
         #[command(flatten)]
         face: FaceArgs,
     },
@@ -273,9 +283,10 @@ struct FaceArgs {
     /// Expression model file or run directory. Default: the model embedded in this binary.
     #[arg(long)]
     model: Option<PathBuf>,
-    /// Smallest face-detector score kept.
-    #[arg(long, default_value_t = 0.7)]
-    min_score: f32,
+    /// Smallest face-detector score kept (default: each detector model's own, back 0.7,
+    /// full-range 0.6).
+    #[arg(long)]
+    min_score: Option<f32>,
     /// Margin around each face before cropping, as a fraction of the box size.
     #[arg(long, default_value_t = 0.15)]
     margin: f32,
@@ -289,6 +300,10 @@ struct FaceArgs {
     /// each side: finds a face that fills the picture (tight crops). 0 = off.
     #[arg(long, default_value_t = 1.0)]
     pad_retry: f32,
+    /// Face detector model(s): BlazeFace "back" (small, distant faces), full-range (large, near,
+    /// turned faces) or both, their detections merged.
+    #[arg(long, value_enum, default_value_t = ferrite::blazeface::DetectorModel::default())]
+    detector: ferrite::blazeface::DetectorModel,
     /// Crop faces as the detector boxes them, without turning them level by their eyes.
     #[arg(long)]
     no_align: bool,
@@ -300,7 +315,7 @@ impl FaceArgs {
     fn analyzer(&self) -> Result<ferrite::analyzer::Analyzer> {
         use ferrite::analyzer::{Analyzer, AnalyzerConfig};
         use ferrite::blazeface::{BlazeFace, BlazeFaceConfig};
-        if !(0.0..=1.0).contains(&self.abstain) || !(0.0..=1.0).contains(&self.min_score) {
+        if !(0.0..=1.0).contains(&self.abstain) || self.min_score.is_some_and(|m| !(0.0..=1.0).contains(&m)) {
             bail!("--abstain and --min-score must be between 0 and 1");
         }
         if !(0.0..=1.0).contains(&self.margin) || !(1..=6).contains(&self.tiles) {
@@ -316,6 +331,7 @@ impl FaceArgs {
                 min_score: self.min_score,
                 tiles: self.tiles,
                 pad_retry: self.pad_retry,
+                model: self.detector,
                 ..BlazeFaceConfig::default()
             },
             tta: self.tta.into(),
@@ -445,6 +461,9 @@ struct EvaluateArgs {
     /// With --detect: crop faces without turning them level by their eyes.
     #[arg(long, requires = "detect")]
     no_align: bool,
+    /// With --detect: the face detector model(s) (see `detect`).
+    #[arg(long, value_enum, default_value_t = ferrite::blazeface::DetectorModel::default(), requires = "detect")]
+    detector: ferrite::blazeface::DetectorModel,
 }
 
 #[derive(Args)]
@@ -802,7 +821,7 @@ fn run() -> Result<()> {
             show,
             &face,
         )?,
-        Command::Serve { addr, source, max_upload_mb, max_sessions, face } => {
+        Command::Serve { addr, source, max_upload_mb, max_sessions, max_connections, timeout_s, max_viewers, face } => {
             let analyzer = face.analyzer()?;
             let model_name = match &face.model {
                 Some(p) => p.display().to_string(),
@@ -811,6 +830,13 @@ fn run() -> Result<()> {
             let limits = ferrite::server::Limits {
                 max_upload_bytes: max_upload_mb.max(1) * 1024 * 1024,
                 max_sessions: max_sessions.max(1),
+                max_viewers: max_viewers.max(1),
+                body_timeout: std::time::Duration::from_secs(timeout_s.max(1)),
+                ..Default::default()
+            };
+            let serve_opts = ferrite::server::ServeOptions {
+                header_timeout: std::time::Duration::from_secs(timeout_s.max(1)),
+                max_connections: max_connections.max(1),
                 ..Default::default()
             };
             let state = ferrite::server::AppState::new(analyzer, model_name, limits, source);
@@ -820,13 +846,9 @@ fn run() -> Result<()> {
                     .await
                     .with_context(|| format!("cannot listen on {addr}"))?;
                 let local = listener.local_addr()?;
-                println!("ferrite is serving on http://{local}/ (Ctrl-C stops)");
-                axum::serve(listener, ferrite::server::app(state))
-                    .with_graceful_shutdown(async {
-                        let _ = tokio::signal::ctrl_c().await;
-                    })
-                    .await
-                    .context("server failed")
+                println!("ferrite is serving on http://{local}/ (Ctrl-C or SIGTERM stops)");
+                let app = ferrite::server::app(state);
+                ferrite::server::serve(listener, app, serve_opts, ferrite::server::shutdown_signal()).await.context("server failed")
             })?;
         }
         Command::Predict { images, model, tta, json } => predict(&images, model.as_deref(), tta.into(), json)?,
@@ -994,7 +1016,7 @@ fn train(a: TrainArgs, matmul: Option<MatmulPrecision>) -> Result<()> {
 }
 
 fn evaluate(args: EvaluateArgs) -> Result<()> {
-    let EvaluateArgs { model, data, usage, skip_bad, out, tta, ferplus, votes, prior_correction, detect, contrast, pad_retry, margin, no_align } = args;
+    let EvaluateArgs { model, data, usage, skip_bad, out, tta, ferplus, votes, prior_correction, detect, contrast, pad_retry, margin, no_align, detector } = args;
     let (model, data, out, tta) = (model.as_deref(), data.as_path(), out.as_deref(), Tta::from(tta));
     let device = device::inference_device();
     let (net, header, model_name) = load_model(model, &device)?;
@@ -1009,6 +1031,7 @@ fn evaluate(args: EvaluateArgs) -> Result<()> {
         }
         let mut config = AnalyzerConfig { tta, contrast: opts.contrast, margin, align: !no_align, ..AnalyzerConfig::default() };
         config.detector.pad_retry = pad_retry;
+        config.detector.model = detector;
         let detector = ferrite::blazeface::BlazeFace::new(config.detector.clone()).context("building the face detector")?;
         let analyzer = Analyzer::from_parts(Box::new(detector), &net, config).context("compiling the expression model")?;
         let report = ferrite::photos::evaluate_photos(&analyzer, data).with_context(|| format!("evaluating {}", data.display()))?;

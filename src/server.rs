@@ -43,6 +43,8 @@ pub struct Limits {
     pub max_concurrent_analyses: usize,
     /// Longest time a request body may take to arrive; a slower (stalled) upload gets 408.
     pub body_timeout: std::time::Duration,
+    /// Concurrent `/video_feed` viewers (they share one decoder); more get 503.
+    pub max_viewers: usize,
 }
 
 impl Default for Limits {
@@ -55,6 +57,7 @@ impl Default for Limits {
             max_frame_bytes: 2 * 1024 * 1024,
             max_concurrent_analyses: 4,
             body_timeout: std::time::Duration::from_secs(10),
+            max_viewers: 16,
         }
     }
 }
@@ -71,6 +74,12 @@ struct Inner {
     sessions: Arc<Semaphore>,
     analyses: Semaphore,
     source: Option<String>,
+    /// The running `/video_feed` producer's latest frame, shared by every viewer (`None`: none
+    /// running); the producer thread clears it when its last viewer leaves.
+    feed: std::sync::Mutex<Option<Arc<tokio::sync::watch::Sender<Option<Bytes>>>>>,
+    viewers: Arc<Semaphore>,
+    /// Producers (decoders) started so far.
+    feeds_started: std::sync::atomic::AtomicUsize,
     model_name: String,
     started: Instant,
 }
@@ -88,12 +97,22 @@ impl AppState {
                 analyzer,
                 sessions: Arc::new(Semaphore::new(limits.max_sessions)),
                 analyses: Semaphore::new(limits.max_concurrent_analyses.max(1)),
+                viewers: Arc::new(Semaphore::new(limits.max_viewers.max(1))),
                 limits,
                 source,
+                feed: std::sync::Mutex::new(None),
+                feeds_started: std::sync::atomic::AtomicUsize::new(0),
                 model_name: model_name.into(),
                 started: Instant::now(),
             }),
         }
+    }
+}
+
+impl AppState {
+    /// How many `/video_feed` decoders have been started (one serves every viewer at a time).
+    pub fn feed_decoders_started(&self) -> usize {
+        self.inner.feeds_started.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -176,8 +195,9 @@ pub fn decode_image(bytes: &[u8], limits: &Limits) -> Result<DynamicImage, ApiEr
 }
 
 /// The image bytes of a request: a raw image body (image/* or application/octet-stream) or
-/// the first file field of a multipart form.
-async fn request_image(state: &AppState, req: Request) -> Result<Bytes, ApiError> {
+/// the first file field of a multipart form, within `limits` (size, time). Fuzzed:
+/// `fuzz/fuzz_targets/upload.rs`.
+pub async fn request_image(limits: &Limits, req: Request) -> Result<Bytes, ApiError> {
     let ct = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -186,26 +206,26 @@ async fn request_image(state: &AppState, req: Request) -> Result<Bytes, ApiError
         .to_ascii_lowercase();
     let too_big = |e: String| {
         if e.contains("length limit") || e.contains("too large") {
-            bad(StatusCode::PAYLOAD_TOO_LARGE, format!("upload too large (at most {} bytes)", state.inner.limits.max_upload_bytes))
+            bad(StatusCode::PAYLOAD_TOO_LARGE, format!("upload too large (at most {} bytes)", limits.max_upload_bytes))
         } else {
             bad(StatusCode::BAD_REQUEST, e)
         }
     };
     // A body announced as too large is refused at once, before any of it is read.
-    let limit = state.inner.limits.max_upload_bytes;
+    let limit = limits.max_upload_bytes;
     if let Some(len) = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok())
         && len > limit as u64
     {
         return Err(bad(StatusCode::PAYLOAD_TOO_LARGE, format!("upload too large: {len} bytes announced, at most {limit} accepted")));
     }
-    let timeout = state.inner.limits.body_timeout;
+    let timeout = limits.body_timeout;
     let slow = || bad(StatusCode::REQUEST_TIMEOUT, format!("the upload did not arrive within {} s", timeout.as_secs_f32()));
-    tokio::time::timeout(timeout, read_image_body(state, req, &ct, too_big)).await.map_err(|_| slow())?
+    tokio::time::timeout(timeout, read_image_body(req, &ct, too_big)).await.map_err(|_| slow())?
 }
 
-async fn read_image_body(state: &AppState, req: Request, ct: &str, too_big: impl Fn(String) -> ApiError) -> Result<Bytes, ApiError> {
+async fn read_image_body(req: Request, ct: &str, too_big: impl Fn(String) -> ApiError) -> Result<Bytes, ApiError> {
     if ct.starts_with("multipart/form-data") {
-        let mut mp = Multipart::from_request(req, state).await.map_err(|e| bad(StatusCode::BAD_REQUEST, e.body_text()))?;
+        let mut mp = Multipart::from_request(req, &()).await.map_err(|e| bad(StatusCode::BAD_REQUEST, e.body_text()))?;
         while let Some(field) = mp.next_field().await.map_err(|e| too_big(e.body_text()))? {
             if field.name() == Some("image") || field.file_name().is_some() {
                 return field.bytes().await.map_err(|e| too_big(e.body_text()));
@@ -213,7 +233,7 @@ async fn read_image_body(state: &AppState, req: Request, ct: &str, too_big: impl
         }
         Err(bad(StatusCode::BAD_REQUEST, "multipart form without an 'image' file field"))
     } else if ct.is_empty() || ct.starts_with("image/") || ct.starts_with("application/octet-stream") {
-        Bytes::from_request(req, state).await.map_err(|e| too_big(e.body_text()))
+        Bytes::from_request(req, &()).await.map_err(|e| too_big(e.body_text()))
     } else {
         Err(bad(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -227,7 +247,7 @@ fn faces_json(faces: &[crate::analyzer::Face]) -> Vec<Value> {
 }
 
 async fn analyze(State(s): State<AppState>, req: Request) -> Result<axum::Json<Value>, ApiError> {
-    let bytes = request_image(&s, req).await?;
+    let bytes = request_image(&s.inner.limits, req).await?;
     let _permit = s.inner.analyses.acquire().await.map_err(|_| bad(StatusCode::SERVICE_UNAVAILABLE, "shutting down"))?;
     let state = s.clone();
     let started = Instant::now();
@@ -378,48 +398,220 @@ async fn live_session(s: AppState, socket: WebSocket) {
 }
 
 /// MJPEG (multipart/x-mixed-replace) of the server-side `--source`, annotated, as in the
-/// tutorials' Flask app. Files loop; frames are dropped, never queued, for slow clients.
+/// tutorials' Flask app. One decoder thread per source serves every viewer (at most
+/// `max_viewers`); each viewer gets the newest frame, so slow clients skip frames and nothing
+/// queues. Files loop; the decoder stops when its last viewer leaves.
 async fn video_feed(State(s): State<AppState>) -> Result<Response, ApiError> {
     let Some(source) = s.inner.source.clone() else {
         return Err(bad(StatusCode::NOT_FOUND, "no server-side video source (start `ferrite serve --source FILE_OR_CAMERA`)"));
     };
-    let info = crate::video::probe(&source).map_err(|e| bad(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(2);
-    let analyzer = s.inner.analyzer.clone();
-    std::thread::spawn(move || {
-        let mut video = VideoAnalyzer::new(analyzer.clone(), info.fps, VideoOptions::default());
-        let frame_time = std::time::Duration::from_secs_f64(1.0 / info.fps.max(1.0));
-        let is_file = std::path::Path::new(&source).is_file();
-        loop {
-            let Ok(mut reader) = crate::video::FrameReader::open(&source, &info) else { return };
-            while let Ok(Some(mut frame)) = reader.next_frame() {
-                let t = Instant::now();
-                let Ok(r) = video.process(&frame) else { return };
-                analyzer.draw_tracked(&mut frame, &r.faces);
-                let mut jpeg = Vec::new();
-                if DynamicImage::ImageRgb8(frame).write_to(&mut Cursor::new(&mut jpeg), image::ImageFormat::Jpeg).is_err() {
-                    return;
-                }
-                let mut part = format!("--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n", jpeg.len()).into_bytes();
-                part.extend_from_slice(&jpeg);
-                part.extend_from_slice(b"\r\n");
-                match tx.try_send(Bytes::from(part)) {
-                    Ok(()) | Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {}
-                    Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => return,
-                }
-                if is_file && let Some(rest) = frame_time.checked_sub(t.elapsed()) {
-                    std::thread::sleep(rest);
+    let permit = s
+        .inner
+        .viewers
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| bad(StatusCode::SERVICE_UNAVAILABLE, format!("too many viewers (at most {})", s.inner.limits.max_viewers)))?;
+    let running = s.inner.feed.lock().map_err(|_| bad(StatusCode::INTERNAL_SERVER_ERROR, "feed state poisoned"))?.as_ref().map(|tx| tx.subscribe());
+    let rx = match running {
+        Some(rx) => rx,
+        None => {
+            // ffprobe blocks: off the async runtime.
+            let probed = source.clone();
+            let info = tokio::task::spawn_blocking(move || crate::video::probe(&probed))
+                .await
+                .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+                .map_err(|e| bad(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+            let mut slot = s.inner.feed.lock().map_err(|_| bad(StatusCode::INTERNAL_SERVER_ERROR, "feed state poisoned"))?;
+            match slot.as_ref() {
+                // Another viewer started it meanwhile.
+                Some(tx) => tx.subscribe(),
+                None => {
+                    let (tx, rx) = tokio::sync::watch::channel(None);
+                    let tx = Arc::new(tx);
+                    *slot = Some(tx.clone());
+                    s.inner.feeds_started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let state = s.clone();
+                    std::thread::spawn(move || produce_feed(&state, &source, &info, &tx));
+                    rx
                 }
             }
-            if !is_file {
-                return;
+        }
+    };
+    let stream = futures_util::stream::unfold((rx, permit), |(mut rx, permit)| async move {
+        loop {
+            rx.changed().await.ok()?;
+            let part = rx.borrow_and_update().clone();
+            if let Some(part) = part {
+                return Some((Ok::<_, std::convert::Infallible>(part), (rx, permit)));
             }
         }
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, std::convert::Infallible>(b), rx)) });
     Response::builder()
         .header(header::CONTENT_TYPE, "multipart/x-mixed-replace; boundary=frame")
         .header(header::CACHE_CONTROL, "no-cache")
         .body(Body::from_stream(stream))
         .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// The `/video_feed` decoder: decode, analyse, draw and JPEG-encode frames of `source` into
+/// `tx` until no viewer is left (or the source fails or, for a stream, ends); then clear the
+/// state's slot, which ends every viewer's stream.
+fn produce_feed(state: &AppState, source: &str, info: &crate::video::VideoInfo, tx: &tokio::sync::watch::Sender<Option<Bytes>>) {
+    let analyzer = state.inner.analyzer.clone();
+    let mut video = VideoAnalyzer::new(analyzer.clone(), info.fps, VideoOptions::default());
+    let frame_time = std::time::Duration::from_secs_f64(1.0 / info.fps.max(1.0));
+    let is_file = std::path::Path::new(source).is_file();
+    let mut leave = false;
+    'source: while !leave {
+        let Ok(mut reader) = crate::video::FrameReader::open(source, info) else { break };
+        while let Ok(Some(mut frame)) = reader.next_frame() {
+            let t = Instant::now();
+            let Ok(r) = video.process(&frame) else { break 'source };
+            analyzer.draw_tracked(&mut frame, &r.faces);
+            let mut jpeg = Vec::new();
+            if DynamicImage::ImageRgb8(frame).write_to(&mut Cursor::new(&mut jpeg), image::ImageFormat::Jpeg).is_err() {
+                break 'source;
+            }
+            let mut part = format!("--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n", jpeg.len()).into_bytes();
+            part.extend_from_slice(&jpeg);
+            part.extend_from_slice(b"\r\n");
+            tx.send_replace(Some(Bytes::from(part)));
+            if tx.receiver_count() == 0 {
+                // Checked again under the lock a new viewer subscribes under.
+                let Ok(slot) = state.inner.feed.lock() else { break 'source };
+                if tx.receiver_count() == 0 {
+                    drop(slot);
+                    leave = true;
+                    break;
+                }
+            }
+            if is_file && let Some(rest) = frame_time.checked_sub(t.elapsed()) {
+                std::thread::sleep(rest);
+            }
+        }
+        if !is_file {
+            break;
+        }
+    }
+    if let Ok(mut slot) = state.inner.feed.lock()
+        && slot.as_ref().is_some_and(|s| std::ptr::eq(Arc::as_ptr(s), tx))
+    {
+        *slot = None;
+    }
+}
+
+/// How `serve` treats connections.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// A connection must send a complete request head within this time of opening (or of its
+    /// previous response); one that sends nothing, or stalls mid-head, is closed.
+    pub header_timeout: std::time::Duration,
+    /// Connections open at once; one more is answered 503 and closed.
+    pub max_connections: usize,
+    /// On shutdown, in-flight requests get this long to finish before the server stops.
+    pub drain_timeout: std::time::Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            header_timeout: std::time::Duration::from_secs(10),
+            max_connections: 1024,
+            drain_timeout: std::time::Duration::from_secs(15),
+        }
+    }
+}
+
+/// Serve `app` on `listener` (HTTP/1.1 with upgrades for the WebSocket) until `shutdown`
+/// completes; then stop accepting, let in-flight requests finish (up to `drain_timeout`) and
+/// return. Streams that never end (the MJPEG feed) are cut at the drain deadline.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    opts: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    use tokio::io::AsyncWriteExt;
+    let max = opts.max_connections.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+    let slots = Arc::new(Semaphore::new(max));
+    // Tells every connection to finish its request in flight and close.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (mut stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a moment rather than spin.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "connection refused: {} open", opts.max_connections);
+            tokio::spawn(async move {
+                let body = r#"{"error":"too many connections; try again later"}"#;
+                let reply = format!(
+                    "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), stream.write_all(reply.as_bytes())).await;
+            });
+            continue;
+        };
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new()).header_read_timeout(opts.header_timeout);
+        let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone())).with_upgrades();
+        let mut stopping = stopping.clone();
+        tokio::spawn(async move {
+            let mut conn = std::pin::pin!(conn);
+            let ended = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = async { stopping.wait_for(|s| *s).await.map(|_| ()) } => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = ended {
+                tracing::debug!(%peer, "connection ended: {e}");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: waiting for in-flight requests");
+    let _ = stop.send(true);
+    // Every connection holds a slot until it has closed.
+    let drained = tokio::time::timeout(opts.drain_timeout, slots.acquire_many(max as u32)).await;
+    if drained.is_err() {
+        tracing::warn!("drain timeout: closing the remaining connections");
+    }
+    Ok(())
+}
+
+/// Completes on Ctrl-C (SIGINT) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
 }

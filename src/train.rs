@@ -911,6 +911,39 @@ pub fn resume_with(run_dir: &Path, train_ds: &Dataset, val_ds: &Dataset, opts: T
     resume_impl(run_dir, Some((train_ds, val_ds)), opts)
 }
 
+/// Everything a run directory's files hold to resume training from a checkpoint.
+pub struct ResumePoint {
+    pub cfg: TrainConfig,
+    pub state: TrainState,
+    pub net: Network,
+    optim: ModuleOptimizer,
+}
+
+/// Decode a run's `config.json` and one checkpoint's `state.json`, `model.ferrite` and
+/// `optimizer.bpk` (as bytes; `ckpt` names the checkpoint in errors). Every malformed part is
+/// an error naming the file, never a panic (fuzzed: `fuzz/fuzz_targets/resume.rs`).
+pub fn decode_resume_point(
+    config: &[u8],
+    state: &[u8],
+    model: &[u8],
+    optimizer: &[u8],
+    ckpt: &Path,
+    device: &Device,
+) -> Result<ResumePoint> {
+    let bad = |m: String| Error::BadRunDir {
+        path: ckpt.to_path_buf(),
+        message: m,
+    };
+    let cfg: TrainConfig = serde_json::from_slice(config).map_err(|e| bad(format!("config.json is invalid: {e}")))?;
+    let state: TrainState =
+        serde_json::from_slice(state).map_err(|e| bad(format!("{}/state.json is invalid: {e}", ckpt.display())))?;
+    let (net, _) = modelfile::decode(model, &ckpt.join("model.ferrite"), device)?;
+    let record = OptimizerRecord::from_bytes(Bytes::from_bytes_vec(optimizer.to_vec()))
+        .map_err(|e| bad(format!("optimizer state is invalid: {e}")))?;
+    let optim = build_optimizer(&cfg).load_record(record);
+    Ok(ResumePoint { cfg, state, net, optim })
+}
+
 fn resume_impl(run_dir: &Path, data: Option<(&Dataset, &Dataset)>, opts: TrainOptions) -> Result<TrainOutcome> {
     let run = RunDir(run_dir.to_path_buf());
     let bad = |m: String| Error::BadRunDir {
@@ -921,22 +954,14 @@ fn resume_impl(run_dir: &Path, data: Option<(&Dataset, &Dataset)>, opts: TrainOp
         return Err(bad("no such directory".into()));
     }
     let cfg_bytes = std::fs::read(run.config()).map_err(|e| bad(format!("cannot read config.json: {e}")))?;
-    let cfg: TrainConfig =
-        serde_json::from_slice(&cfg_bytes).map_err(|e| bad(format!("config.json is invalid: {e}")))?;
     let latest = std::fs::read_to_string(run.latest_pointer())
         .map_err(|e| bad(format!("no completed epoch to resume from (checkpoints/latest: {e})")))?;
     let ckpt = run.checkpoints().join(latest.trim());
-    let state: TrainState = serde_json::from_slice(
-        &std::fs::read(ckpt.join("state.json")).map_err(|e| bad(format!("{}: {e}", ckpt.display())))?,
-    )
-    .map_err(|e| bad(format!("{}/state.json is invalid: {e}", ckpt.display())))?;
+    let read = |name: &str| std::fs::read(ckpt.join(name)).map_err(|e| bad(format!("{}: {e}", ckpt.join(name).display())));
     let device = training_device();
-    let (net, _) = modelfile::load(&ckpt.join("model.ferrite"), &device).map_err(|e| bad(e.to_string()))?;
-    let optim_bytes =
-        std::fs::read(ckpt.join("optimizer.bpk")).map_err(|e| bad(format!("{}: {e}", ckpt.display())))?;
-    let record = OptimizerRecord::from_bytes(Bytes::from_bytes_vec(optim_bytes))
-        .map_err(|e| bad(format!("optimizer state is invalid: {e}")))?;
-    let optim = build_optimizer(&cfg).load_record(record);
+    let ResumePoint { cfg, state, net, optim } =
+        decode_resume_point(&cfg_bytes, &read("state.json")?, &read("model.ferrite")?, &read("optimizer.bpk")?, &ckpt, &device)
+            .map_err(|e| bad(e.to_string()))?;
     match data {
         Some((tr, va)) => fit(&cfg, &run, net, optim, state, tr, va, &device, opts),
         None => {

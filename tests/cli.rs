@@ -384,12 +384,12 @@ fn training_survives_kill_9_at_random_points() {
     // resume; the last attempt runs to the end.
     let delays = [150u64, 400, 90, 650, 250];
     let mut kills = 0;
-    for (k, &ms) in delays.iter().enumerate() {
+    for &ms in &delays {
         let mut cmd = std::process::Command::new(bin);
-        if k == 0 {
-            cmd.args(args(&run));
-        } else {
+        if run.join("checkpoints/latest").exists() {
             cmd.args(["train", "--resume", run.to_str().unwrap()]);
+        } else {
+            cmd.args(args(&run));
         }
         let mut child = cmd.env("RUST_LOG", "warn").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(ms));
@@ -398,7 +398,7 @@ fn training_survives_kill_9_at_random_points() {
             kills += 1;
         }
         child.wait().unwrap();
-        if !run.join("checkpoints/latest").exists() {
+        if !run.join("checkpoints/latest").exists() && run.exists() {
             // Killed before the first epoch ended: start again from scratch.
             std::fs::remove_dir_all(&run).unwrap();
         }

@@ -171,6 +171,23 @@ fn websocket_protocol_messages() {
     assert_eq!(session.frame(&photo("group1.jpg"))["frame"], 1);
 }
 
+/// Read a feed response until `parts` whole parts have arrived; returns the bytes.
+async fn read_parts(res: axum::response::Response, parts: usize) -> Vec<u8> {
+    let mut body = res.into_body();
+    let mut buf = Vec::new();
+    let started = std::time::Instant::now();
+    while buf.windows(7).filter(|w| w == b"--frame").count() < parts + 1 {
+        assert!(started.elapsed().as_secs() < 60, "feed too slow");
+        let frame = body.frame().await.expect("stream open").unwrap();
+        if let Ok(data) = frame.into_data() {
+            buf.extend_from_slice(&data);
+        }
+    }
+    buf
+}
+
+/// `/video_feed`: annotated JPEG parts; viewers share one decoder, at most `max_viewers` at
+/// once; the decoder stops when the last viewer leaves and a new one starts the next.
 #[tokio::test]
 async fn video_feed_streams_annotated_jpeg_frames_of_the_source() {
     let dir = ferrite::fsutil::TempDir::new().unwrap();
@@ -180,26 +197,38 @@ async fn video_feed_streams_annotated_jpeg_frames_of_the_source() {
         .output()
         .expect("bench/make_video.sh needs ffmpeg (.ci/run installs it)");
     assert!(make.status.success(), "{}", String::from_utf8_lossy(&make.stderr));
-    let state = AppState::from_shared(analyzer(), "embedded", Limits::default(), Some(video.display().to_string()));
-    let res = app(state).oneshot(get("/video_feed")).await.unwrap();
+    let limits = Limits { max_viewers: 2, ..Limits::default() };
+    let state = AppState::from_shared(analyzer(), "embedded", limits, Some(video.display().to_string()));
+    let router = app(state.clone());
+    let res = router.clone().oneshot(get("/video_feed")).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()[header::CONTENT_TYPE], "multipart/x-mixed-replace; boundary=frame");
-    // Read until two whole parts have arrived; the stream itself never ends (files loop).
-    let mut body = res.into_body();
-    let mut buf = Vec::new();
-    let started = std::time::Instant::now();
-    while buf.windows(7).filter(|w| w == b"--frame").count() < 3 {
-        assert!(started.elapsed().as_secs() < 60, "feed too slow");
-        let frame = body.frame().await.expect("stream open").unwrap();
-        if let Ok(data) = frame.into_data() {
-            buf.extend_from_slice(&data);
-        }
-    }
+    let second = router.clone().oneshot(get("/video_feed")).await.unwrap();
+    assert_eq!(second.status(), StatusCode::OK);
+    let third = router.clone().oneshot(get("/video_feed")).await.unwrap();
+    assert_eq!(third.status(), StatusCode::SERVICE_UNAVAILABLE, "a third viewer is over the limit");
+    // Both viewers get frames; the stream itself never ends (files loop).
+    let (buf, buf2) = tokio::join!(read_parts(res, 2), read_parts(second, 2));
+    assert!(buf2.starts_with(b"--frame\r\n"));
+    assert_eq!(state.feed_decoders_started(), 1, "the viewers share one decoder");
     let text = String::from_utf8_lossy(&buf[..200]).to_string();
     assert!(text.starts_with("--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "), "{text}");
     let start = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     let jpeg = image::load_from_memory(&buf[start..]).expect("a JPEG frame");
     assert_eq!((jpeg.width(), jpeg.height()), (640, 480));
+    // Both viewers gone (their responses were dropped by read_parts): the decoder stops, and
+    // the next viewer starts a new one.
+    let started = std::time::Instant::now();
+    loop {
+        let res = router.clone().oneshot(get("/video_feed")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        read_parts(res, 1).await;
+        if state.feed_decoders_started() == 2 {
+            break;
+        }
+        assert!(started.elapsed().as_secs() < 20, "the decoder did not stop after its viewers left");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 /// A JPEG cut in half is refused with a 400 that says it is truncated (decoders would fill

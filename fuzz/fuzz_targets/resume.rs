@@ -1,0 +1,23 @@
+//! Fuzz target: what `train --resume` reads from a run directory (`train::decode_resume_point`:
+//! config.json, state.json, model.ferrite, optimizer.bpk). The input packs the four files, each
+//! but the last behind a 4-byte little-endian length (the seeds are real runs packed so).
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use std::path::Path;
+
+fn take<'a>(data: &mut &'a [u8]) -> &'a [u8] {
+    let Some((len, rest)) = data.split_first_chunk::<4>() else {
+        return std::mem::take(data);
+    };
+    let n = (u32::from_le_bytes(*len) as usize).min(rest.len());
+    let (part, rest) = rest.split_at(n);
+    *data = rest;
+    part
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut rest = data;
+    let (config, state, model) = (take(&mut rest), take(&mut rest), take(&mut rest));
+    let device = ferrite::device::training_device();
+    let _ = ferrite::train::decode_resume_point(config, state, model, rest, Path::new("fuzz/checkpoints/epoch-001"), &device);
+});
