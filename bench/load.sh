@@ -1,21 +1,18 @@
 #!/usr/bin/env bash
-# Bounded load test of POST /api/v1/analyze on loopback with wrk (Debian package), a real photo
-# (tests/fixtures/photos/group4.jpg, 4 faces). Reports requests/s, p50/p99 latency, the server's
-# memory (RSS) before/during/after, and checks that oversize and malformed uploads sent during
-# the run get 4xx JSON answers. Usage: bench/load.sh [SECONDS] [CONNECTIONS]
+# Load and soak test of POST /api/v1/analyze on loopback with wrk (Debian package), a real photo
+# (tests/fixtures/photos/group4.jpg, 4 faces). Reports requests/s, p50/p99 latency and the
+# server's memory (RSS) every tenth of the run; all through the run, a second client sends bad
+# requests (oversize, announced-oversize, not an image, empty, truncated JPEG, wrong type, a
+# stalled upload, an idle connection) and checks each gets its 4xx JSON answer (or is closed).
+# Usage: bench/load.sh [SECONDS] [CONNECTIONS]   (the soak: bench/load.sh 600 8)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 secs="${1:-30}"
 conns="${2:-8}"
 cd "$root"
 command -v wrk >/dev/null || { echo "needs wrk (Debian: apt install wrk)"; exit 1; }
-cargo build --release --quiet
-tmp="$(mktemp -d)"
-"$root/target/release/ferrite" serve --addr 127.0.0.1:0 > "$tmp/serve.log" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null; rm -rf "$tmp"' EXIT
-for _ in $(seq 100); do grep -q "serving on" "$tmp/serve.log" && break; sleep 0.1; done
-url="$(grep -o 'http://[^ ]*' "$tmp/serve.log" | head -1)"
+# shellcheck source=bench/serve_bg.sh
+. "$root/bench/serve_bg.sh"
 rss() { awk '/VmRSS/ {print $2/1024 " MiB"}' "/proc/$pid/status"; }
 photo="$root/tests/fixtures/photos/group4.jpg"
 cat > "$tmp/post.lua" <<LUA
@@ -33,22 +30,65 @@ echo "machine: $(lscpu | sed -n 's/^Model name: *//p') | $(nproc) cores | $(date
 echo "server RSS after warm-up: $(rss)"
 wrk -t 2 -c "$conns" -d "${secs}s" --timeout 30s -s "$tmp/post.lua" "${url}api/v1/analyze" > "$tmp/wrk.txt" &
 wrk_pid=$!
-# Bad uploads while the load runs: each must be a 4xx JSON error.
-sleep 2
 head -c 12000000 /dev/zero > "$tmp/big.bin"
+head -c 30000 "$photo" > "$tmp/truncated.jpg"
+hostport="${url#http://}"
+hostport="${hostport%/}"
+cat > "$tmp/probe.py" <<'PY'
+import socket, sys
+host, port = sys.argv[2].rsplit(":", 1)
+s = socket.create_connection((host, int(port)))
+s.settimeout(18)
+if sys.argv[1] == "stalled":
+    s.sendall(b"POST /api/v1/analyze HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\n\xff\xd8\xff")
+    print(s.recv(64).decode(errors="replace").split(" ")[1])
+else:
+    print("closed" if s.recv(1) == b"" else "data")
+PY
+bad=0
 check() {
   local want="$1"; shift
-  local code; code="$(curl -s -o "$tmp/body.json" -w '%{http_code}' "$@")"
-  if [ "$code" != "$want" ] || ! grep -q '"error"' "$tmp/body.json"; then echo "FAIL: expected $want JSON, got $code $(head -c 200 "$tmp/body.json")"; exit 1; fi
-  echo "  $want $(head -c 120 "$tmp/body.json")"
+  local code; code="$(curl -s -m 20 -o "$tmp/body.json" -w '%{http_code}' "$@")"
+  if [ "$code" != "$want" ] || ! grep -q '"error"' "$tmp/body.json"; then
+    echo "FAIL: expected $want JSON, got $code $(head -c 200 "$tmp/body.json")"; bad=$((bad + 1)); return
+  fi
+  [ "${quiet:-0}" = 1 ] || echo "  $want $(head -c 120 "$tmp/body.json")"
 }
-echo "bad uploads during the run:"
-check 413 -X POST -H 'Content-Type: image/jpeg' --data-binary @"$tmp/big.bin" "${url}api/v1/analyze"
-check 415 -X POST -H 'Content-Type: image/jpeg' --data-binary 'not an image' "${url}api/v1/analyze"
-check 400 -X POST -H 'Content-Type: image/jpeg' --data-binary '' "${url}api/v1/analyze"
-check 415 -X POST -H 'Content-Type: application/json' --data-binary '{}' "${url}api/v1/analyze"
-for k in 1 2 3; do sleep $((secs / 4)); echo "server RSS during the run ($k): $(rss)"; done
+# One round of bad requests (about 12 s: the stalled upload waits for its 408).
+bad_round() {
+  check 413 -X POST -H 'Content-Type: image/jpeg' --data-binary @"$tmp/big.bin" "${url}api/v1/analyze"
+  check 413 -X POST -H 'Content-Type: image/jpeg' -H 'Content-Length: 67108864' --data-binary 'x' "${url}api/v1/analyze"
+  check 415 -X POST -H 'Content-Type: image/jpeg' --data-binary 'not an image' "${url}api/v1/analyze"
+  check 400 -X POST -H 'Content-Type: image/jpeg' --data-binary '' "${url}api/v1/analyze"
+  check 400 -X POST -H 'Content-Type: image/jpeg' --data-binary @"$tmp/truncated.jpg" "${url}api/v1/analyze"
+  check 415 -X POST -H 'Content-Type: application/json' --data-binary '{}' "${url}api/v1/analyze"
+  # A stalled upload (announces 100 kB, sends 3 bytes, then nothing): 408 after the body timeout.
+  local code
+  code="$(timeout 20 python3 "$tmp/probe.py" stalled "$hostport" 2>&1)" || true
+  if [ "$code" != 408 ]; then echo "FAIL: stalled upload got '${code}', expected 408"; bad=$((bad + 1)); fi
+  # An idle connection (sends nothing): closed by the server after the header timeout.
+  code="$(timeout 20 python3 "$tmp/probe.py" idle "$hostport" 2>&1)" || true
+  if [ "$code" != closed ]; then echo "FAIL: an idle connection: '${code}', expected closed"; bad=$((bad + 1)); fi
+}
+sleep 2
+echo "bad requests during the run (first round shown; the rounds repeat until the end):"
+bad_round
+echo "  408 stalled upload, idle connection closed"
+rounds=1
+deadline=$((SECONDS + secs - 16))
+quiet=1
+next_sample=$((SECONDS + secs / 10))
+while [ "$SECONDS" -lt "$deadline" ]; do
+  bad_round
+  rounds=$((rounds + 1))
+  if [ "$SECONDS" -ge "$next_sample" ]; then
+    echo "  t=$((SECONDS))s server RSS $(rss)"
+    next_sample=$((SECONDS + secs / 10))
+  fi
+done
 wait $wrk_pid
+echo "$rounds rounds of 8 bad requests, $bad answered wrongly"
 echo "wrk -t 2 -c $conns -d ${secs}s (POST group4.jpg, 640x427, 4 faces):"
 tail -n 1 "$tmp/wrk.txt"
 echo "server RSS after the run: $(rss)"
+[ "$bad" = 0 ]

@@ -315,8 +315,8 @@ pub(crate) mod tests {
         let mut worst = 0i32;
         for (x, y, p) in img.enumerate_pixels() {
             let want = rgb(x as u16, y as u16);
-            for c in 0..3 {
-                worst = worst.max((p.0[c] as i32 - want[c] as i32).abs());
+            for (got, want) in p.0.iter().zip(want) {
+                worst = worst.max((*got as i32 - want as i32).abs());
             }
         }
         assert!(worst <= 24, "largest channel error {worst}");

@@ -11,9 +11,9 @@
 //! - [`train`]: the fit loop (optionally data-parallel), checkpoints and resume; [`evaluate`] and [`metrics`]: scores;
 //! - [`modelfile`]: the one-file model format; [`onnx`]: ONNX export and the tract single-face path; [`embedded`]: the default model in the binary; [`plot`]: curves, heatmaps, sample grids;
 //! - [`analyzer`]: faces in photos and videos (detect, classify, track); [`photos`]: full-pipeline accuracy on labelled photos;
-//!   [`blazeface`]: the embedded face detector; [`detect`]: face boxes and crops; [`track`]: ids across frames; [`annotate`]: drawing;
+//!   [`blazeface`]: the embedded face detectors (BlazeFace back and full-range); [`detect`]: face boxes and crops; [`track`]: ids across frames; [`annotate`]: drawing;
 //!   [`video`]: ffmpeg frames in and out;
-//! - [`server`]: the web app and JSON API (axum; `app(state)` builds the router);
+//! - [`server`]: the web app and JSON API (axum; `app(state)` builds the router, `serve` runs it with timeouts, a connection cap and graceful shutdown);
 //! - [`bench`]: speed measurement; [`device`]: the backend choice; [`fsutil`]: atomic writes; [`error`]: typed errors.
 
 pub mod analyzer;

@@ -116,6 +116,25 @@ pub fn encode_with(net: &Network, header: &ModelHeader, precision: Precision) ->
 
 /// Rebuild a network from the one-file format. `origin` names the source in errors.
 pub fn decode(bytes: &[u8], origin: &Path, device: &Device) -> Result<(Network, ModelHeader)> {
+    let (header, weights) = decode_header(bytes, origin)?;
+    let bad = |message: String| Error::BadModelFile {
+        path: origin.to_path_buf(),
+        message,
+    };
+    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(weights.to_vec()))
+        .map_err(|e| bad(format!("bad weights: {e}")))?
+        .cast_to_module_dtype();
+    let net = Network::new(&header.spec, device)
+        .try_load_record(record)
+        .map_err(|e| bad(format!("weights do not fit the architecture: {e}")))?
+        // BatchNorm running statistics keep the stored dtype; make everything f32.
+        .map(&mut CastAll(FloatDType::F32));
+    Ok((net, header))
+}
+
+/// The header of a model file, checked (signature, JSON, architecture, class names), and the
+/// weight bytes after it.
+pub fn decode_header<'a>(bytes: &'a [u8], origin: &Path) -> Result<(ModelHeader, &'a [u8])> {
     let bad = |message: String| Error::BadModelFile {
         path: origin.to_path_buf(),
         message,
@@ -137,16 +156,7 @@ pub fn decode(bytes: &[u8], origin: &Path, device: &Device) -> Result<(Network, 
             header.classes, expected
         )));
     }
-    let weights = Bytes::from_bytes_vec(bytes[12 + len..].to_vec());
-    let record = ModuleRecord::from_bytes(weights)
-        .map_err(|e| bad(format!("bad weights: {e}")))?
-        .cast_to_module_dtype();
-    let net = Network::new(&header.spec, device)
-        .try_load_record(record)
-        .map_err(|e| bad(format!("weights do not fit the architecture: {e}")))?
-        // BatchNorm running statistics keep the stored dtype; make everything f32.
-        .map(&mut CastAll(FloatDType::F32));
-    Ok((net, header))
+    Ok((header, &bytes[12 + len..]))
 }
 
 /// One network that averages the probabilities of `parts` (each a network and its header;

@@ -45,6 +45,9 @@ pub struct Limits {
     pub body_timeout: std::time::Duration,
     /// Concurrent `/video_feed` viewers (they share one decoder); more get 503.
     pub max_viewers: usize,
+    /// A live (WebSocket) session that sends nothing for this long is closed, so idle clients
+    /// cannot hold the `max_sessions` slots.
+    pub session_idle: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -58,6 +61,7 @@ impl Default for Limits {
             max_concurrent_analyses: 4,
             body_timeout: std::time::Duration::from_secs(10),
             max_viewers: 16,
+            session_idle: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -336,7 +340,15 @@ fn tracked_json(t: &TrackedFace) -> Value {
     v
 }
 
-async fn ws(State(s): State<AppState>, upgrade: WebSocketUpgrade) -> Result<Response, ApiError> {
+/// RFC 6455 4.2.1: the key is 16 bytes in base64 (24 characters, the last two `==`).
+fn valid_websocket_key(key: &[u8]) -> bool {
+    key.len() == 24 && key.ends_with(b"==") && key[..22].iter().all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
+}
+
+async fn ws(State(s): State<AppState>, headers: axum::http::HeaderMap, upgrade: WebSocketUpgrade) -> Result<Response, ApiError> {
+    if !headers.get(header::SEC_WEBSOCKET_KEY).is_some_and(|k| valid_websocket_key(k.as_bytes())) {
+        return Err(bad(StatusCode::BAD_REQUEST, "Sec-WebSocket-Key must be 16 bytes in base64 (RFC 6455)"));
+    }
     let permit = s
         .inner
         .sessions
@@ -359,10 +371,19 @@ async fn live_session(s: AppState, socket: WebSocket) {
     let mut pending: Option<Bytes> = None;
     let mut dropped = 0u64;
     tracing::info!("live session started");
+    let idle = s.inner.limits.session_idle;
+    let mut deadline = tokio::time::Instant::now() + idle;
     loop {
         tokio::select! {
+            () = tokio::time::sleep_until(deadline), if busy.is_none() => {
+                let reply = json!({"type": "error", "message": format!("closing: no message for {} s", idle.as_secs_f32())});
+                let _ = tx.send(Message::Text(reply.to_string().into())).await;
+                let _ = tx.send(Message::Close(None)).await;
+                break;
+            }
             msg = rx.next() => {
                 let Some(Ok(msg)) = msg else { break };
+                deadline = tokio::time::Instant::now() + idle;
                 match msg {
                     Message::Binary(b) => {
                         if let Some(sess) = session.take() {

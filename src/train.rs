@@ -938,10 +938,24 @@ pub fn decode_resume_point(
     let state: TrainState =
         serde_json::from_slice(state).map_err(|e| bad(format!("{}/state.json is invalid: {e}", ckpt.display())))?;
     let (net, _) = modelfile::decode(model, &ckpt.join("model.ferrite"), device)?;
+    check_optimizer_record(optimizer).map_err(|e| bad(format!("optimizer state is invalid: {e}")))?;
     let record = OptimizerRecord::from_bytes(Bytes::from_bytes_vec(optimizer.to_vec()))
         .map_err(|e| bad(format!("optimizer state is invalid: {e}")))?;
     let optim = build_optimizer(&cfg).load_record(record);
     Ok(ResumePoint { cfg, state, net, optim })
+}
+
+/// burn's `ModuleOptimizer::load_record` panics on a record tensor without a parameter id
+/// (found by `fuzz/fuzz_targets/resume.rs`): refuse such a state before burn sees it.
+fn check_optimizer_record(bytes: &[u8]) -> std::result::Result<(), String> {
+    let reader = burn_pack::Reader::from_bytes(Bytes::from_bytes_vec(bytes.to_vec())).map_err(|e| e.to_string())?;
+    for tensor in reader.into_tensors().map_err(|e| e.to_string())? {
+        let (name, _, _, id, _) = tensor.into_parts().map_err(|e| e.to_string())?;
+        if id.is_none() {
+            return Err(format!("tensor '{name}' has no parameter id"));
+        }
+    }
+    Ok(())
 }
 
 fn resume_impl(run_dir: &Path, data: Option<(&Dataset, &Dataset)>, opts: TrainOptions) -> Result<TrainOutcome> {
@@ -954,13 +968,19 @@ fn resume_impl(run_dir: &Path, data: Option<(&Dataset, &Dataset)>, opts: TrainOp
         return Err(bad("no such directory".into()));
     }
     let cfg_bytes = std::fs::read(run.config()).map_err(|e| bad(format!("cannot read config.json: {e}")))?;
+    // A bad config is reported before a missing checkpoint.
+    serde_json::from_slice::<TrainConfig>(&cfg_bytes).map_err(|e| bad(format!("config.json is invalid: {e}")))?;
     let latest = std::fs::read_to_string(run.latest_pointer())
         .map_err(|e| bad(format!("no completed epoch to resume from (checkpoints/latest: {e})")))?;
     let ckpt = run.checkpoints().join(latest.trim());
     let read = |name: &str| std::fs::read(ckpt.join(name)).map_err(|e| bad(format!("{}: {e}", ckpt.join(name).display())));
+    // The small files are checked before the large ones are read (decode_resume_point parses
+    // them again).
+    let state_bytes = read("state.json")?;
+    serde_json::from_slice::<TrainState>(&state_bytes).map_err(|e| bad(format!("{}/state.json is invalid: {e}", ckpt.display())))?;
     let device = training_device();
     let ResumePoint { cfg, state, net, optim } =
-        decode_resume_point(&cfg_bytes, &read("state.json")?, &read("model.ferrite")?, &read("optimizer.bpk")?, &ckpt, &device)
+        decode_resume_point(&cfg_bytes, &state_bytes, &read("model.ferrite")?, &read("optimizer.bpk")?, &ckpt, &device)
             .map_err(|e| bad(e.to_string()))?;
     match data {
         Some((tr, va)) => fit(&cfg, &run, net, optim, state, tr, va, &device, opts),
@@ -1430,6 +1450,21 @@ mod tests {
         assert!(err.to_string().contains("epoch 1"), "{err}");
         assert_eq!(std::fs::read_to_string(run.join("checkpoints/latest")).unwrap(), "epoch-001");
         assert_eq!(std::fs::read(run.join("checkpoints/epoch-001/model.ferrite")).unwrap(), good);
+    }
+
+    /// Regression (fuzz/fuzz_targets/resume.rs): an optimizer state whose tensor lacks a
+    /// parameter id made burn's loader panic; it is now an error.
+    #[test]
+    fn an_optimizer_state_without_parameter_ids_is_refused() {
+        let tensor = |id| {
+            let data: Vec<u8> = [1.0f32, 2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+            burn_pack::Tensor::new("m".into(), burn_pack::DType::F32, [2], id, burn_pack::Bytes::from_bytes_vec(data))
+        };
+        let pack = |id| burn_pack::Writer::new(vec![tensor(id)]).into_bytes().unwrap().to_vec();
+        assert!(check_optimizer_record(&pack(Some(7))).is_ok());
+        let e = check_optimizer_record(&pack(None)).unwrap_err();
+        assert!(e.contains("no parameter id"), "{e}");
+        assert!(check_optimizer_record(b"not a pack").is_err());
     }
 
     #[test]

@@ -423,3 +423,56 @@ fn training_survives_kill_9_at_random_points() {
     let o = ferrite(&["evaluate", "--model", run.to_str().unwrap(), "--data", val.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
 }
+
+/// A full disk while a checkpoint is written (simulated with a file-size limit, RLIMIT_FSIZE,
+/// which fails writes the way a full disk does): training stops with an error naming the file,
+/// the previous checkpoint stays the latest and valid, metrics.csv keeps only finished epochs,
+/// and a later `--resume` (disk freed) finishes every epoch once.
+#[test]
+fn a_full_disk_during_checkpointing_keeps_the_previous_checkpoint() {
+    use std::os::unix::process::CommandExt;
+    let dir = ferrite::fsutil::TempDir::new().unwrap();
+    let (train, val, run) = (dir.path().join("train"), dir.path().join("val"), dir.path().join("run"));
+    write_folder(&train, 4, 1);
+    write_folder(&val, 1, 2);
+    let o = ferrite(&[
+        "train", "--data", train.to_str().unwrap(), "--val", val.to_str().unwrap(), "--arch", "compact", "--width", "8",
+        "--epochs", "1", "--batch-size", "8", "--out", run.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    // Ask for two more epochs.
+    let cfg_path = run.join("config.json");
+    let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+    cfg["epochs"] = serde_json::json!(3);
+    std::fs::write(&cfg_path, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+    let model_size = std::fs::metadata(run.join("checkpoints/epoch-001/model.ferrite")).unwrap().len();
+    let limit = model_size / 2;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ferrite"));
+    cmd.args(["train", "--resume", run.to_str().unwrap()]).env("RUST_LOG", "warn");
+    // SAFETY: between fork and exec the closure only calls signal(2) and setrlimit(2), both
+    // async-signal-safe, on plain values; nothing is allocated or locked.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let r = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &r) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let o = cmd.output().unwrap();
+    let msg = text(&o);
+    assert!(!o.status.success(), "{msg}");
+    assert!(msg.contains("model.ferrite") && msg.to_lowercase().contains("file too large"), "{msg}");
+    assert_eq!(std::fs::read_to_string(run.join("checkpoints/latest")).unwrap().trim(), "epoch-001");
+    assert!(!run.join("checkpoints/epoch-002").exists());
+    let rows = |run: &Path| std::fs::read_to_string(run.join("metrics.csv")).unwrap().lines().count() - 1;
+    assert_eq!(rows(&run), 1, "only the finished epoch is in metrics.csv");
+    // The disk is free again: resume finishes.
+    let o = ferrite(&["train", "--resume", run.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let epochs: Vec<String> =
+        std::fs::read_to_string(run.join("metrics.csv")).unwrap().lines().skip(1).map(|l| l.split(',').next().unwrap().to_string()).collect();
+    assert_eq!(epochs, ["1", "2", "3"]);
+}

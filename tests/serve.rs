@@ -18,9 +18,13 @@ fn analyzer() -> Arc<Analyzer> {
 /// A server on a free loopback port in its own runtime thread; dropping the sender shuts it
 /// down. The join handle returns when `serve` has returned.
 fn start(opts: ServeOptions) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, std::thread::JoinHandle<()>) {
+    start_with(opts, Limits::default())
+}
+
+fn start_with(opts: ServeOptions, limits: Limits) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, std::thread::JoinHandle<()>) {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let state = AppState::from_shared(analyzer(), "embedded", Limits::default(), None);
+    let state = AppState::from_shared(analyzer(), "embedded", limits, None);
     let handle = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         rt.block_on(async move {
@@ -77,6 +81,35 @@ fn idle_and_stalled_connections_are_closed_after_the_header_timeout() {
     ok.write_all(HEALTH).unwrap();
     let (reply, _) = read_to_close(&mut ok, Duration::from_secs(3));
     assert!(reply.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&reply));
+}
+
+/// A WebSocket session that sends nothing is told why and closed after `session_idle`, and its
+/// slot is free again; a handshake with a malformed key is refused.
+#[test]
+fn idle_websocket_sessions_are_closed() {
+    let limits = Limits { session_idle: Duration::from_millis(400), max_sessions: 1, ..Limits::default() };
+    let (addr, _stop, _h) = start_with(ServeOptions::default(), limits);
+    let handshake = |key: &str| {
+        let mut s = TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "GET /api/v1/ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n"
+        )
+        .unwrap();
+        s
+    };
+    let mut bad = handshake("short");
+    let (reply, _) = read_to_close(&mut bad, Duration::from_secs(3));
+    assert!(reply.starts_with(b"HTTP/1.1 400"), "{}", String::from_utf8_lossy(&reply));
+    for _ in 0..2 {
+        // The one slot is free again after the idle close.
+        let mut ws = handshake("dGhlIHNhbXBsZSBub25jZQ==");
+        let (reply, closed) = read_to_close(&mut ws, Duration::from_secs(5));
+        let text = String::from_utf8_lossy(&reply);
+        assert!(text.starts_with("HTTP/1.1 101"), "{text}");
+        assert!(text.contains("no message for"), "{text}");
+        assert!(closed.is_some_and(|c| c < Duration::from_secs(3)), "{closed:?}");
+    }
 }
 
 #[test]
