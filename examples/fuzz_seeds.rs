@@ -47,14 +47,17 @@ fn main() -> anyhow::Result<()> {
         write(&out.join("ws_message"), name, &framed)?;
     }
 
-    // FER2013 CSV: the header, one row per class from the photo's pixels, a bad row.
+    // FER2013 CSV: the header and one row (a row is about 9 kB: fuzz/run.sh caps this target's
+    // inputs at 12 kB, so that its time goes to parsing, not to copying long inputs), a row of
+    // every class with few pixels, a bad row.
     let face = photo.resize_exact(48, 48, image::imageops::FilterType::Triangle).to_luma8();
     let pixels: Vec<String> = face.as_raw().iter().map(|p| p.to_string()).collect();
-    let mut csv = String::from("emotion,pixels,Usage\n");
+    write(&out.join("fer2013_csv"), "row.csv", format!("emotion,pixels,Usage\n3,{},Training\n", pixels.join(" ")).as_bytes())?;
+    let mut csv = String::from("emotion,pixels\n");
     for e in Emotion::ALL {
-        csv.push_str(&format!("{},{},Training\n", e.csv_label(), pixels.join(" ")));
+        csv.push_str(&format!("{},{}\n", e.csv_label(), pixels[..8].join(" ")));
     }
-    write(&out.join("fer2013_csv"), "rows.csv", csv.as_bytes())?;
+    write(&out.join("fer2013_csv"), "classes.csv", csv.as_bytes())?;
     write(&out.join("fer2013_csv"), "bad.csv", format!("emotion,pixels\n7,{}\n3,1 2 3\n", pixels.join(" ")).as_bytes())?;
 
     // FER+ votes in their three forms.

@@ -20,7 +20,42 @@ pub enum DecodeError {
 
 /// Decode image bytes (any format the build reads, palette TIFF included), turned upright by
 /// their EXIF orientation, within `limits` when given.
+///
+/// A decoder that panics on a malformed file (zune-jpeg 0.5.15, the `image` crate's JPEG
+/// decoder, does on some: found by `fuzz/fuzz_targets/image_decode.rs`) gives an error, not a
+/// crash: the panic is caught here (the decoder owns nothing shared, so nothing is left half
+/// changed), and the default panic hook still prints the panic's own message.
 pub fn decode(bytes: &[u8], limits: Option<image::Limits>) -> Result<DynamicImage, DecodeError> {
+    guarded(|| decode_unguarded(bytes, limits))
+}
+
+/// Width and height from the image's header (format guessed from the bytes), with the same
+/// guard against decoder panics as `decode`.
+pub fn dimensions(bytes: &[u8]) -> Result<(u32, u32), DecodeError> {
+    guarded(|| {
+        let reader = ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| DecodeError::Invalid(e.to_string()))?;
+        if reader.format().is_none() {
+            return Err(DecodeError::UnknownFormat);
+        }
+        reader.into_dimensions().map_err(|e| DecodeError::Invalid(e.to_string()))
+    })
+}
+
+/// Run a decoder call, turning its panic into an error.
+fn guarded<T>(f: impl FnOnce() -> Result<T, DecodeError>) -> Result<T, DecodeError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("unknown panic");
+        Err(DecodeError::Invalid(format!("the decoder failed on this file ({why})")))
+    })
+}
+
+fn decode_unguarded(bytes: &[u8], limits: Option<image::Limits>) -> Result<DynamicImage, DecodeError> {
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| DecodeError::Invalid(e.to_string()))?;
@@ -320,5 +355,14 @@ pub(crate) mod tests {
             }
         }
         assert!(worst <= 24, "largest channel error {worst}");
+    }
+
+    /// Regression (fuzz/regressions/image_decode/): a crafted JPEG that makes zune-jpeg 0.5.15
+    /// panic is an error.
+    #[test]
+    fn a_jpeg_that_panics_the_decoder_is_an_error() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/image_decode/zune-jpeg-idct-panic.jpg");
+        let e = decode(&std::fs::read(path).unwrap(), None).unwrap_err();
+        assert!(e.to_string().contains("the decoder failed on this file"), "{e}");
     }
 }

@@ -14,7 +14,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::{SinkExt, StreamExt};
-use image::{DynamicImage, ImageReader};
+use image::DynamicImage;
 use serde_json::{Value, json};
 use std::io::Cursor;
 use std::sync::Arc;
@@ -170,15 +170,10 @@ pub fn decode_image(bytes: &[u8], limits: &Limits) -> Result<DynamicImage, ApiEr
     if bytes.is_empty() {
         return Err(bad(StatusCode::BAD_REQUEST, "empty body: send the image bytes"));
     }
-    let reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| bad(StatusCode::BAD_REQUEST, format!("cannot read the image: {e}")))?;
-    if reader.format().is_none() {
-        return Err(bad(StatusCode::UNSUPPORTED_MEDIA_TYPE, "not an image (JPEG, PNG, BMP, TIFF or GIF expected)"));
-    }
-    let (w, h) = reader
-        .into_dimensions()
-        .map_err(|e| bad(StatusCode::BAD_REQUEST, format!("not a readable image: {e}")))?;
+    let (w, h) = crate::imageio::dimensions(bytes).map_err(|e| match e {
+        crate::imageio::DecodeError::UnknownFormat => bad(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string()),
+        e => bad(StatusCode::BAD_REQUEST, format!("not a readable image: {e}")),
+    })?;
     if w == 0 || h == 0 {
         return Err(bad(StatusCode::BAD_REQUEST, "the image is empty (0 pixels)"));
     }
