@@ -302,10 +302,12 @@ impl<A: std::ops::Deref<Target = Analyzer>> VideoAnalyzer<A> {
         let index = self.index;
         self.index += 1;
         let gray = image::imageops::grayscale(frame);
-        let thumb = image::imageops::thumbnail(&gray, CUT_THUMB.0, CUT_THUMB.1);
-        let cut = self.opts.cut_threshold > 0.0
-            && self.thumb.as_ref().is_some_and(|prev| thumb_difference(prev, &thumb) > self.opts.cut_threshold);
-        self.thumb = Some(thumb);
+        let mut cut = false;
+        if self.opts.cut_threshold > 0.0 {
+            let thumb = image::imageops::thumbnail(&gray, CUT_THUMB.0, CUT_THUMB.1);
+            cut = self.thumb.as_ref().is_some_and(|prev| thumb_difference(prev, &thumb) > self.opts.cut_threshold);
+            self.thumb = Some(thumb);
+        }
         if cut {
             self.tracker.reset();
         }
@@ -371,12 +373,17 @@ mod tests {
         assert_eq!(f.to_json()["label"], "happy");
     }
 
-    #[test]
-    fn video_frames_carry_boxes_between_detections() {
+    /// The embedded model behind a detector that finds one fixed face in every image.
+    fn one_face_analyzer() -> Analyzer {
         let device = crate::device::inference_device();
         let (net, _) = crate::embedded::default_model(&device).unwrap();
         let det = Fixed(vec![Detection::new(BBox::new(10.0, 10.0, 40.0, 40.0), 0.9)]);
-        let a = Analyzer::from_parts(Box::new(det), &net, AnalyzerConfig::default()).unwrap();
+        Analyzer::from_parts(Box::new(det), &net, AnalyzerConfig::default()).unwrap()
+    }
+
+    #[test]
+    fn video_frames_carry_boxes_between_detections() {
+        let a = one_face_analyzer();
         let faces = a.analyze(&DynamicImage::new_luma16(64, 64)).unwrap();
         assert_eq!(faces.len(), 1);
         assert!((faces[0].probs.iter().sum::<f32>() - 1.0).abs() < 1e-4);
@@ -392,10 +399,7 @@ mod tests {
     /// of the same picture does not.
     #[test]
     fn a_cut_ends_tracks_and_runs_the_detector() {
-        let device = crate::device::inference_device();
-        let (net, _) = crate::embedded::default_model(&device).unwrap();
-        let det = Fixed(vec![Detection::new(BBox::new(10.0, 10.0, 40.0, 40.0), 0.9)]);
-        let a = Analyzer::from_parts(Box::new(det), &net, AnalyzerConfig::default()).unwrap();
+        let a = one_face_analyzer();
         let mut v = VideoAnalyzer::new(&a, 25.0, VideoOptions::default());
         // Shot one: a horizontal ramp, shifted by a pixel per frame; shot two: its negative.
         let shot = |shift: u32, invert: bool| {

@@ -810,17 +810,14 @@ fn run() -> Result<()> {
             max_frames,
             show,
             face,
-        } => video(
-            &source,
-            out.as_deref(),
-            csv.as_deref(),
-            plot.as_deref(),
-            detect_every,
-            (smooth_seconds, hysteresis, cut_threshold),
-            max_frames,
-            show,
-            &face,
-        )?,
+        } => {
+            let opts = ferrite::analyzer::VideoOptions {
+                detect_every,
+                tracker: ferrite::track::TrackerConfig { smooth_seconds, hysteresis, ..Default::default() },
+                cut_threshold,
+            };
+            video(&source, out.as_deref(), csv.as_deref(), plot.as_deref(), opts, max_frames, show, &face)?
+        }
         Command::Serve { addr, source, max_upload_mb, max_sessions, max_connections, timeout_s, max_viewers, face } => {
             let analyzer = face.analyzer()?;
             let model_name = match &face.model {
@@ -1256,25 +1253,24 @@ fn video(
     out: Option<&Path>,
     csv: Option<&Path>,
     plot_path: Option<&Path>,
-    detect_every: usize,
-    (smooth_seconds, hysteresis, cut_threshold): (f32, f32, f32),
+    mut opts: ferrite::analyzer::VideoOptions,
     max_frames: Option<usize>,
     show: bool,
     face: &FaceArgs,
 ) -> Result<()> {
-    use ferrite::analyzer::{VideoAnalyzer, VideoOptions};
+    use ferrite::analyzer::VideoAnalyzer;
     use ferrite::video::{FrameReader, FrameWriter, probe};
     use std::io::Write;
-    if !(0.0..=5.0).contains(&smooth_seconds) {
+    if !(0.0..=5.0).contains(&opts.tracker.smooth_seconds) {
         bail!("--smooth-seconds must be between 0 and 5");
     }
-    if !(0.0..=0.5).contains(&hysteresis) {
+    if !(0.0..=0.5).contains(&opts.tracker.hysteresis) {
         bail!("--hysteresis must be between 0 and 0.5");
     }
-    if !(0.0..=1.0).contains(&cut_threshold) {
+    if !(0.0..=1.0).contains(&opts.cut_threshold) {
         bail!("--cut-threshold must be between 0 and 1");
     }
-    if detect_every == 0 {
+    if opts.detect_every == 0 {
         bail!("--detect-every must be at least 1");
     }
     let info = probe(source)?;
@@ -1312,16 +1308,9 @@ fn video(
     } else {
         None
     };
-    let opts = VideoOptions {
-        detect_every,
-        tracker: ferrite::track::TrackerConfig {
-            smooth_seconds,
-            hysteresis,
-            max_missed: (info.fps.round() as usize).max(detect_every + 1),
-            ..Default::default()
-        },
-        cut_threshold,
-    };
+    // A track survives a second without its face (and at least one detection interval).
+    opts.tracker.max_missed = (info.fps.round() as usize).max(opts.detect_every + 1);
+    let detect_every = opts.detect_every;
     let mut va = VideoAnalyzer::new(&analyzer, info.fps, opts);
     let mut timeline: Vec<ferrite::plot::TimelinePoint> = Vec::new();
     let started = std::time::Instant::now();

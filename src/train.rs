@@ -916,7 +916,7 @@ pub struct ResumePoint {
     pub cfg: TrainConfig,
     pub state: TrainState,
     pub net: Network,
-    optim: ModuleOptimizer,
+    pub optim: ModuleOptimizer,
 }
 
 /// Decode a run's `config.json` and one checkpoint's `state.json`, `model.ferrite` and
@@ -930,19 +930,39 @@ pub fn decode_resume_point(
     ckpt: &Path,
     device: &Device,
 ) -> Result<ResumePoint> {
+    let cfg = parse_run_config(config, ckpt)?;
+    let state = parse_train_state(state, ckpt)?;
+    let (net, optim) = decode_weights(&cfg, model, optimizer, ckpt, device)?;
+    Ok(ResumePoint { cfg, state, net, optim })
+}
+
+/// A run's `config.json`; `dir` names the run or checkpoint in errors.
+fn parse_run_config(bytes: &[u8], dir: &Path) -> Result<TrainConfig> {
+    serde_json::from_slice(bytes).map_err(|e| Error::BadRunDir {
+        path: dir.to_path_buf(),
+        message: format!("config.json is invalid: {e}"),
+    })
+}
+
+/// A checkpoint's `state.json`.
+fn parse_train_state(bytes: &[u8], ckpt: &Path) -> Result<TrainState> {
+    serde_json::from_slice(bytes).map_err(|e| Error::BadRunDir {
+        path: ckpt.to_path_buf(),
+        message: format!("{}/state.json is invalid: {e}", ckpt.display()),
+    })
+}
+
+/// A checkpoint's network and optimizer state.
+fn decode_weights(cfg: &TrainConfig, model: &[u8], optimizer: &[u8], ckpt: &Path, device: &Device) -> Result<(Network, ModuleOptimizer)> {
     let bad = |m: String| Error::BadRunDir {
         path: ckpt.to_path_buf(),
         message: m,
     };
-    let cfg: TrainConfig = serde_json::from_slice(config).map_err(|e| bad(format!("config.json is invalid: {e}")))?;
-    let state: TrainState =
-        serde_json::from_slice(state).map_err(|e| bad(format!("{}/state.json is invalid: {e}", ckpt.display())))?;
     let (net, _) = modelfile::decode(model, &ckpt.join("model.ferrite"), device)?;
     check_optimizer_record(optimizer).map_err(|e| bad(format!("optimizer state is invalid: {e}")))?;
     let record = OptimizerRecord::from_bytes(Bytes::from_bytes_vec(optimizer.to_vec()))
         .map_err(|e| bad(format!("optimizer state is invalid: {e}")))?;
-    let optim = build_optimizer(&cfg).load_record(record);
-    Ok(ResumePoint { cfg, state, net, optim })
+    Ok((net, build_optimizer(cfg).load_record(record)))
 }
 
 /// burn's `ModuleOptimizer::load_record` panics on a record tensor without a parameter id
@@ -967,21 +987,17 @@ fn resume_impl(run_dir: &Path, data: Option<(&Dataset, &Dataset)>, opts: TrainOp
     if !run_dir.is_dir() {
         return Err(bad("no such directory".into()));
     }
+    // The same steps as decode_resume_point, file by file, so that each problem is reported
+    // before the next file is read.
     let cfg_bytes = std::fs::read(run.config()).map_err(|e| bad(format!("cannot read config.json: {e}")))?;
-    // A bad config is reported before a missing checkpoint.
-    serde_json::from_slice::<TrainConfig>(&cfg_bytes).map_err(|e| bad(format!("config.json is invalid: {e}")))?;
+    let cfg = parse_run_config(&cfg_bytes, run_dir)?;
     let latest = std::fs::read_to_string(run.latest_pointer())
         .map_err(|e| bad(format!("no completed epoch to resume from (checkpoints/latest: {e})")))?;
     let ckpt = run.checkpoints().join(latest.trim());
     let read = |name: &str| std::fs::read(ckpt.join(name)).map_err(|e| bad(format!("{}: {e}", ckpt.join(name).display())));
-    // The small files are checked before the large ones are read (decode_resume_point parses
-    // them again).
-    let state_bytes = read("state.json")?;
-    serde_json::from_slice::<TrainState>(&state_bytes).map_err(|e| bad(format!("{}/state.json is invalid: {e}", ckpt.display())))?;
+    let state = parse_train_state(&read("state.json")?, &ckpt)?;
     let device = training_device();
-    let ResumePoint { cfg, state, net, optim } =
-        decode_resume_point(&cfg_bytes, &state_bytes, &read("model.ferrite")?, &read("optimizer.bpk")?, &ckpt, &device)
-            .map_err(|e| bad(e.to_string()))?;
+    let (net, optim) = decode_weights(&cfg, &read("model.ferrite")?, &read("optimizer.bpk")?, &ckpt, &device)?;
     match data {
         Some((tr, va)) => fit(&cfg, &run, net, optim, state, tr, va, &device, opts),
         None => {

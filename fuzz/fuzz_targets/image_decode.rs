@@ -3,16 +3,8 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-/// `imageio::decode` turns a decoder's panic into an error: such a caught panic must not abort
-/// the run (libfuzzer-sys's panic hook aborts on every panic, caught or not). A panic that
-/// escapes the target still aborts it (libfuzzer-sys checks), and is a finding.
-fn report_caught_panics() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| std::panic::set_hook(Box::new(|info| eprintln!("caught: {info}"))));
-}
-
 fuzz_target!(|data: &[u8]| {
-    report_caught_panics();
+    ferrite_fuzz::report_caught_panics();
     // The server's limits, scaled down so that one input stays fast (the checks are the same).
     let limits = ferrite::server::Limits { max_side: 1024, max_pixels: 1 << 20, ..Default::default() };
     if let Ok(img) = ferrite::server::decode_image(data, &limits) {

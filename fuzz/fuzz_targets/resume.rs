@@ -2,15 +2,8 @@
 //! config.json, state.json, model.ferrite, optimizer.bpk). The input packs the four files, each
 //! but the last behind a 4-byte little-endian length (the seeds are real runs packed so).
 #![no_main]
-use ferrite::model::{Arch, ModelSpec};
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
-
-/// As in `model_file`: a big network is valid but slow to build; such inputs stop after the
-/// model header's checks.
-fn cheap(spec: &ModelSpec) -> bool {
-    spec.arch == Arch::Compact && spec.width.is_some_and(|w| w <= 8) && spec.members.is_empty()
-}
 
 fn take<'a>(data: &mut &'a [u8]) -> &'a [u8] {
     let Some((len, rest)) = data.split_first_chunk::<4>() else {
@@ -26,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
     let mut rest = data;
     let (config, state, model) = (take(&mut rest), take(&mut rest), take(&mut rest));
     match ferrite::modelfile::decode_header(model, Path::new("model.ferrite")) {
-        Ok((header, _)) if !cheap(&header.spec) => return,
+        Ok((header, _)) if !ferrite_fuzz::cheap(&header.spec) => return,
         _ => {}
     }
     // The inference device: on the training (autodiff) device every network built registers

@@ -12,16 +12,8 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     R.get_or_init(|| tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime"))
 }
 
-/// `imageio::decode` turns a decoder's panic into an error: such a caught panic must not abort
-/// the run (libfuzzer-sys's panic hook aborts on every panic, caught or not). A panic that
-/// escapes the target still aborts it (libfuzzer-sys checks), and is a finding.
-fn report_caught_panics() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| std::panic::set_hook(Box::new(|info| eprintln!("caught: {info}"))));
-}
-
 fuzz_target!(|data: &[u8]| {
-    report_caught_panics();
+    ferrite_fuzz::report_caught_panics();
     let split = data.iter().position(|&b| b == b'\n').unwrap_or(data.len());
     let (ct, body) = (&data[..split], data.get(split + 1..).unwrap_or(&[]));
     let Ok(req) = Request::builder()

@@ -9,16 +9,8 @@ fn analyzer() -> Arc<ferrite::analyzer::Analyzer> {
     A.get_or_init(|| Arc::new(ferrite::analyzer::Analyzer::new().expect("embedded analyzer builds"))).clone()
 }
 
-/// `imageio::decode` turns a decoder's panic into an error: such a caught panic must not abort
-/// the run (libfuzzer-sys's panic hook aborts on every panic, caught or not). A panic that
-/// escapes the target still aborts it (libfuzzer-sys checks), and is a finding.
-fn report_caught_panics() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| std::panic::set_hook(Box::new(|info| eprintln!("caught: {info}"))));
-}
-
 fuzz_target!(|data: &[u8]| {
-    report_caught_panics();
+    ferrite_fuzz::report_caught_panics();
     let Some((&kind, body)) = data.split_first() else { return };
     let limits = ferrite::server::Limits { max_side: 1024, max_pixels: 1 << 20, ..Default::default() };
     if kind % 2 == 0 {
