@@ -1,4 +1,4 @@
-//! Probe: time flex's conv2d forward, input-gradient and weight-gradient passes per reference layer, and ferrite's (`model::conv`, Winograd for the 3x3 layers).
+//! Probe: time flex's conv2d forward, input-gradient and weight-gradient passes per reference layer, and ferrite's (`kernels::conv`, Winograd for the 3x3 layers).
 //! PROBE_NET=compact: the layers of the embedded compact net (width 28, crop 40); PROBE_BF16=1:
 //! bf16 matrix products (`--matmul bf16`).
 use burn::backend::flex::{FlexTensor, Layout};
@@ -39,15 +39,19 @@ fn t(dims: [usize; 4], seed: u32) -> FlexTensor {
     FlexTensor::new(burn::tensor::Bytes::from_elems(data), Layout::contiguous(dims.into()), DType::F32)
 }
 
+use ferrite::kernels::Matmul;
+
 fn main() {
     let layers: Vec<(usize, usize, usize, usize)> = if std::env::var("PROBE_NET").as_deref() == Ok("compact") {
         vec![(1, 28, 3, 40), (28, 56, 3, 20), (56, 56, 3, 20), (56, 112, 3, 10), (112, 112, 3, 10), (112, 224, 3, 5), (224, 224, 3, 5)]
     } else {
         vec![(64, 128, 5, 24), (128, 512, 3, 12), (512, 512, 3, 6)]
     };
-    if std::env::var_os("PROBE_BF16").is_some() {
-        ferrite::device::set_matmul_precision(ferrite::device::MatmulPrecision::Bf16).expect("bf16 products");
-    }
+    let mm = if std::env::var_os("PROBE_BF16").is_some() {
+        Matmul::new(ferrite::kernels::MatmulPrecision::Bf16).expect("bf16 products")
+    } else {
+        Matmul::F32
+    };
     // PROBE_LAYER=i times only layer i (0-based).
     let only: Option<usize> = std::env::var("PROBE_LAYER").ok().and_then(|v| v.parse().ok());
     for (i, &(ci, co, k, hw)) in layers.iter().enumerate() {
@@ -75,13 +79,13 @@ fn main() {
             best[2] = best[2].min(s.ms());
             }
             let s = Clock::now();
-            let _dx = <Flex as ferrite::model::conv::ConvSameBackend>::conv2d_same_x_backward(x.clone(), w.clone(), g.clone());
+            let _dx = <Flex as ferrite::kernels::conv::ConvSameBackend>::conv2d_same_x_backward(x.clone(), w.clone(), g.clone(), mm);
             best[3] = best[3].min(s.ms());
             let s = Clock::now();
-            let _dw = <Flex as ferrite::model::conv::ConvSameBackend>::conv2d_same_w_backward(x.clone(), w.clone(), g.clone());
+            let _dw = <Flex as ferrite::kernels::conv::ConvSameBackend>::conv2d_same_w_backward(x.clone(), w.clone(), g.clone(), mm);
             best[4] = best[4].min(s.ms());
             let s = Clock::now();
-            let _y = <Flex as ferrite::model::conv::ConvSameBackend>::conv2d_same(x.clone(), w.clone());
+            let _y = <Flex as ferrite::kernels::conv::ConvSameBackend>::conv2d_same(x.clone(), w.clone(), mm);
             best[5] = best[5].min(s.ms());
         }
         let gflop = 2.0 * (64 * co * ci * k * k * hw * hw) as f64 / 1e9;

@@ -2,6 +2,7 @@
 
 use crate::device::{inference_device, training_device};
 use crate::emotion::Emotion;
+use crate::kernels::Matmul;
 use crate::model::{ModelSpec, Network};
 use crate::preprocess::{FACE_PIXELS, batch_tensor};
 use crate::train::{Batch, train_step_replicated};
@@ -19,7 +20,7 @@ pub struct SpeedReport {
     pub threads: usize,
     /// Precision of the convolutions' matrix products during the measurement.
     #[serde(default)]
-    pub matmul: crate::device::MatmulPrecision,
+    pub matmul: crate::kernels::MatmulPrecision,
     /// Training images per second (batch 64, Adam, forward + backward + update).
     pub train_img_s: f64,
     /// Inference images per second at batch 64.
@@ -39,14 +40,14 @@ struct Setup {
 }
 
 impl Setup {
-    fn new(spec: &ModelSpec) -> Setup {
+    fn new(spec: &ModelSpec, matmul: Matmul) -> Setup {
         let mut rng = rand::rngs::StdRng::seed_from_u64(0);
         let device = training_device();
         device.seed(0);
         Setup {
             pixels: (0..64 * FACE_PIXELS).map(|_| rng.random()).collect(),
             labels: (0..64).map(|_| rng.random_range(0..Emotion::COUNT as i64)).collect(),
-            net: Network::new(spec, &device),
+            net: Network::new(spec, &device).with_matmul(matmul),
             optim: AdamConfig::new().init(),
             loss_fn: crate::train::Loss::default(),
             device,
@@ -55,9 +56,9 @@ impl Setup {
 }
 
 /// Time `steps` training steps (split over `replicas` threads, `train_step_replicated`) and
-/// inference passes after `warmup` untimed ones.
-pub fn measure(spec: &ModelSpec, steps: usize, warmup: usize, replicas: usize) -> SpeedReport {
-    let Setup { pixels, labels, device, mut net, mut optim, loss_fn } = Setup::new(spec);
+/// inference passes after `warmup` untimed ones, the convolutions' products in precision `matmul`.
+pub fn measure(spec: &ModelSpec, steps: usize, warmup: usize, replicas: usize, matmul: Matmul) -> SpeedReport {
+    let Setup { pixels, labels, device, mut net, mut optim, loss_fn } = Setup::new(spec, matmul);
     let mut run = |n: usize, net: &mut Network| {
         for _ in 0..n {
             let batch = Batch::hard(pixels.clone(), labels.clone());
@@ -75,7 +76,7 @@ pub fn measure(spec: &ModelSpec, steps: usize, warmup: usize, replicas: usize) -
         framework: format!("ferrite {} (burn 0.22 flex)", env!("CARGO_PKG_VERSION")),
         arch: spec.arch.to_string(),
         threads: rayon::current_num_threads(),
-        matmul: crate::device::matmul_precision(),
+        matmul: matmul.precision(),
         train_img_s,
         infer64_img_s,
         infer1_ms,
@@ -147,20 +148,19 @@ pub struct StepProfile {
 
 /// Profile `steps` training steps (batch 64) after `warmup` untimed ones. flex is eager, so the
 /// wall time between layer outputs is each layer's forward cost.
-pub fn profile_step(spec: &ModelSpec, steps: usize, warmup: usize) -> StepProfile {
-    use crate::model::Tape;
+pub fn profile_step(spec: &ModelSpec, steps: usize, warmup: usize, matmul: Matmul) -> StepProfile {
     use burn::optim::GradientsParams;
-    
-    let Setup { pixels, labels, device, mut net, mut optim, loss_fn } = Setup::new(spec);
+
+    let Setup { pixels, labels, device, mut net, mut optim, loss_fn } = Setup::new(spec, matmul);
     let mut sums: Vec<(String, f64)> = Vec::new();
     for i in 0..warmup + steps {
         let mut stages: Vec<(String, f64)> = Vec::new();
         let x = batch_tensor(pixels.clone(), &device);
         let targets = Batch::hard(Vec::new(), labels.clone()).targets;
-        let mut tape = Tape::on();
-        let logits = net.forward_traced(x, &mut tape);
+        let mut pass = crate::model::Pass::traced();
+        let logits = net.forward_with(x, &mut pass);
         let mut counts = std::collections::HashMap::new();
-        for r in tape.into_rows() {
+        for r in pass.tape.into_rows() {
             let k = counts.entry(r.kind).or_insert(0);
             *k += 1;
             stages.push((format!("forward {} #{}", r.kind, k), r.elapsed_ms));

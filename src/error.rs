@@ -27,6 +27,9 @@ pub enum Error {
     BadRunDir { path: PathBuf, message: String },
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// This machine cannot do what was asked (a CPU feature it lacks).
+    #[error("{what}")]
+    Unsupported { what: &'static str },
     #[error("training diverged: {0}")]
     NonFinite(String),
     #[error("{0}")]

@@ -31,6 +31,7 @@ pub mod evaluate;
 pub mod ferplus;
 pub mod fsutil;
 pub mod imageio;
+pub mod kernels;
 pub mod metrics;
 pub mod model;
 pub mod modelfile;

@@ -4,7 +4,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ferrite::augment::AugmentConfig;
 use ferrite::data::{Dataset, LoadOptions};
-use ferrite::device::MatmulPrecision;
+use ferrite::kernels::{Matmul, MatmulPrecision};
 use ferrite::evaluate::Tta;
 use ferrite::model::{Arch, ModelSpec};
 use ferrite::train::{Mix, OptimizerConfig, RunDir, Schedule, TrainConfig, TrainOptions};
@@ -339,7 +339,9 @@ impl FaceArgs {
             align: !self.no_align,
         };
         let device = device::inference_device();
-        let (net, header, _) = load_model(self.model.as_deref(), &device)?;
+        // (The analyzer runs the network compiled by tract: the precision of ferrite's kernels
+        // does not apply.)
+        let (net, header, _) = load_model(self.model.as_deref(), &device, Matmul::F32)?;
         let config = AnalyzerConfig { contrast: header.contrast(), ..config };
         let detector = BlazeFace::new(config.detector.clone()).context("building the face detector")?;
         Analyzer::from_parts(Box::new(detector), &net, config).context("compiling the expression model")
@@ -636,8 +638,7 @@ fn run() -> Result<()> {
     let cli = Cli::parse();
     device::tune_allocator();
     device::set_threads(cli.threads);
-    let matmul = cli.matmul.map_or(MatmulPrecision::F32, MatmulPrecision::from);
-    device::set_matmul_precision(matmul).context("--matmul")?;
+    let matmul = Matmul::new(cli.matmul.map_or(MatmulPrecision::F32, MatmulPrecision::from)).context("--matmul")?;
     match cli.command {
         Command::Summary { arch, width, shape, diagram } => {
             let spec = spec_for(arch, width, shape, None)?;
@@ -699,8 +700,9 @@ fn run() -> Result<()> {
                 let net = ferrite::model::Network::new(&spec, &device);
                 (net, modelfile::ModelHeader::new(spec, serde_json::Value::Null), "random weights".to_string())
             } else {
-                load_model(model.as_deref(), &device)?
+                load_model(model.as_deref(), &device, matmul)?
             };
+            let net = net.with_matmul(matmul);
             let (infer64, infer1) = ferrite::bench::measure_inference(&net, steps.max(1), 5);
             let (fast64, fast1) =
                 ferrite::bench::measure_fast(&net, steps.max(1), 5).context("timing the compiled (tract) model")?;
@@ -709,12 +711,12 @@ fn run() -> Result<()> {
                 println!(
                     "{}",
                     serde_json::json!({"model": name, "arch": header.spec.arch, "threads": threads,
-                        "matmul": device::matmul_precision(),
+                        "matmul": matmul.precision(),
                         "infer64_img_s": infer64, "infer1_ms": infer1,
                         "fast64_img_s": fast64, "fast1_ms": fast1})
                 );
             } else {
-                println!("{name} ({}) on {threads} threads, {} matmul:", header.spec.arch, device::matmul_precision());
+                println!("{name} ({}) on {threads} threads, {} matmul:", header.spec.arch, matmul.precision());
                 println!("  burn flex         {infer64:8.1} img/s (batch 64)");
                 println!("  burn flex         {infer1:8.2} ms per face (batch 1, median)");
                 println!("  compiled (tract)  {fast64:8.1} img/s (64 faces, one run each)");
@@ -722,7 +724,7 @@ fn run() -> Result<()> {
             }
         }
         Command::Bench { arch, width, shape, steps, json, profile: true, .. } => {
-            let p = ferrite::bench::profile_step(&spec_for(arch, width, shape, None)?, steps.max(1), 3);
+            let p = ferrite::bench::profile_step(&spec_for(arch, width, shape, None)?, steps.max(1), 3, matmul);
             if json {
                 println!("{}", serde_json::to_string(&p)?);
             } else {
@@ -737,7 +739,7 @@ fn run() -> Result<()> {
             if !(1..=16).contains(&replicas) {
                 bail!("--replicas must be in 1..=16 (as for train), not {replicas}");
             }
-            let r = ferrite::bench::measure(&spec_for(arch, width, shape, None)?, steps.max(1), 5, replicas);
+            let r = ferrite::bench::measure(&spec_for(arch, width, shape, None)?, steps.max(1), 5, replicas, matmul);
             if json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
@@ -747,12 +749,12 @@ fn run() -> Result<()> {
                 println!("  inference         {:8.2} ms per face (batch 1, median)", r.infer1_ms);
             }
         }
-        Command::Evaluate(args) => evaluate(args)?,
+        Command::Evaluate(args) => evaluate(args, matmul)?,
         Command::Export { model, out, format, precision, average_weights, prior_correction, contrast, class_priors_from } => {
             let device = device::inference_device();
             let mut parts = Vec::with_capacity(model.len());
             for m in &model {
-                parts.push(load_model(Some(m), &device)?);
+                parts.push(load_model(Some(m), &device, Matmul::F32)?);
             }
             let (net, header, name) = if average_weights {
                 let count = parts.len();
@@ -870,14 +872,14 @@ fn spec_for(arch: ArchArg, width: Option<usize>, shape: ShapeArgs, dropout: Opti
 
 /// Load `--model` (a file or a run directory), or the embedded default model.
 /// Returns the network in inference mode, its header and a name for reports.
-fn load_model(model: Option<&Path>, device: &burn::tensor::Device) -> Result<(ferrite::model::Network, modelfile::ModelHeader, String)> {
+fn load_model(model: Option<&Path>, device: &burn::tensor::Device, matmul: Matmul) -> Result<(ferrite::model::Network, modelfile::ModelHeader, String)> {
     // No --model, or `embedded:NAME`: a model compiled into the binary.
     let embedded = model.and_then(|m| m.to_str()).and_then(|s| s.strip_prefix("embedded:"));
     match model.filter(|_| embedded.is_none()) {
         None => {
             let name = embedded.unwrap_or("default");
             let (net, header) = ferrite::embedded::named(name, device).with_context(|| format!("loading the embedded model '{name}'"))?;
-            Ok((net, header, format!("<embedded {name} model>")))
+            Ok((net.with_matmul(matmul), header, format!("<embedded {name} model>")))
         }
         Some(model) => {
             let path = if model.is_dir() {
@@ -887,14 +889,15 @@ fn load_model(model: Option<&Path>, device: &burn::tensor::Device) -> Result<(fe
             };
             let (net, header) =
                 modelfile::load(&path, device).with_context(|| format!("loading model {}", path.display()))?;
-            Ok((burn::module::Module::valid(&net), header, path.display().to_string()))
+            Ok((burn::module::Module::valid(&net).with_matmul(matmul), header, path.display().to_string()))
         }
     }
 }
 
 fn predict(images: &[PathBuf], model: Option<&Path>, tta: Tta, json: bool) -> Result<()> {
     let device = device::inference_device();
-    let (net, header, _name) = load_model(model, &device)?;
+    // (Classified by the tract-compiled network: the kernels' precision does not apply.)
+    let (net, header, _name) = load_model(model, &device, Matmul::F32)?;
     let mut faces = Vec::with_capacity(images.len() * ferrite::preprocess::FACE_PIXELS);
     for path in images {
         faces.extend(ferrite::data::read_face(path, header.contrast()).with_context(|| format!("reading {}", path.display()))?);
@@ -1012,11 +1015,11 @@ fn train(a: TrainArgs, matmul: Option<MatmulPrecision>) -> Result<()> {
     Ok(())
 }
 
-fn evaluate(args: EvaluateArgs) -> Result<()> {
+fn evaluate(args: EvaluateArgs, matmul: Matmul) -> Result<()> {
     let EvaluateArgs { model, data, usage, skip_bad, out, tta, ferplus, votes, prior_correction, detect, contrast, pad_retry, margin, no_align, detector } = args;
     let (model, data, out, tta) = (model.as_deref(), data.as_path(), out.as_deref(), Tta::from(tta));
     let device = device::inference_device();
-    let (net, header, model_name) = load_model(model, &device)?;
+    let (net, header, model_name) = load_model(model, &device, matmul)?;
     let contrast = contrast.map_or(header.contrast(), Into::into);
     let opts = LoadOptions { skip_bad, usage, max_per_class: None, contrast };
     let ferplus = ferplus.then_some(votes);

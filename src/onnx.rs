@@ -108,6 +108,8 @@ fn fold(net: &Network) -> Result<Vec<Op>> {
             }
             Layer::GlobalAvgPool => ops.push(Op::GlobalAvgPool),
             Layer::Flatten => ops.push(Op::Flatten),
+            // The identity at inference.
+            Layer::Dropout(_) => {}
         }
     }
     Ok(ops)

@@ -226,13 +226,8 @@ pub fn layer_diagram(summary: &crate::summary::Summary, path: &Path) -> Result<(
         .map_err(perr)?;
         for (i, (name, r)) in summary.rows.iter().enumerate() {
             let y = 50 + i as i32 * (box_h + gap);
-            let fill = match r.kind {
-                "Conv2D" => RGBColor(0xf4, 0xb1, 0x83),
-                "Dense" => RGBColor(0x9d, 0xc3, 0xe6),
-                "BatchNormalization" => RGBColor(0xc5, 0xe0, 0xb4),
-                "MaxPooling2D" => RGBColor(0xff, 0xe6, 0x99),
-                _ => RGBColor(0xe7, 0xe6, 0xe6),
-            };
+            let [red, green, blue] = r.kind.color();
+            let fill = RGBColor(red, green, blue);
             root.draw(&Rectangle::new([(16, y), (w - 16, y + box_h)], fill.filled())).map_err(perr)?;
             root.draw(&Rectangle::new([(16, y), (w - 16, y + box_h)], BLACK.mix(0.5))).map_err(perr)?;
             let dims: Vec<String> = r.shape.iter().map(|d| d.to_string()).collect();

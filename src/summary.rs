@@ -1,7 +1,7 @@
 //! Keras-style model summary (layer, output shape, parameters) and an architecture diagram.
 
 use crate::error::{Error, Result};
-use crate::model::{LayerRow, ModelSpec, Network, Tape};
+use crate::model::{LayerRow, ModelSpec, Network, Pass};
 use crate::preprocess::FACE_SIZE;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
@@ -22,15 +22,16 @@ pub struct Summary {
 /// Trace one forward pass of a freshly built network to list its layers.
 pub fn summarize(spec: &ModelSpec, device: &Device) -> Summary {
     let net = Network::new(spec, device);
-    let mut tape = Tape::on();
+    let mut pass = Pass::traced();
     let x = Tensor::<4>::zeros([2, 1, FACE_SIZE, FACE_SIZE], device);
-    let _ = net.valid().forward_traced(x, &mut tape);
+    let _ = net.valid().forward_with(x, &mut pass);
     let mut seen: HashMap<&str, usize> = HashMap::new();
-    let rows: Vec<(String, LayerRow)> = tape
+    let rows: Vec<(String, LayerRow)> = pass
+        .tape
         .into_rows()
         .into_iter()
         .map(|r| {
-            let base = keras_name(r.kind);
+            let base = r.kind.keras_name();
             let k = seen.entry(base).or_insert(0);
             *k += 1;
             let name = if *k == 1 { base.to_string() } else { format!("{base}_{}", *k - 1) };
@@ -46,21 +47,6 @@ pub fn summarize(spec: &ModelSpec, device: &Device) -> Summary {
         total,
         trainable: total - non_trainable,
         non_trainable,
-    }
-}
-
-fn keras_name(kind: &str) -> &'static str {
-    match kind {
-        "Conv2D" => "conv2d",
-        "BatchNormalization" => "batch_normalization",
-        "Activation(relu)" => "activation",
-        "MaxPooling2D" => "max_pooling2d",
-        "Dropout" => "dropout",
-        "Flatten" => "flatten",
-        "GlobalAveragePooling2D" => "global_average_pooling2d",
-        "Dense" => "dense",
-        "Cropping2D" => "cropping2d",
-        _ => "layer",
     }
 }
 
@@ -121,14 +107,8 @@ impl Summary {
         );
         for (i, (name, r)) in self.rows.iter().enumerate() {
             let y = 50 + i * (box_h + gap);
-            let fill = match r.kind {
-                "Conv2D" => "#f4b183",
-                "Dense" => "#9dc3e6",
-                "BatchNormalization" => "#c5e0b4",
-                "MaxPooling2D" => "#ffe699",
-                "Dropout" => "#e7e6e6",
-                _ => "#ffffff",
-            };
+            let [red, green, blue] = r.kind.color();
+            let fill = format!("#{red:02x}{green:02x}{blue:02x}");
             let _ = writeln!(
                 s,
                 "<rect x=\"20\" y=\"{y}\" width=\"{}\" height=\"{box_h}\" rx=\"6\" fill=\"{fill}\" stroke=\"#555\"/>\n<text x=\"32\" y=\"{}\">{name} ({}) {} {}</text>",
@@ -165,7 +145,7 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Arch;
+    use crate::model::{Arch, LayerKind};
 
     #[test]
     fn reference_matches_the_keras_parameter_counts() {
@@ -185,8 +165,12 @@ mod tests {
         let _rng = crate::rng_lock();
         let device = crate::device::inference_device();
         let s = summarize(&ModelSpec::new(Arch::Reference), &device);
-        let shapes: Vec<(&str, Vec<usize>)> =
-            s.rows.iter().filter(|(_, r)| r.kind == "MaxPooling2D" || r.kind == "Dense" || r.kind == "Flatten").map(|(_, r)| (r.kind, r.shape.clone())).collect();
+        let shapes: Vec<(&str, Vec<usize>)> = s
+            .rows
+            .iter()
+            .filter(|(_, r)| matches!(r.kind, LayerKind::MaxPooling2D | LayerKind::Dense | LayerKind::Flatten))
+            .map(|(_, r)| (r.kind.keras_type(), r.shape.clone()))
+            .collect();
         assert_eq!(
             shapes,
             vec![

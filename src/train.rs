@@ -3,7 +3,8 @@
 
 use crate::augment::{AugmentConfig, augment_into};
 use crate::data::{Dataset, LoadOptions};
-use crate::device::{MatmulPrecision, set_matmul_precision, training_device};
+use crate::device::training_device;
+use crate::kernels::{Matmul, MatmulPrecision, Replica};
 use crate::emotion::Emotion;
 use crate::error::{Error, Result};
 use crate::evaluate::evaluate;
@@ -181,7 +182,7 @@ impl TrainConfig {
         if self.spec.arch == crate::model::Arch::Ensemble {
             return bad("an ensemble is not trained: train its members, then `ferrite export --model A --model B`");
         }
-        crate::device::check_matmul_precision(self.matmul)?;
+        Matmul::new(self.matmul)?;
         self.spec.validate()
     }
 }
@@ -678,7 +679,7 @@ pub fn train_step(
     lr: f64,
     device: &Device,
 ) -> (Network, f32, usize) {
-    let (grads, loss_value, correct) = batch_grads(&net, loss_fn, batch, 1.0, device);
+    let (grads, loss_value, correct) = batch_grads(&net, loss_fn, batch, 1.0, device, None);
     match grads {
         Some(grads) => (optim.step(lr, net, grads), loss_value, correct),
         None => (net, loss_value, 0),
@@ -711,7 +712,7 @@ pub fn train_step_replicated(
     if replicas == 1 {
         return train_step(net, optim, loss_fn, batch, lr, device);
     }
-    let base_seed = crate::model::dropout::draw_seed(device);
+    let base_seed = crate::kernels::dropout::draw_seed(device);
     // Contiguous parts whose sizes differ by at most one.
     let bounds: Vec<usize> = (0..=replicas).map(|k| k * n / replicas).collect();
     let parts: Vec<(Batch, f32)> = bounds
@@ -720,9 +721,9 @@ pub fn train_step_replicated(
         .collect();
     let run = |k: usize, part: Batch, weight: f32| {
         let fork = net.clone().fork(device);
-        crate::model::replica::run_as_replica(base_seed ^ (k as u64).wrapping_mul(0x9E37_79B9), || {
-            batch_grads(&fork, loss_fn, part, weight, device)
-        })
+        let mut replica = Replica::new(base_seed ^ (k as u64).wrapping_mul(0x9E37_79B9));
+        let out = batch_grads(&fork, loss_fn, part, weight, device, Some(&mut replica));
+        (out, replica)
     };
     let mut results = std::thread::scope(|scope| {
         let mut parts = parts.into_iter().enumerate();
@@ -749,15 +750,15 @@ pub fn train_step_replicated(
         acc.accumulate(&net, grads.expect("checked above"));
         states.push(state);
     }
-    crate::model::replica::apply_bn_updates(states, &weights);
+    crate::kernels::replica::apply_bn_updates(states, &weights);
     (optim.step(lr, net, acc.grads()), loss_value, correct)
 }
 
 /// Forward, loss (times `weight`), backward: the gradients (`None` if the loss is not finite),
 /// the unweighted batch loss and the number of correct predictions.
-fn batch_grads(net: &Network, loss_fn: &Loss, batch: Batch, weight: f32, device: &Device) -> (Option<GradientsParams>, f32, usize) {
+fn batch_grads(net: &Network, loss_fn: &Loss, batch: Batch, weight: f32, device: &Device, replica: Option<&mut Replica>) -> (Option<GradientsParams>, f32, usize) {
     let x = batch_tensor(batch.pixels, device);
-    let logits = net.forward(x);
+    let logits = net.forward_with(x, &mut crate::model::Pass { replica, ..Default::default() });
     let loss = loss_fn.forward(logits.clone(), &batch.targets);
     let loss_value: f32 = loss.clone().into_scalar();
     if !loss_value.is_finite() {
@@ -1065,7 +1066,7 @@ fn fit(
     if train_ds.is_empty() || val_ds.is_empty() {
         return Err(Error::Config("training and validation data must both be non-empty".into()));
     }
-    set_matmul_precision(cfg.matmul)?;
+    net = net.with_matmul(Matmul::new(cfg.matmul)?);
     let mut loss_fn = Loss {
         class_weights: None,
         multi_target: cfg.ferplus.as_ref().is_some_and(|f| f.mode == LabelMode::MultiTarget),

@@ -1,22 +1,22 @@
 //! bf16 matrix products (`--matmul bf16`) against f32 on real FER2013 faces: the embedded model's
-//! val predictions, and a brief training run. One test function, because the precision is a
-//! process-wide setting and this file is its own test process.
+//! val predictions, and a brief training run. The precision is a property of each network
+//! (`Network::with_matmul`), so both run side by side in one process.
 
 mod common;
 
 use ferrite::Emotion;
 use ferrite::data::{Dataset, LoadOptions};
-use ferrite::device::{MatmulPrecision, inference_device, set_matmul_precision};
+use ferrite::device::inference_device;
+use ferrite::kernels::{Matmul, MatmulPrecision};
 use ferrite::evaluate::{argmax, predict_probs};
 
 #[test]
 fn bf16_matmul_keeps_val_predictions_and_trains() {
     const NAME: &str = "bf16_matmul_keeps_val_predictions_and_trains";
-    if set_matmul_precision(MatmulPrecision::Bf16).is_err() {
+    let Ok(bf16) = Matmul::new(MatmulPrecision::Bf16) else {
         eprintln!("SKIPPED {NAME}: this CPU has no AVX512_BF16");
         return;
-    }
-    set_matmul_precision(MatmulPrecision::F32).unwrap();
+    };
     let Some(root) = common::fer2013(NAME, &["train", "val"]) else {
         return;
     };
@@ -25,11 +25,8 @@ fn bf16_matmul_keeps_val_predictions_and_trains() {
     let device = inference_device();
     let (net, _) = ferrite::embedded::default_model(&device).expect("embedded model");
     // Each precision's probabilities, once; accuracy and agreement both come from them.
-    let probs = |p| {
-        set_matmul_precision(p).unwrap();
-        predict_probs(&net, &val.faces, &device)
-    };
-    let (f32_probs, bf16_probs) = (probs(MatmulPrecision::F32), probs(MatmulPrecision::Bf16));
+    let probs = |mm| predict_probs(&net.clone().with_matmul(mm), &val.faces, &device);
+    let (f32_probs, bf16_probs) = (probs(Matmul::F32), probs(bf16));
     let accuracy = |probs: &[[f32; Emotion::COUNT]]| {
         let right = probs.iter().zip(&val.labels).filter(|(p, l)| argmax(&p[..]) == l.index()).count();
         right as f64 / val.len() as f64
@@ -52,10 +49,11 @@ fn bf16_matmul_keeps_val_predictions_and_trains() {
     // written) and accuracy moves by at most 0.5 points.
     assert!(changed * 50 <= val.len(), "bf16 changed {changed} of {} predictions", val.len());
     assert!((acc32 - acc16).abs() <= 0.005, "accuracy f32 {acc32} vs bf16 {acc16}");
+    // ... and the network did run in bf16 (rounded operands move some probability).
+    assert!(max_diff > 0.0, "bf16 gave exactly the f32 probabilities: the precision was not applied");
 
     // A brief bf16 training run learns: tests/real_data.rs's f32 run and bar, with the reference
     // net's wide 3x3 and 5x5 layers (all three passes) through the bf16 kernels.
-    set_matmul_precision(MatmulPrecision::F32).unwrap();
     let (acc, _) = common::brief_reference_training(&root, MatmulPrecision::Bf16);
     // Balanced subset: chance is 1/7 = 14.3%.
     assert!(acc > 0.25, "bf16-trained val accuracy {acc:.3} does not beat chance clearly");

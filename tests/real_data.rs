@@ -3,7 +3,7 @@
 
 mod common;
 
-use ferrite::device::MatmulPrecision;
+use ferrite::kernels::MatmulPrecision;
 use ferrite::evaluate::evaluate;
 
 #[test]

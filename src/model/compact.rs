@@ -6,12 +6,13 @@
 //! ~117M multiply-adds per face (the reference CNN ~290M) and has ~1.17M parameters (reference
 //! 4.48M).
 
-use super::{Layer, Tape};
+use super::layers::Layer;
+use crate::kernels::Matmul;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 
 /// Configuration of the compact CNN.
 #[derive(Debug, Clone)]
@@ -43,11 +44,6 @@ impl ConvBnRelu {
             bn: BatchNormConfig::new(c_out).init(device),
         }
     }
-
-    /// (N, C_in, H, W) -> (N, C_out, H, W)
-    fn forward(&self, x: Tensor<4>, tape: &mut Tape) -> Tensor<4> {
-        super::conv_bn_relu(&self.conv, &self.bn, x, tape)
-    }
 }
 
 /// One or two ConvBnRelu layers and a 2x2 max-pool.
@@ -66,18 +62,6 @@ impl Stage {
             pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
         }
     }
-
-    /// (N, C_in, H, W) -> (N, C_out, H/2, W/2)
-    fn forward(&self, x: Tensor<4>, tape: &mut Tape) -> Tensor<4> {
-        let x = self.a.forward(x, tape);
-        let x = match &self.b {
-            Some(b) => b.forward(x, tape),
-            None => x,
-        };
-        let x = super::pool::forward(&self.pool, x);
-        tape.record("MaxPooling2D", &x, 0, 0);
-        x
-    }
 }
 
 /// The compact CNN.
@@ -91,6 +75,9 @@ pub struct CompactCnn {
     stage4: Stage,
     dropout: Dropout,
     pub(crate) head: Linear,
+    /// The precision of the convolutions' matrix products (not saved with the weights).
+    #[module(skip)]
+    pub(crate) matmul: Matmul,
 }
 
 impl CompactConfig {
@@ -104,44 +91,16 @@ impl CompactConfig {
             stage4: Stage::new(4 * w, 8 * w, 2, device),
             dropout: DropoutConfig::new(self.dropout).init(),
             head: LinearConfig::new(8 * w, crate::Emotion::COUNT).init(device),
+            matmul: Matmul::F32,
         }
     }
 }
 
 impl CompactCnn {
-    /// (N, 1, 48, 48) -> (N, 7) logits; shapes below without a crop (crop c: c, c/2, ...).
-    pub fn forward(&self, x: Tensor<4>, tape: &mut Tape) -> Tensor<2> {
-        let x = self.center_crop(x); // (N, 1, c, c)
-        if self.crop > 0 {
-            tape.record("Cropping2D", &x, 0, 0);
-        }
-        let x = self.stage1.forward(x, tape); // (N, w, 24, 24)
-        let x = self.stage2.forward(x, tape); // (N, 2w, 12, 12)
-        let x = self.stage3.forward(x, tape); // (N, 4w, 6, 6)
-        let x = self.stage4.forward(x, tape); // (N, 8w, 3, 3)
-        let x: Tensor<2> = x.mean_dim(3).mean_dim(2).flatten(1, 3); // (N, 8w)
-        tape.record("GlobalAveragePooling2D", &x, 0, 0);
-        let x = super::dropout::forward(&self.dropout, x);
-        tape.record("Dropout", &x, 0, 0);
-        let x = self.head.forward(x); // (N, 7)
-        tape.record("Dense", &x, self.head.num_params(), 0);
-        x
-    }
-
-    /// (N, C, H, W) -> (N, C, crop, crop), the centred window; the input itself without a crop
-    /// or when it is no larger than the crop.
-    fn center_crop(&self, x: Tensor<4>) -> Tensor<4> {
-        let [n, c, h, w] = x.dims();
-        let k = self.crop;
-        if k == 0 || (h <= k && w <= k) {
-            return x;
-        }
-        let (k_h, k_w) = (k.min(h), k.min(w));
-        let (top, left) = ((h - k_h) / 2, (w - k_w) / 2);
-        x.slice([0..n, 0..c, top..top + k_h, left..left + k_w])
-    }
-
-    /// The inference-time layers in order (dropout left out), as `forward` runs them.
+    /// The network, in order: [crop] then per stage (Conv(3x3, same)-BN-ReLU) x 1 or 2 and a 2x2
+    /// max-pool, global average pooling, dropout, dense. Shapes without a crop (crop c: c, c/2, ...):
+    /// (N, 1, 48, 48) -> (N, w, 24, 24) -> (N, 2w, 12, 12) -> (N, 4w, 6, 6) -> (N, 8w, 3, 3)
+    /// -> (N, 8w) -> (N, 7) logits.
     pub fn layers(&self) -> Vec<Layer<'_>> {
         let mut out = Vec::new();
         if self.crop > 0 {
@@ -153,7 +112,7 @@ impl CompactCnn {
             }
             out.push(Layer::MaxPool(&stage.pool));
         }
-        out.extend([Layer::GlobalAvgPool, Layer::Linear(&self.head)]);
+        out.extend([Layer::GlobalAvgPool, Layer::Dropout(&self.dropout), Layer::Linear(&self.head)]);
         out
     }
 }

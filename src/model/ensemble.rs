@@ -4,7 +4,7 @@
 //! time: each member errs differently on FER2013's ambiguous faces. The members are
 //! [`Network`]s of their own (`ModelSpec::members`); nothing here is trained.
 
-use super::{Network, Tape};
+use super::{Network, Pass};
 use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
 
@@ -12,13 +12,13 @@ use burn::tensor::activation::softmax;
 ///
 /// The log makes the output a logit vector whose softmax is the averaged probabilities exactly
 /// (they already sum to one), so everything downstream of `Network::forward` works unchanged.
-pub(crate) fn forward(members: &[Network], x: Tensor<4>, tape: &mut Tape) -> Tensor<2> {
+pub(crate) fn forward(members: &[Network], x: Tensor<4>, pass: &mut Pass) -> Tensor<2> {
     let n = x.dims()[0];
     let device = x.device();
     let mut sum: Tensor<2> = Tensor::zeros([n, crate::emotion::Emotion::COUNT], &device);
     for m in members {
         // (N, 7) logits -> (N, 7) probabilities
-        sum = sum + softmax(m.forward_traced(x.clone(), tape), 1);
+        sum = sum + softmax(m.forward_with(x.clone(), pass), 1);
     }
     // An empty ensemble (`ModelSpec::validate` rejects it) would give log 0: give uniform instead.
     sum.div_scalar(members.len().max(1) as f64).clamp_min(1e-30).log()

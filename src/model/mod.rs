@@ -1,14 +1,10 @@
-//! Model architectures, the `Network` that wraps them, and the layer tape used by `summary`.
+//! The networks: architectures (`compact`, `reference`, each described once as a list of
+//! layers that `layers::run` executes), ensembles, and the `Network` that wraps them.
 
-pub(crate) mod bf16;
 pub mod compact;
-pub mod conv;
-pub mod dropout;
 pub mod ensemble;
-pub mod pool;
+pub mod layers;
 pub mod reference;
-pub(crate) mod replica;
-pub(crate) mod winograd;
 
 use crate::error::{Error, Result};
 use burn::module::Module;
@@ -18,111 +14,9 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use compact::{CompactCnn, CompactConfig};
+pub use layers::{Layer, LayerKind, LayerRow, Pass, Tape};
+use crate::kernels::Matmul;
 
-/// A matrix operand of [`gemm_f32`]: (data, row stride, column stride).
-pub(crate) type Mat<'a> = (&'a [f32], usize, usize);
-
-/// dst (m x n, row-major) = [dst +] lhs (m x k) . rhs (k x n) on the calling thread, in the
-/// precision [`crate::device::set_matmul_precision`] chose: f32 through the `gemm` crate, or bf16
-/// products with f32 sums ([`bf16`]). Panics if an operand's slice is shorter than its strides reach.
-pub(crate) fn gemm_f32(dst: &mut [f32], mnk: [usize; 3], accumulate: bool, lhs: Mat, rhs: Mat) {
-    if crate::device::matmul_precision() == crate::device::MatmulPrecision::Bf16 {
-        check_operands(dst, mnk, lhs, rhs);
-        bf16::gemm(dst, mnk, accumulate, lhs, rhs);
-    } else {
-        gemm_crate_f32(dst, mnk, accumulate, lhs, rhs);
-    }
-}
-
-fn check_operands(dst: &[f32], [m, n, k]: [usize; 3], lhs: Mat, rhs: Mat) {
-    let fits = |(d, rs, cs): Mat, rows: usize, cols: usize| rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < d.len();
-    assert!(dst.len() >= m * n && fits(lhs, m, k) && fits(rhs, k, n), "gemm_f32: operand shorter than its shape");
-}
-
-/// [`gemm_f32`] in f32 whatever the matmul precision.
-pub(crate) fn gemm_crate_f32(dst: &mut [f32], [m, n, k]: [usize; 3], accumulate: bool, lhs: Mat, rhs: Mat) {
-    check_operands(dst, [m, n, k], lhs, rhs);
-    // SAFETY: the assertion above keeps every element the strides address inside its slice.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.0.as_ptr(),
-            lhs.2 as isize,
-            lhs.1 as isize,
-            rhs.0.as_ptr(),
-            rhs.2 as isize,
-            rhs.1 as isize,
-            1.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
-
-/// Whether ferrite's own vector kernels (`winograd`, `conv`) run their AVX-512 instantiations:
-/// the build targets baseline x86-64, where their 16-lane steps would be four-lane SSE
-/// operations, so each kernel is also compiled with `#[target_feature]` and picked at run time.
-pub(crate) fn avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static WIDE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *WIDE.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512vl"))
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
-}
-
-/// A sum over the batch 0..n computed in parallel: one contiguous slice of the batch per rayon
-/// thread, walked in chunks of `per_chunk` images; `chunk(scratch, images, acc, accumulate)`
-/// writes (or, with `accumulate`, adds) its chunk's share into the thread's `len`-long
-/// accumulator, and the accumulators are summed at the end.
-pub(crate) fn batch_sum<S: Default>(n: usize, per_chunk: usize, len: usize, chunk: impl Fn(&mut S, std::ops::Range<usize>, &mut [f32], bool) + Sync) -> Vec<f32> {
-    use rayon::prelude::*;
-    let parts = rayon::current_num_threads().clamp(1, n.max(1));
-    let partials: Vec<Vec<f32>> = (0..parts)
-        .into_par_iter()
-        .map(|t| (t * n / parts, (t + 1) * n / parts))
-        .filter(|(a, b)| b > a)
-        .map(|(start, end)| {
-            let mut acc = vec![0f32; len];
-            let mut scratch = S::default();
-            let mut img = start;
-            while img < end {
-                let stop = (img + per_chunk.max(1)).min(end);
-                chunk(&mut scratch, img..stop, &mut acc, img > start);
-                img = stop;
-            }
-            acc
-        })
-        .collect();
-    let mut parts = partials.into_iter();
-    let mut sum = parts.next().unwrap_or_else(|| vec![0f32; len]);
-    for p in parts {
-        for (s, v) in sum.iter_mut().zip(&p) {
-            *s += v;
-        }
-    }
-    sum
-}
-
-/// A contiguous f32 flex tensor of shape `dims` holding `data` (the output of ferrite's own flex
-/// kernels in `pool`, `conv` and `dropout`).
-pub(crate) fn flex_f32(data: Vec<f32>, dims: &[usize]) -> burn::backend::flex::FlexTensor {
-    burn::backend::flex::FlexTensor::new(
-        burn::tensor::Bytes::from_elems(data),
-        burn::backend::flex::Layout::contiguous(dims.to_vec().into()),
-        burn::tensor::DType::F32,
-    )
-}
 pub use reference::{ReferenceCnn, ReferenceConfig};
 
 /// The architectures ferrite can build (`--arch`).
@@ -339,14 +233,40 @@ impl Network {
         }
     }
 
-    /// Class logits for a batch of faces.
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        self.forward_traced(x, &mut Tape::off())
+    /// The same network with its convolutions' matrix products in precision `mm` (every
+    /// member of an ensemble). Fresh and loaded networks compute in f32.
+    pub fn with_matmul(self, mm: Matmul) -> Network {
+        match self {
+            Network::Reference(mut m) => {
+                m.matmul = mm;
+                Network::Reference(m)
+            }
+            Network::Compact(mut m) => {
+                m.matmul = mm;
+                Network::Compact(m)
+            }
+            Network::Ensemble(members) => Network::Ensemble(members.into_iter().map(|m| m.with_matmul(mm)).collect()),
+        }
     }
 
-    /// The inference-time layers in execution order, for exporters (`crate::onnx`). An ensemble
-    /// is no chain of layers: its members' concatenated, for inspection only (exporters take
-    /// each of `members` in turn).
+    /// The precision of the convolutions' matrix products (an ensemble's first member's).
+    pub fn matmul(&self) -> Matmul {
+        match self {
+            Network::Reference(m) => m.matmul,
+            Network::Compact(m) => m.matmul,
+            Network::Ensemble(members) => members.first().map_or(Matmul::F32, Network::matmul),
+        }
+    }
+
+    /// Class logits for a batch of faces.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.forward_with(x, &mut Pass::default())
+    }
+
+    /// The layers in execution order: the one description of a single network that the
+    /// forward pass, layer tables, diagrams and the ONNX exporter read. An ensemble is no
+    /// chain of layers: its members' concatenated, for inspection only (exporters take each of
+    /// `members` in turn).
     pub fn layers(&self) -> Vec<Layer<'_>> {
         match self {
             Network::Reference(m) => m.layers(),
@@ -355,144 +275,13 @@ impl Network {
         }
     }
 
-    /// `forward` that also records each layer's output shape and parameters on `tape`.
-    pub fn forward_traced(&self, x: Tensor<4>, tape: &mut Tape) -> Tensor<2> {
+    /// `forward` in the context `pass` (a layer tape, a training replica's state).
+    pub fn forward_with(&self, x: Tensor<4>, pass: &mut Pass) -> Tensor<2> {
         match self {
-            Network::Reference(m) => m.forward(x, tape),
-            Network::Compact(m) => m.forward(x, tape),
-            Network::Ensemble(members) => ensemble::forward(members, x, tape),
+            Network::Reference(m) => layers::run(&m.layers(), x, m.matmul, pass),
+            Network::Compact(m) => layers::run(&m.layers(), x, m.matmul, pass),
+            Network::Ensemble(members) => ensemble::forward(members, x, pass),
         }
-    }
-}
-
-/// One layer as inference sees it (dropout is the identity there and is left out). `forward`
-/// and `layers` of an architecture describe the same network; `crate::onnx`'s tests check that
-/// the exported graph computes what `forward` does.
-#[derive(Debug, Clone, Copy)]
-pub enum Layer<'a> {
-    Conv(&'a burn::nn::conv::Conv2d),
-    BatchNorm(&'a burn::nn::BatchNorm),
-    Relu,
-    MaxPool(&'a burn::nn::pool::MaxPool2d),
-    /// The centred `size` x `size` window of the image: (N, C, H, W) -> (N, C, size, size).
-    CenterCrop(usize),
-    /// Mean over height and width: (N, C, H, W) -> (N, C).
-    GlobalAvgPool,
-    /// (N, C, H, W) -> (N, C*H*W).
-    Flatten,
-    Linear(&'a burn::nn::Linear),
-}
-
-/// Conv2d -> BatchNorm -> ReLU, each recorded on `tape` (the block both architectures use).
-/// (N, C_in, H, W) -> (N, C_out, H', W')
-pub(crate) fn conv_bn_relu(
-    conv: &burn::nn::conv::Conv2d,
-    bn: &burn::nn::BatchNorm,
-    x: Tensor<4>,
-    tape: &mut Tape,
-) -> Tensor<4> {
-    let x = conv::forward(conv, x);
-    tape.record("Conv2D", &x, conv.num_params(), 0);
-    let x = batch_norm(bn, x);
-    let c = x.dims()[1];
-    tape.record("BatchNormalization", &x, bn.num_params(), 2 * c);
-    let x = burn::tensor::activation::relu(x);
-    tape.record("Activation(relu)", &x, 0, 0);
-    x
-}
-
-/// `bn` applied to `x` (N, C, ...): in training, the batch statistics come from two reductions
-/// (sum and sum of squares per channel) and the output is one per-channel scale and shift, about
-/// half the memory passes of burn's generic `batch_norm_train` (which flex does not specialise),
-/// forward and backward; running statistics are updated as burn does. Inference (and a frozen
-/// layer) uses burn's own path. Same parameters and record format as `BatchNorm::forward`.
-pub(crate) fn batch_norm<const D: usize>(bn: &burn::nn::BatchNorm, x: Tensor<D>) -> Tensor<D> {
-    if !(x.device().is_autodiff() && bn.training.is_enabled()) {
-        return bn.forward(x);
-    }
-    let dims = x.dims();
-    let (n, c) = (dims[0], dims[1]);
-    let rest: usize = dims[2..].iter().product();
-    let count = (n * rest) as f64;
-    let flat: Tensor<3> = x.clone().reshape([n, c, rest]);
-    let sum: Tensor<1> = flat.clone().sum_dim(2).sum_dim(0).reshape([c]);
-    let sum_sq: Tensor<1> = flat.clone().mul(flat).sum_dim(2).sum_dim(0).reshape([c]);
-    let mean = sum.div_scalar(count);
-    // Biased variance, as burn's running statistics use; clamped against rounding below zero.
-    let var = (sum_sq.div_scalar(count) - mean.clone().powi_scalar(2)).clamp_min(0.0);
-    let scale = bn.gamma.val() / (var.clone() + bn.epsilon).sqrt();
-    let shift = bn.beta.val() - mean.clone() * scale.clone();
-    let mut per_channel = [1usize; D];
-    per_channel[1] = c;
-
-    // A data-parallel replica leaves the update to the thread that combines the replicas.
-    let (batch_mean, batch_var) = (mean.clone().detach(), var.clone().detach());
-    if !replica::defer_bn_update(bn, &batch_mean, &batch_var) {
-        replica::update_running(&bn.running_mean, &bn.running_var, bn.momentum, batch_mean, batch_var);
-    }
-
-    x * scale.reshape(per_channel) + shift.reshape(per_channel)
-}
-
-/// One row of a layer table.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LayerRow {
-    /// Keras-style layer type (Conv2D, BatchNormalization, ...).
-    pub kind: &'static str,
-    /// Output shape without the batch dimension.
-    pub shape: Vec<usize>,
-    /// All parameters, BatchNorm running statistics included.
-    pub params: usize,
-    /// Parameters not trained by gradient (BatchNorm running mean and variance).
-    pub non_trainable: usize,
-    /// Wall time since the previous record (or since the tape was switched on), in ms.
-    /// On an eager CPU backend this is the layer's forward time.
-    pub elapsed_ms: f64,
-}
-
-/// Records layers during a forward pass when switched on; free when off.
-#[derive(Debug, Default)]
-pub struct Tape {
-    rows: Option<Vec<LayerRow>>,
-    last: Option<std::time::Instant>,
-}
-
-impl Tape {
-    pub fn off() -> Tape {
-        Tape { rows: None, last: None }
-    }
-
-    pub fn on() -> Tape {
-        Tape {
-            rows: Some(Vec::new()),
-            last: Some(std::time::Instant::now()),
-        }
-    }
-
-    /// Record a layer whose output is `out`.
-    pub fn record<const D: usize>(
-        &mut self,
-        kind: &'static str,
-        out: &Tensor<D>,
-        params: usize,
-        non_trainable: usize,
-    ) {
-        if let Some(rows) = &mut self.rows {
-            let now = std::time::Instant::now();
-            let elapsed_ms = self.last.map_or(0.0, |t| (now - t).as_secs_f64() * 1000.0);
-            self.last = Some(now);
-            rows.push(LayerRow {
-                elapsed_ms,
-                kind,
-                shape: out.dims()[1..].to_vec(),
-                params,
-                non_trainable,
-            });
-        }
-    }
-
-    pub fn into_rows(self) -> Vec<LayerRow> {
-        self.rows.unwrap_or_default()
     }
 }
 
@@ -500,32 +289,29 @@ impl Tape {
 mod tests {
     use super::*;
 
-    /// The lean training BatchNorm gives burn's output, gradients and running statistics.
+    /// The precision a network carries survives what training and inference do to it: the
+    /// switch to inference, moving devices, loading a record and an optimiser step.
     #[test]
-    fn batch_norm_matches_burn_in_training() {
-        use burn::nn::BatchNormConfig;
-        use burn::tensor::Distribution;
-        let dev = crate::device::training_device();
-        fn close<const D: usize>(a: Tensor<D>, b: Tensor<D>, what: &str) {
-            let d = (a - b).abs().max().into_scalar::<f32>();
-            assert!(d < 1e-4, "{what}: max difference {d}");
-        }
-        fn check<const D: usize>(shape: [usize; D], dev: &Device) {
-            let ours = BatchNormConfig::new(shape[1]).init(dev);
-            let theirs = ours.clone();
-            let x: Tensor<D> = Tensor::random(shape, Distribution::Normal(1.5, 3.0), dev).require_grad();
-            let g: Tensor<D> = Tensor::random(shape, Distribution::Normal(0.0, 1.0), dev);
-            let (y1, y2) = (theirs.forward(x.clone()), batch_norm(&ours, x.clone()));
-            close(y1.clone(), y2.clone(), "output");
-            let (g1, g2) = ((y1 * g.clone()).sum().backward(), (y2 * g).sum().backward());
-            close(x.grad(&g1).unwrap(), x.grad(&g2).unwrap(), "input gradient");
-            close(theirs.gamma.grad(&g1).unwrap(), ours.gamma.grad(&g2).unwrap(), "gamma gradient");
-            close(theirs.beta.grad(&g1).unwrap(), ours.beta.grad(&g2).unwrap(), "beta gradient");
-            close(theirs.running_mean.value(), ours.running_mean.value(), "running mean");
-            close(theirs.running_var.value(), ours.running_var.value(), "running variance");
-        }
-        check([8, 5, 6, 7], &dev);
-        check([16, 9], &dev);
+    fn matmul_precision_travels_with_the_network() {
+        use burn::optim::{AdamConfig, GradientsParams};
+        let _rng = crate::rng_lock();
+        let device = crate::device::training_device();
+        let mut spec = ModelSpec::new(Arch::Compact);
+        spec.width = Some(4);
+        let Ok(bf16) = Matmul::new(crate::kernels::MatmulPrecision::Bf16) else {
+            eprintln!("skipped: this CPU has no AVX512_BF16");
+            return;
+        };
+        let net = Network::new(&spec, &device).with_matmul(bf16);
+        assert_eq!(net.valid().matmul(), bf16);
+        assert_eq!(net.clone().to_device(&device).matmul(), bf16);
+        let loaded = Network::new(&spec, &device).with_matmul(bf16).load_record(Network::new(&spec, &device).into_record());
+        assert_eq!(loaded.matmul(), bf16);
+        let x = Tensor::<4>::ones([2, 1, 48, 48], &device);
+        let grads = GradientsParams::from_grads(net.forward(x).sum().backward(), &net);
+        let mut optim = AdamConfig::new().init();
+        assert_eq!(optim.step(1e-3, net, grads).matmul(), bf16);
+        assert_eq!(Network::new(&spec, &device).matmul(), Matmul::F32, "fresh networks compute in f32");
     }
 
     #[test]
@@ -587,13 +373,13 @@ mod tests {
         spec.crop = Some(40);
         spec.stem_convs = Some(1);
         let net = Network::new(&spec, &device);
-        let mut tape = Tape::on();
-        let y = net.valid().forward_traced(Tensor::<4>::zeros([2, 1, 48, 48], &device), &mut tape);
+        let mut pass = Pass::traced();
+        let y = net.valid().forward_with(Tensor::<4>::zeros([2, 1, 48, 48], &device), &mut pass);
         assert_eq!(y.dims(), [2, crate::Emotion::COUNT]);
-        let rows = tape.into_rows();
-        assert_eq!(rows[0].kind, "Cropping2D");
+        let rows = pass.tape.into_rows();
+        assert_eq!(rows[0].kind, LayerKind::Cropping2D);
         assert_eq!(rows[0].shape, vec![1, 40, 40]);
-        let convs: Vec<_> = rows.iter().filter(|r| r.kind == "Conv2D").map(|r| r.shape.clone()).collect();
+        let convs: Vec<_> = rows.iter().filter(|r| r.kind == LayerKind::Conv2D).map(|r| r.shape.clone()).collect();
         assert_eq!(
             convs,
             vec![
@@ -601,7 +387,7 @@ mod tests {
                 vec![32, 10, 10], vec![32, 10, 10], vec![64, 5, 5], vec![64, 5, 5]
             ]
         );
-        let pools: Vec<_> = rows.iter().filter(|r| r.kind == "MaxPooling2D").map(|r| r.shape.clone()).collect();
+        let pools: Vec<_> = rows.iter().filter(|r| r.kind == LayerKind::MaxPooling2D).map(|r| r.shape.clone()).collect();
         assert_eq!(pools, vec![vec![8, 20, 20], vec![16, 10, 10], vec![32, 5, 5], vec![64, 2, 2]]);
     }
 
@@ -636,11 +422,11 @@ mod tests {
         let device = crate::device::inference_device();
         let spec = ModelSpec::new(Arch::Compact);
         let net = Network::new(&spec, &device);
-        let mut tape = Tape::on();
-        let y = net.valid().forward_traced(Tensor::<4>::zeros([3, 1, 48, 48], &device), &mut tape);
+        let mut pass = Pass::traced();
+        let y = net.valid().forward_with(Tensor::<4>::zeros([3, 1, 48, 48], &device), &mut pass);
         assert_eq!(y.dims(), [3, crate::Emotion::COUNT]);
-        let rows = tape.into_rows();
-        let convs: Vec<_> = rows.iter().filter(|r| r.kind == "Conv2D").map(|r| r.shape.clone()).collect();
+        let rows = pass.tape.into_rows();
+        let convs: Vec<_> = rows.iter().filter(|r| r.kind == LayerKind::Conv2D).map(|r| r.shape.clone()).collect();
         assert_eq!(
             convs,
             vec![
@@ -648,7 +434,7 @@ mod tests {
                 vec![128, 12, 12], vec![128, 12, 12], vec![256, 6, 6], vec![256, 6, 6]
             ]
         );
-        let pools: Vec<_> = rows.iter().filter(|r| r.kind == "MaxPooling2D").map(|r| r.shape.clone()).collect();
+        let pools: Vec<_> = rows.iter().filter(|r| r.kind == LayerKind::MaxPooling2D).map(|r| r.shape.clone()).collect();
         assert_eq!(pools, vec![vec![32, 24, 24], vec![64, 12, 12], vec![128, 6, 6], vec![256, 3, 3]]);
         assert_eq!(rows.last().unwrap().shape, vec![crate::Emotion::COUNT]);
         // 3x3 convolutions without bias, BN (4 numbers per channel), dense 256 -> 7.

@@ -1,12 +1,12 @@
 //! The FER2013 tutorials' reference CNN (4,478,727 parameters with BatchNorm statistics).
 
-use super::{Layer, Tape};
+use super::layers::Layer;
+use crate::kernels::Matmul;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
-use burn::tensor::activation::relu;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 
 /// Configuration of the reference CNN.
 #[derive(Debug, Clone)]
@@ -34,16 +34,6 @@ impl ConvBlock {
             dropout: DropoutConfig::new(dropout).init(),
         }
     }
-
-    /// (N, C_in, H, W) -> (N, C_out, H/2, W/2)
-    fn forward(&self, x: Tensor<4>, tape: &mut Tape) -> Tensor<4> {
-        let x = super::conv_bn_relu(&self.conv, &self.bn, x, tape);
-        let x = super::pool::forward(&self.pool, x);
-        tape.record("MaxPooling2D", &x, 0, 0);
-        let x = super::dropout::forward(&self.dropout, x);
-        tape.record("Dropout", &x, 0, 0);
-        x
-    }
 }
 
 /// Dense - BN - ReLU - Dropout.
@@ -62,20 +52,6 @@ impl DenseBlock {
             dropout: DropoutConfig::new(dropout).init(),
         }
     }
-
-    /// (N, D_in) -> (N, D_out)
-    fn forward(&self, x: Tensor<2>, tape: &mut Tape) -> Tensor<2> {
-        let x = self.linear.forward(x);
-        tape.record("Dense", &x, self.linear.num_params(), 0);
-        let x = super::batch_norm(&self.bn, x);
-        let c = x.dims()[1];
-        tape.record("BatchNormalization", &x, self.bn.num_params(), 2 * c);
-        let x = relu(x);
-        tape.record("Activation(relu)", &x, 0, 0);
-        let x = super::dropout::forward(&self.dropout, x);
-        tape.record("Dropout", &x, 0, 0);
-        x
-    }
 }
 
 /// The reference CNN.
@@ -88,6 +64,9 @@ pub struct ReferenceCnn {
     dense1: DenseBlock,
     dense2: DenseBlock,
     pub(crate) head: Linear,
+    /// The precision of the convolutions' matrix products (not saved with the weights).
+    #[module(skip)]
+    pub(crate) matmul: Matmul,
 }
 
 impl ReferenceConfig {
@@ -101,35 +80,24 @@ impl ReferenceConfig {
             dense1: DenseBlock::new(512 * 3 * 3, 256, p, device),
             dense2: DenseBlock::new(256, 512, p, device),
             head: LinearConfig::new(512, crate::Emotion::COUNT).init(device),
+            matmul: Matmul::F32,
         }
     }
 }
 
 impl ReferenceCnn {
-    /// (N, 1, 48, 48) -> (N, 7) logits
-    pub fn forward(&self, x: Tensor<4>, tape: &mut Tape) -> Tensor<2> {
-        let x = self.conv1.forward(x, tape); // (N, 64, 24, 24)
-        let x = self.conv2.forward(x, tape); // (N, 128, 12, 12)
-        let x = self.conv3.forward(x, tape); // (N, 512, 6, 6)
-        let x = self.conv4.forward(x, tape); // (N, 512, 3, 3)
-        let x: Tensor<2> = x.flatten(1, 3); // (N, 4608)
-        tape.record("Flatten", &x, 0, 0);
-        let x = self.dense1.forward(x, tape); // (N, 256)
-        let x = self.dense2.forward(x, tape); // (N, 512)
-        let x = self.head.forward(x); // (N, 7)
-        tape.record("Dense", &x, self.head.num_params(), 0);
-        x
-    }
-
-    /// The inference-time layers in order (dropout left out), as `forward` runs them.
+    /// The network, in order: four blocks Conv(k x k, same)-BN-ReLU-MaxPool 2-Dropout (k = 3, 5,
+    /// 3, 3), flatten, two blocks Dense-BN-ReLU-Dropout, dense:
+    /// (N, 1, 48, 48) -> (N, 64, 24, 24) -> (N, 128, 12, 12) -> (N, 512, 6, 6) -> (N, 512, 3, 3)
+    /// -> (N, 4608) -> (N, 256) -> (N, 512) -> (N, 7) logits.
     pub fn layers(&self) -> Vec<Layer<'_>> {
         let mut out = Vec::new();
         for b in [&self.conv1, &self.conv2, &self.conv3, &self.conv4] {
-            out.extend([Layer::Conv(&b.conv), Layer::BatchNorm(&b.bn), Layer::Relu, Layer::MaxPool(&b.pool)]);
+            out.extend([Layer::Conv(&b.conv), Layer::BatchNorm(&b.bn), Layer::Relu, Layer::MaxPool(&b.pool), Layer::Dropout(&b.dropout)]);
         }
         out.push(Layer::Flatten);
         for d in [&self.dense1, &self.dense2] {
-            out.extend([Layer::Linear(&d.linear), Layer::BatchNorm(&d.bn), Layer::Relu]);
+            out.extend([Layer::Linear(&d.linear), Layer::BatchNorm(&d.bn), Layer::Relu, Layer::Dropout(&d.dropout)]);
         }
         out.push(Layer::Linear(&self.head));
         out

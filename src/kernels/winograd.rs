@@ -13,6 +13,9 @@
 //! each. The tile transforms work on 16-lane blocks of channels, channels last, and run as
 //! AVX-512 instantiations where the CPU has it. Values equal the direct convolution up to float rounding (tests here and in `conv.rs`).
 
+use super::cpu::Isa;
+use super::gemm::Matmul;
+use super::layout::{LANES, to_channels_last, to_planar};
 use rayon::prelude::*;
 
 /// Winograd pays off when both channel counts are this large or larger; below, the transforms
@@ -136,33 +139,23 @@ pub(crate) fn plan(r: usize, c_in: usize, k_out: usize, [n, h, w]: [usize; 3]) -
 }
 
 /// Stride-1, zero-padded ("same") r x r convolution with plan `p`, no bias: contiguous
-/// x (N, C, H, W) and kernels `wt` (K, C, r, r) -> contiguous (N, K, H, W).
-pub(crate) fn conv(p: Plan, x: &[f32], xd: [usize; 4], wt: &[f32], k_out: usize) -> Vec<f32> {
-    conv_as(p, x, xd, wt, k_out, super::avx512())
-}
-
-/// [`conv`], through the AVX-512 instantiation of its kernel or not (`wide`: only where
-/// [`super::avx512`] says the CPU has it).
-fn conv_as(p: Plan, x: &[f32], xd: [usize; 4], wt: &[f32], k_out: usize, wide: bool) -> Vec<f32> {
+/// x (N, C, H, W) and kernels `wt` (K, C, r, r) -> contiguous (N, K, H, W), the tile
+/// transforms in instruction set `isa`, the products in precision `mm`.
+pub(crate) fn conv(p: Plan, x: &[f32], xd: [usize; 4], wt: &[f32], k_out: usize, isa: Isa, mm: Matmul) -> Vec<f32> {
     match p {
-        Plan::F23 => conv_with::<F23, 4>(x, xd, wt, k_out, wide),
-        Plan::F43 => conv_with::<F43, 6>(x, xd, wt, k_out, wide),
-        Plan::F25 => conv_with::<F25, 6>(x, xd, wt, k_out, wide),
+        Plan::F23 => conv_with::<F23, 4>(x, xd, wt, k_out, isa, mm),
+        Plan::F43 => conv_with::<F43, 6>(x, xd, wt, k_out, isa, mm),
+        Plan::F25 => conv_with::<F25, 6>(x, xd, wt, k_out, isa, mm),
     }
 }
 
 /// The weight gradient (K, C, r, r) of [`conv`] with plan `p` for the contiguous input
 /// `x` (N, C, H, W) and output gradient `g` (N, K, H, W).
-pub(crate) fn weight_grad(p: Plan, x: &[f32], xd: [usize; 4], g: &[f32], k_out: usize) -> Vec<f32> {
-    weight_grad_as(p, x, xd, g, k_out, super::avx512())
-}
-
-/// [`weight_grad`], through the AVX-512 instantiation of its kernel or not (as [`conv_as`]).
-fn weight_grad_as(p: Plan, x: &[f32], xd: [usize; 4], g: &[f32], k_out: usize, wide: bool) -> Vec<f32> {
+pub(crate) fn weight_grad(p: Plan, x: &[f32], xd: [usize; 4], g: &[f32], k_out: usize, isa: Isa, mm: Matmul) -> Vec<f32> {
     match p {
-        Plan::F23 => weight_grad_with::<F23, 4>(x, xd, g, k_out, wide),
-        Plan::F43 => weight_grad_with::<F43, 6>(x, xd, g, k_out, wide),
-        Plan::F25 => weight_grad_with::<F25, 6>(x, xd, g, k_out, wide),
+        Plan::F23 => weight_grad_with::<F23, 4>(x, xd, g, k_out, isa, mm),
+        Plan::F43 => weight_grad_with::<F43, 6>(x, xd, g, k_out, isa, mm),
+        Plan::F25 => weight_grad_with::<F25, 6>(x, xd, g, k_out, isa, mm),
     }
 }
 
@@ -222,10 +215,6 @@ fn filter_transform<P: Algo, const A: usize>(wt: &[f32], k_out: usize, c_in: usi
     u
 }
 
-/// Channel vectors are transformed this many lanes at a time (one AVX-512 register); the
-/// channels-last buffers round their channel stride up to a whole number of lane blocks (the
-/// extra lanes hold zeros), so every step is a whole fixed-size block.
-const LANES: usize = 16;
 type Lanes = [f32; LANES];
 
 /// `c` channels rounded up to whole lane blocks.
@@ -272,99 +261,6 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
 }
 
-/// Copies one image `x` (C, H, W) into a channels-last buffer: pixel (y, x) of channel c goes
-/// to `out[row(y) + x * stride + c]`, where `stride` is a whole number of lane blocks and every
-/// row holds W pixels.
-fn to_channels_last(x: &[f32], c_in: usize, h: usize, w: usize, row: impl Fn(usize) -> usize, stride: usize, out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::model::avx512() {
-        // SAFETY: `avx512()` found the features `to_channels_last_wide` is compiled for.
-        return unsafe { to_channels_last_wide(x, c_in, h, w, row, stride, out) };
-    }
-    to_channels_last_scalar(x, c_in, h, w, row, stride, out)
-}
-
-/// [`to_channels_last`], one value at a time.
-fn to_channels_last_scalar(x: &[f32], c_in: usize, h: usize, w: usize, row: impl Fn(usize) -> usize, stride: usize, out: &mut [f32]) {
-    let plane = h * w;
-    for y in 0..h {
-        let r = row(y);
-        for xx in 0..w {
-            let dst = &mut out[r + xx * stride..][..c_in];
-            for (c, d) in dst.iter_mut().enumerate() {
-                *d = x[c * plane + y * w + xx];
-            }
-        }
-    }
-}
-
-/// [`to_channels_last`] with AVX-512 gathers: 16 channels of a pixel per instruction (the
-/// scalar copy is one load and one store per value); lanes beyond C are written as zeros.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn to_channels_last_wide(x: &[f32], c_in: usize, h: usize, w: usize, row: impl Fn(usize) -> usize, stride: usize, out: &mut [f32]) {
-    use std::arch::x86_64::*;
-    let plane = h * w;
-    assert!(x.len() >= c_in * plane && stride.is_multiple_of(LANES) && stride >= c_in && plane * LANES < i32::MAX as usize);
-    let lane_offsets = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(plane as i32));
-    for y in 0..h {
-        let dst = &mut out[row(y)..][..w * stride];
-        for xx in 0..w {
-            for c0 in (0..c_in).step_by(LANES) {
-                let mask: __mmask16 = if c_in - c0 >= LANES { 0xffff } else { (1u16 << (c_in - c0)) - 1 };
-                // SAFETY: lane l (< C - c0 where the mask is set) reads x[(c0 + l) * plane + y * W
-                // + xx], inside `x` (asserted length); the store writes dst[xx * stride + c0..][..16],
-                // inside `dst` as c0 + 16 <= stride.
-                unsafe {
-                    let v = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, lane_offsets, x.as_ptr().add(c0 * plane + y * w + xx));
-                    _mm512_storeu_ps(dst.as_mut_ptr().add(xx * stride + c0), v);
-                }
-            }
-        }
-    }
-}
-
-/// The reverse of [`to_channels_last`] for one image: dst[c * plane + p] = src[p * stride + c]
-/// for channels c < C and pixels p < plane.
-fn to_planar(src: &[f32], stride: usize, c_out: usize, plane: usize, dst: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::model::avx512() {
-        // SAFETY: `avx512()` found the features `to_planar_wide` is compiled for.
-        return unsafe { to_planar_wide(src, stride, c_out, plane, dst) };
-    }
-    to_planar_scalar(src, stride, c_out, plane, dst)
-}
-
-/// [`to_planar`], one value at a time.
-fn to_planar_scalar(src: &[f32], stride: usize, c_out: usize, plane: usize, dst: &mut [f32]) {
-    // Channel by channel: contiguous stores, strided loads (cheaper than the reverse).
-    for (o, out) in dst[..c_out * plane].chunks_exact_mut(plane).enumerate() {
-        for (p, val) in out.iter_mut().enumerate() {
-            *val = src[p * stride + o];
-        }
-    }
-}
-
-/// [`to_planar`] with AVX-512 gathers, 16 pixels of a channel per instruction.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn to_planar_wide(src: &[f32], stride: usize, c_out: usize, plane: usize, dst: &mut [f32]) {
-    use std::arch::x86_64::*;
-    assert!(src.len() >= plane * stride && stride >= c_out && dst.len() >= c_out * plane && stride * LANES < i32::MAX as usize);
-    let lane_offsets = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(stride as i32));
-    for o in 0..c_out {
-        for p0 in (0..plane).step_by(LANES) {
-            let mask: __mmask16 = if plane - p0 >= LANES { 0xffff } else { (1u16 << (plane - p0)) - 1 };
-            // SAFETY: lane l (< plane - p0 where the mask is set) reads src[(p0 + l) * stride +
-            // o] and writes dst[o * plane + p0 + l], inside both (asserted lengths).
-            unsafe {
-                let v = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, lane_offsets, src.as_ptr().add(p0 * stride + o));
-                _mm512_mask_storeu_ps(dst.as_mut_ptr().add(o * plane + p0), mask, v);
-            }
-        }
-    }
-}
-
 /// The input tiles of images `imgs` of the contiguous (N, C, H, W) `x`, transformed, channels
 /// last: v[e][t][c] = (BT d BT^T)[e] for the A x A tile d of tile t (tiles numbered image,
 /// row, column; tile (ty, tx) reads input rows m*ty - r/2 .. m*ty - r/2 + A, zero outside),
@@ -372,7 +268,7 @@ fn to_planar_wide(src: &[f32], stride: usize, c_out: usize, plane: usize, dst: &
 /// The images go through a zero-padded channels-last copy so that each transform step is a
 /// vector operation over a block of channels.
 #[inline(always)]
-fn input_tiles<P: Algo, const A: usize>(x: &[f32], [_, c_in, h, w]: [usize; 4], imgs: std::ops::Range<usize>, s: &mut Scratch) {
+fn input_tiles<P: Algo, const A: usize>(x: &[f32], [_, c_in, h, w]: [usize; 4], imgs: std::ops::Range<usize>, s: &mut Scratch, isa: Isa) {
     let (m, off) = (P::M, P::R / 2);
     let (th, tw) = (h.div_ceil(m), w.div_ceil(m));
     let ni = imgs.len();
@@ -382,7 +278,7 @@ fn input_tiles<P: Algo, const A: usize>(x: &[f32], [_, c_in, h, w]: [usize; 4], 
     s.pad.clear();
     s.pad.resize(ni * hp * wp * cp, 0.0);
     for (i, img) in imgs.enumerate() {
-        to_channels_last(&x[img * c_in * h * w..][..c_in * h * w], c_in, h, w, |y| ((i * hp + y + off) * wp + off) * cp, cp, &mut s.pad);
+        to_channels_last(isa, &x[img * c_in * h * w..][..c_in * h * w], c_in, h, w, |y| ((i * hp + y + off) * wp + off) * cp, cp, &mut s.pad);
     }
     // Every element of v is written below (the extra lanes from the zero lanes of `pad`).
     s.v.resize(A * A * tc * cp, 0.0);
@@ -415,7 +311,7 @@ fn input_tiles<P: Algo, const A: usize>(x: &[f32], [_, c_in, h, w]: [usize; 4], 
 }
 
 /// [`conv`] with algorithm `P` (input tiles A x A).
-fn conv_with<P: Algo, const A: usize>(x: &[f32], xd: [usize; 4], wt: &[f32], k_out: usize, wide: bool) -> Vec<f32> {
+fn conv_with<P: Algo, const A: usize>(x: &[f32], xd: [usize; 4], wt: &[f32], k_out: usize, isa: Isa, mm: Matmul) -> Vec<f32> {
     let [n, c_in, h, w] = xd;
     let m = P::M;
     let kp = padded(k_out);
@@ -427,13 +323,12 @@ fn conv_with<P: Algo, const A: usize>(x: &[f32], xd: [usize; 4], wt: &[f32], k_o
     let mut out = vec![0f32; n * k_out * plane];
     out.par_chunks_mut(per * k_out * plane).enumerate().for_each(|(chunk, y)| {
         let imgs = chunk * per..((chunk + 1) * per).min(n);
-        SCRATCH.with_borrow_mut(|s| {
+        SCRATCH.with_borrow_mut(|s| match isa {
             #[cfg(target_arch = "x86_64")]
-            if wide {
-                // SAFETY: the callers pass `wide` only where `super::avx512()` found the features.
-                return unsafe { conv_chunk_wide::<P, A>(x, xd, &u, k_out, imgs, y, s) };
-            }
-            conv_chunk::<P, A>(x, xd, &u, k_out, imgs, y, s)
+            // SAFETY: an `Avx512` token exists only where its check found the features
+            // `conv_chunk_wide` is compiled for.
+            Isa::Avx512(_) => unsafe { conv_chunk_wide::<P, A>(x, xd, &u, k_out, imgs, y, s, (isa, mm)) },
+            _ => conv_chunk::<P, A>(x, xd, &u, k_out, imgs, y, s, (isa, mm)),
         })
     });
     out
@@ -442,13 +337,15 @@ fn conv_with<P: Algo, const A: usize>(x: &[f32], xd: [usize; 4], wt: &[f32], k_o
 /// [`conv_chunk`] compiled for AVX-512.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-fn conv_chunk_wide<P: Algo, const A: usize>(x: &[f32], xd: [usize; 4], u: &[f32], k_out: usize, imgs: std::ops::Range<usize>, y: &mut [f32], s: &mut Scratch) {
-    conv_chunk::<P, A>(x, xd, u, k_out, imgs, y, s)
+#[allow(clippy::too_many_arguments)]
+fn conv_chunk_wide<P: Algo, const A: usize>(x: &[f32], xd: [usize; 4], u: &[f32], k_out: usize, imgs: std::ops::Range<usize>, y: &mut [f32], s: &mut Scratch, run: (Isa, Matmul)) {
+    conv_chunk::<P, A>(x, xd, u, k_out, imgs, y, s, run)
 }
 
 /// The output `y` (NCHW) of images `imgs` for the transformed kernels `u` ([`conv_with`]).
 #[inline(always)]
-fn conv_chunk<P: Algo, const A: usize>(x: &[f32], xd: [usize; 4], u: &[f32], k_out: usize, imgs: std::ops::Range<usize>, y: &mut [f32], s: &mut Scratch) {
+#[allow(clippy::too_many_arguments)]
+fn conv_chunk<P: Algo, const A: usize>(x: &[f32], xd: [usize; 4], u: &[f32], k_out: usize, imgs: std::ops::Range<usize>, y: &mut [f32], s: &mut Scratch, (isa, mm): (Isa, Matmul)) {
     let [_, c_in, h, w] = xd;
     let m = P::M;
     let (th, tw) = (h.div_ceil(m), w.div_ceil(m));
@@ -456,12 +353,12 @@ fn conv_chunk<P: Algo, const A: usize>(x: &[f32], xd: [usize; 4], u: &[f32], k_o
     let plane = h * w;
     let ni = imgs.len();
     let tc = ni * th * tw;
-    input_tiles::<P, A>(x, xd, imgs, s);
+    input_tiles::<P, A>(x, xd, imgs, s, isa);
     s.mm.resize(A * A * tc * kp, 0.0);
     for e in 0..A * A {
         // mm_e (tc x K') = v_e (tc x C) . u_e^T (C x K')
         let (v, uk) = (&s.v[e * tc * cp..][..tc * cp], &u[e * kp * c_in..][..kp * c_in]);
-        super::gemm_f32(&mut s.mm[e * tc * kp..][..tc * kp], [tc, kp, c_in], false, (v, cp, 1), (uk, 1, c_in));
+        super::gemm::gemm(mm, &mut s.mm[e * tc * kp..][..tc * kp], [tc, kp, c_in], false, (v, cp, 1), (uk, 1, c_in));
     }
     // Y = AT mm AT^T per tile over the channel blocks, into a channels-last image buffer
     // (every pixel of the plane is some tile's output).
@@ -495,25 +392,25 @@ fn conv_chunk<P: Algo, const A: usize>(x: &[f32], xd: [usize; 4], u: &[f32], k_o
     for i in 0..ni {
         let src = &s.y[i * plane * kp..][..plane * kp];
         let dst = &mut y[i * k_out * plane..][..k_out * plane];
-        to_planar(src, kp, k_out, plane, dst);
+        to_planar(isa, src, kp, k_out, plane, dst);
     }
 }
 
 /// [`weight_grad`] with algorithm `P` (input tiles A x A).
-fn weight_grad_with<P: Algo, const A: usize>(x: &[f32], xd: [usize; 4], g: &[f32], k_out: usize, wide: bool) -> Vec<f32> {
+fn weight_grad_with<P: Algo, const A: usize>(x: &[f32], xd: [usize; 4], g: &[f32], k_out: usize, isa: Isa, mm: Matmul) -> Vec<f32> {
     let [n, c_in, h, w] = xd;
     let (m, r) = (P::M, P::R);
     let a = A;
     let per = imgs_per_chunk(m, n, h, w);
     let kc = k_out * c_in;
     let s = super::batch_sum(n, per, A * A * kc, |_: &mut (), imgs, acc, accumulate| {
-        SCRATCH.with_borrow_mut(|s| {
+        let part = WeightPart { x, xd, g, k_out, isa, mm };
+        SCRATCH.with_borrow_mut(|s| match isa {
             #[cfg(target_arch = "x86_64")]
-            if wide {
-                // SAFETY: the callers pass `wide` only where `super::avx512()` found the features.
-                return unsafe { weight_chunk_wide::<P, A>(x, xd, g, k_out, imgs, acc, accumulate, s) };
-            }
-            weight_chunk::<P, A>(x, xd, g, k_out, imgs, acc, accumulate, s)
+            // SAFETY: an `Avx512` token exists only where its check found the features
+            // `weight_chunk_wide` is compiled for.
+            Isa::Avx512(_) => unsafe { weight_chunk_wide::<P, A>(&part, imgs, acc, accumulate, s) },
+            _ => weight_chunk::<P, A>(&part, imgs, acc, accumulate, s),
         })
     });
     // dW = G^T s G per (k, c).
@@ -537,16 +434,25 @@ fn weight_grad_with<P: Algo, const A: usize>(x: &[f32], xd: [usize; 4], g: &[f32
 /// [`weight_chunk`] compiled for AVX-512.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-fn weight_chunk_wide<P: Algo, const A: usize>(x: &[f32], xd: [usize; 4], g: &[f32], k_out: usize, imgs: std::ops::Range<usize>, acc: &mut [f32], accumulate: bool, s: &mut Scratch) {
-    weight_chunk::<P, A>(x, xd, g, k_out, imgs, acc, accumulate, s)
+fn weight_chunk_wide<P: Algo, const A: usize>(part: &WeightPart, imgs: std::ops::Range<usize>, acc: &mut [f32], accumulate: bool, s: &mut Scratch) {
+    weight_chunk::<P, A>(part, imgs, acc, accumulate, s)
+}
+
+/// The operands of one weight-gradient call, shared by its chunks.
+struct WeightPart<'a> {
+    x: &'a [f32],
+    xd: [usize; 4],
+    g: &'a [f32],
+    k_out: usize,
+    isa: Isa,
+    mm: Matmul,
 }
 
 /// Images `imgs`' share of the transformed-domain weight gradient sums `acc` (a^2 x K x C;
 /// written, or added to with `accumulate`) for the output gradient `g` ([`weight_grad_with`]).
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn weight_chunk<P: Algo, const A: usize>(x: &[f32], xd: [usize; 4], g: &[f32], k_out: usize, imgs: std::ops::Range<usize>, acc: &mut [f32], accumulate: bool, s: &mut Scratch) {
+fn weight_chunk<P: Algo, const A: usize>(part: &WeightPart, imgs: std::ops::Range<usize>, acc: &mut [f32], accumulate: bool, s: &mut Scratch) {
+    let &WeightPart { x, xd, g, k_out, isa, mm } = part;
     let [_, c_in, h, w] = xd;
     let m = P::M;
     let (th, tw) = (h.div_ceil(m), w.div_ceil(m));
@@ -555,7 +461,7 @@ fn weight_chunk<P: Algo, const A: usize>(x: &[f32], xd: [usize; 4], g: &[f32], k
     let kc = k_out * c_in;
     let ni = imgs.len();
     let tc = ni * th * tw;
-    input_tiles::<P, A>(x, xd, imgs.clone(), s);
+    input_tiles::<P, A>(x, xd, imgs.clone(), s, isa);
     // The output gradient, channels last (stride K rounded up to lane blocks), zero
     // beyond the plane: (th*m) x (tw*m). `y` is free in this kernel.
     let (hg, wg) = (th * m, tw * m);
@@ -563,7 +469,7 @@ fn weight_chunk<P: Algo, const A: usize>(x: &[f32], xd: [usize; 4], g: &[f32], k
     gpad.clear();
     gpad.resize(ni * hg * wg * kp, 0.0);
     for (i, b) in imgs.enumerate() {
-        to_channels_last(&g[b * k_out * plane..][..k_out * plane], k_out, h, w, |y| (i * hg + y) * wg * kp, kp, gpad);
+        to_channels_last(isa, &g[b * k_out * plane..][..k_out * plane], k_out, h, w, |y| (i * hg + y) * wg * kp, kp, gpad);
     }
     // z[e][t][k] = (AT^T dY AT)[e] for the m x m output-gradient tile.
     s.mm.resize(A * A * tc * kp, 0.0);
@@ -594,7 +500,7 @@ fn weight_chunk<P: Algo, const A: usize>(x: &[f32], xd: [usize; 4], g: &[f32], k
     for e in 0..A * A {
         // acc_e (K x C) [+]= z_e^T (K x tc) . v_e (tc x C)
         let (ze, v) = (&s.mm[e * tc * kp..][..tc * kp], &s.v[e * tc * cp..][..tc * cp]);
-        super::gemm_f32(&mut acc[e * kc..][..kc], [k_out, c_in, tc], accumulate, (ze, 1, kp), (v, cp, 1));
+        super::gemm::gemm(mm, &mut acc[e * kc..][..kc], [k_out, c_in, tc], accumulate, (ze, 1, kp), (v, cp, 1));
     }
 }
 
@@ -639,64 +545,55 @@ mod tests {
             .collect()
     }
 
+    /// Both instantiations (baseline and, where the CPU has it, AVX-512) of the forward
+    /// convolution and the weight gradient against the definition, in f32.
     #[test]
     fn forward_and_weight_gradient_equal_the_direct_convolution() {
-        for plan in [Plan::F23, Plan::F43, Plan::F25] {
-            let (m, r, _) = plan.sizes();
-            // odd and even sizes, partial tiles, one and several chunks
-            // (channels beyond one 16-lane block: 18 -> 20)
-            for (n, c, k, h, w) in [(2, 3, 4, 5, 7), (3, 2, 2, 6, 6), (9, 4, 3, 1, 3), (40, 2, 3, 4, 4), (2, 3, 2, 9, 8), (2, 18, 20, 5, 6)] {
-                let xd = [n, c, h, w];
-                let x = pseudo(n * c * h * w, 1);
-                let wt = pseudo(k * c * r * r, 2);
-                let y = conv(plan, &x, xd, &wt, k);
-                // The baseline x86-64 instantiation gives the same values as the AVX-512 one.
-                if crate::model::avx512() {
-                    assert_eq!(conv_as(plan, &x, xd, &wt, k, false), y, "F({m},{r}) baseline forward at {xd:?}");
-                }
-                let y0 = direct(&x, xd, &wt, k, r);
-                for (a, b) in y.iter().zip(&y0) {
-                    assert!((a - b).abs() < 2e-4, "F({m},{r}) forward {a} vs {b} at {xd:?}");
-                }
-                // The weight gradient of sum(y * q) is, per kernel entry, the convolution with
-                // that entry's unit kernel, dotted with q.
-                let q = pseudo(n * k * h * w, 3);
-                let dw = weight_grad(plan, &x, xd, &q, k);
-                if crate::model::avx512() {
-                    assert_eq!(weight_grad_as(plan, &x, xd, &q, k, false), dw, "F({m},{r}) baseline weight gradient at {xd:?}");
-                }
-                // (every entry for the small cases, every 13th for the wide one)
-                for idx in (0..wt.len()).step_by(if c > 8 { 13 } else { 1 }) {
-                    let mut unit = vec![0f32; wt.len()];
-                    unit[idx] = 1.0;
-                    let expect: f32 = direct(&x, xd, &unit, k, r).iter().zip(&q).map(|(a, b)| a * b).sum();
-                    assert!((dw[idx] - expect).abs() < 2e-3, "F({m},{r}) weight gradient {} vs {expect} at {idx} {xd:?}", dw[idx]);
+        for isa in Isa::all_available() {
+            for plan in [Plan::F23, Plan::F43, Plan::F25] {
+                let (m, r, _) = plan.sizes();
+                // odd and even sizes, partial tiles, one and several chunks
+                // (channels beyond one 16-lane block: 18 -> 20)
+                for (n, c, k, h, w) in [(2, 3, 4, 5, 7), (3, 2, 2, 6, 6), (9, 4, 3, 1, 3), (40, 2, 3, 4, 4), (2, 3, 2, 9, 8), (2, 18, 20, 5, 6)] {
+                    let xd = [n, c, h, w];
+                    let x = pseudo(n * c * h * w, 1);
+                    let wt = pseudo(k * c * r * r, 2);
+                    let y = conv(plan, &x, xd, &wt, k, isa, Matmul::F32);
+                    let y0 = direct(&x, xd, &wt, k, r);
+                    for (a, b) in y.iter().zip(&y0) {
+                        assert!((a - b).abs() < 2e-4, "{isa:?} F({m},{r}) forward {a} vs {b} at {xd:?}");
+                    }
+                    // The weight gradient of sum(y * q) is, per kernel entry, the convolution with
+                    // that entry's unit kernel, dotted with q.
+                    let q = pseudo(n * k * h * w, 3);
+                    let dw = weight_grad(plan, &x, xd, &q, k, isa, Matmul::F32);
+                    // (every entry for the small cases, every 13th for the wide one)
+                    for idx in (0..wt.len()).step_by(if c > 8 { 13 } else { 1 }) {
+                        let mut unit = vec![0f32; wt.len()];
+                        unit[idx] = 1.0;
+                        let expect: f32 = direct(&x, xd, &unit, k, r).iter().zip(&q).map(|(a, b)| a * b).sum();
+                        assert!((dw[idx] - expect).abs() < 2e-3, "{isa:?} F({m},{r}) weight gradient {} vs {expect} at {idx} {xd:?}", dw[idx]);
+                    }
                 }
             }
         }
     }
 
+    /// With bf16 products (where the CPU has them) the result stays within bf16 rounding of
+    /// the definition.
     #[test]
-    fn layout_copies_agree_with_their_scalar_forms() {
-        // 20 channels (a lane block and a part), 3 x 7 planes (a pixel block and a part).
-        let (c, h, w, stride) = (20, 3, 7, 32);
-        let x = pseudo(c * h * w, 4);
-        let row = |y: usize| 5 + y * (w + 1) * stride;
-        let len = row(h) + w * stride;
-        let (mut a, mut b) = (vec![9f32; len], vec![9f32; len]);
-        to_channels_last(&x, c, h, w, row, stride, &mut a);
-        to_channels_last_scalar(&x, c, h, w, row, stride, &mut b);
-        for y in 0..h {
-            for xx in 0..w {
-                let at = row(y) + xx * stride;
-                assert_eq!(a[at..at + c], b[at..at + c], "pixel ({y}, {xx})");
-            }
-        }
-        let src = pseudo(h * w * stride, 5);
-        let (mut p, mut q) = (vec![0f32; c * h * w], vec![1f32; c * h * w]);
-        to_planar(&src, stride, c, h * w, &mut p);
-        to_planar_scalar(&src, stride, c, h * w, &mut q);
-        assert_eq!(p, q);
+    fn bf16_products_stay_near_the_direct_convolution() {
+        let Ok(mm) = Matmul::new(crate::kernels::MatmulPrecision::Bf16) else {
+            eprintln!("skipped: this CPU has no AVX512_BF16");
+            return;
+        };
+        let (n, c, k, h, w) = (2, 18, 20, 6, 6);
+        let xd = [n, c, h, w];
+        let (x, wt) = (pseudo(n * c * h * w, 1), pseudo(k * c * 9, 2));
+        let y = conv(Plan::F23, &x, xd, &wt, k, Isa::detect(), mm);
+        let y0 = direct(&x, xd, &wt, k, 3);
+        let worst = y.iter().zip(&y0).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst > 0.0 && worst < 0.1, "bf16 forward off by {worst}");
     }
 
     #[test]

@@ -6,30 +6,19 @@
 //! word; the left-hand matrix into the same pairs per row. The micro-kernel keeps an 8 x 48 block
 //! of the result in 24 registers and adds 8 x 48 x 2 products per step.
 
-/// Whether this CPU runs [`gemm`].
-pub(crate) fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512bf16")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 /// dst (m x n, row-major) = [dst +] lhs (m x k) . rhs (k x n) with bf16 products and f32 sums,
-/// on the calling thread; operands as in [`super::gemm_f32`] (bounds checked there).
-/// Panics where [`available`] is false.
-pub(crate) fn gemm(dst: &mut [f32], mnk: [usize; 3], accumulate: bool, lhs: super::Mat, rhs: super::Mat) {
-    assert!(available(), "bf16 matrix products need a CPU with AVX512_BF16");
+/// on the calling thread; operands as in [`super::gemm::gemm`] (bounds checked there). The
+/// token proves the CPU runs the instructions.
+pub(crate) fn gemm(cpu: super::cpu::Avx512Bf16, dst: &mut [f32], mnk: [usize; 3], accumulate: bool, lhs: super::gemm::Mat, rhs: super::gemm::Mat) {
+    let _ = cpu;
     #[cfg(target_arch = "x86_64")]
     SCRATCH.with_borrow_mut(|s| {
-        // SAFETY: `available()` checked the CPU features; the caller checked the operand bounds.
+        // SAFETY: the `Avx512Bf16` token exists only where its check found the CPU features
+        // `imp::gemm` is compiled for; the caller checked the operand bounds.
         unsafe { imp::gemm(s, dst, mnk, accumulate, lhs, rhs) }
     });
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("no Avx512Bf16 token exists off x86-64 ({dst:p}, {mnk:?}, {accumulate}, {lhs:p}, {rhs:p})", lhs = lhs.0, rhs = rhs.0);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -73,6 +62,10 @@ mod imp {
     }
 
     /// The first `len` (<= 16) values of two f32 rows -> `len` pair words (lo[j] | hi[j] << 16).
+    ///
+    /// # Safety
+    /// The CPU runs AVX512F/BW/BF16; `lo` and `hi` each point to `len` readable values and
+    /// `out` to `len` writable words.
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     unsafe fn pair16(lo: *const f32, hi: *const f32, out: *mut u32, len: usize) {
         let idx = _mm512_set_epi16(
@@ -88,6 +81,9 @@ mod imp {
     }
 
     /// k contiguous f32 -> k.div_ceil(2) pair words in order (an odd last value pairs with 0).
+    ///
+    /// # Safety
+    /// The CPU runs AVX512F/BW/BF16 (the slices bound every access).
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     unsafe fn convert_row(x: &[f32], out: &mut [u32]) {
         let k = x.len();
@@ -107,10 +103,13 @@ mod imp {
         }
     }
 
-    /// See [`super::gemm`]. Safety: the CPU has AVX512F/BW/BF16 and every element the
-    /// operands' strides address lies inside their slices.
+    /// See [`super::gemm`].
+    ///
+    /// # Safety
+    /// The CPU runs AVX512F/BW/BF16, and every element the operands' strides address lies
+    /// inside their slices.
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    pub(super) unsafe fn gemm(s: &mut Scratch, dst: &mut [f32], [m, n, k]: [usize; 3], acc: bool, (a, ars, acs): super::super::Mat, (b, brs, bcs): super::super::Mat) {
+    pub(super) unsafe fn gemm(s: &mut Scratch, dst: &mut [f32], [m, n, k]: [usize; 3], acc: bool, (a, ars, acs): super::super::gemm::Mat, (b, brs, bcs): super::super::gemm::Mat) {
         if m == 0 || n == 0 {
             return;
         }
@@ -220,6 +219,11 @@ mod imp {
 
     /// The MR x 16V block at `d` (row stride t.ldd; only t.rows x t.cols written) = [d +]
     /// sum over pairs p of A pair (r, p) . B pair (p, column).
+    ///
+    /// # Safety
+    /// The CPU runs AVX512F/BW/BF16; `pa` holds MR rows of `t.kp` pairs at row stride
+    /// `t.a_row` and pair stride `t.a_pair`, `pb` holds `t.kp` x NR words, and `d` holds
+    /// `t.rows` rows of `t.cols` values at row stride `t.ldd`.
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     #[inline]
     unsafe fn kernel<const V: usize>(pa: &[u32], pb: &[u32], d: &mut [f32], t: Tile) {
@@ -281,10 +285,10 @@ mod tests {
     /// product of two bf16 values is exact in f32, so only the order of the f32 sums differs).
     #[test]
     fn equals_the_f32_product_of_the_rounded_operands() {
-        if !available() {
+        let Some(cpu) = crate::kernels::cpu::Avx512Bf16::detect() else {
             eprintln!("skipped: this CPU has no AVX512_BF16");
             return;
-        }
+        };
         let mut seed = 3;
         for &(m, n, k) in &[(1, 1, 1), (7, 5, 3), (8, 48, 32), (9, 49, 33), (37, 101, 67), (130, 56, 28)] {
             // (row stride, column stride) of A (m x k) and B (k x n).
@@ -296,8 +300,8 @@ mod tests {
                 let start = rnd(m * n, &mut seed);
                 for accumulate in [false, true] {
                     let (mut want, mut got) = (start.clone(), start.clone());
-                    crate::model::gemm_crate_f32(&mut want, [m, n, k], accumulate, (&ar, ars, acs), (&br, brs, bcs));
-                    gemm(&mut got, [m, n, k], accumulate, (&a, ars, acs), (&b, brs, bcs));
+                    crate::kernels::gemm::gemm_f32(&mut want, [m, n, k], accumulate, (&ar, ars, acs), (&br, brs, bcs));
+                    gemm(cpu, &mut got, [m, n, k], accumulate, (&a, ars, acs), (&b, brs, bcs));
                     for (idx, (w, g)) in want.iter().zip(&got).enumerate() {
                         assert!((w - g).abs() <= 1e-4, "{m}x{n}x{k} layout {li} acc {accumulate} at {idx}: f32 {w} bf16 {g}");
                     }
@@ -308,14 +312,14 @@ mod tests {
 
     #[test]
     fn values_round_to_the_nearest_bf16() {
-        if !available() {
+        let Some(cpu) = crate::kernels::cpu::Avx512Bf16::detect() else {
             eprintln!("skipped: this CPU has no AVX512_BF16");
             return;
-        }
+        };
         // 1 + 2^-8 lies halfway between 1 and 1 + 2^-7 (ties go to even: 1); 1 + 3 * 2^-9 rounds up.
         for (x, want) in [(1.0 + 2f32.powi(-8), 1.0), (1.0 + 3.0 * 2f32.powi(-9), 1.0 + 2f32.powi(-7)), (-2.5, -2.5)] {
             let mut d = [0f32];
-            gemm(&mut d, [1, 1, 1], false, (&[x], 1, 1), (&[1.0], 1, 1));
+            gemm(cpu, &mut d, [1, 1, 1], false, (&[x], 1, 1), (&[1.0], 1, 1));
             assert_eq!(d[0], want, "{x}");
         }
     }

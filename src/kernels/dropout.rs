@@ -35,15 +35,18 @@ pub fn dropout<const D: usize>(x: Tensor<D>, prob: f64, seed: u64) -> Tensor<D> 
 }
 
 /// `layer` applied to `x`: the hashed dropout above while training on flex in f32, burn's
-/// `Dropout::forward` otherwise (where it is the identity outside training).
-pub fn forward<const D: usize>(layer: &Dropout, x: Tensor<D>) -> Tensor<D> {
+/// `Dropout::forward` otherwise (where it is the identity outside training). A data-parallel
+/// replica draws its seeds from its own stream.
+pub fn forward<const D: usize>(layer: &Dropout, x: Tensor<D>, replica: Option<&mut super::replica::Replica>) -> Tensor<D> {
     let device = x.device();
     let ours = layer.training.is_enabled() && device.is_autodiff() && layer.prob > 0.0 && x.dtype() == DType::F32;
     if !(ours && crate::device::is_flex(&device)) {
         return layer.forward(x);
     }
-    // A data-parallel replica draws from its own stream (`super::replica`).
-    let seed = super::replica::dropout_seed().unwrap_or_else(|| draw_seed(&device));
+    let seed = match replica {
+        Some(r) => r.dropout_seed(),
+        None => draw_seed(&device),
+    };
     dropout(x, layer.prob, seed)
 }
 
@@ -57,13 +60,10 @@ pub(crate) fn draw_seed(device: &burn::tensor::Device) -> u64 {
 }
 
 /// Whether element `i` survives under `seed` at keep threshold `keep24` (keep probability
-/// times 2^24): a SplitMix64 hash of the pair.
+/// times 2^24): SplitMix64's i-th output for `seed`.
 #[inline(always)]
 fn kept(seed: u64, i: u64, keep24: u32) -> bool {
-    let mut z = seed.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
+    let z = super::mix64(seed.wrapping_add(i.wrapping_mul(super::GOLDEN_GAMMA)));
     ((z >> 40) as u32) < keep24
 }
 
@@ -169,11 +169,11 @@ mod tests {
         let layer = DropoutConfig::new(0.5).init();
         let inference = crate::device::inference_device();
         let x = Tensor::<2>::ones([4, 64], &inference);
-        forward(&layer, x.clone()).into_data().assert_eq(&x.into_data(), true);
+        forward(&layer, x.clone(), None).into_data().assert_eq(&x.into_data(), true);
         let device = inference.autodiff();
         let run = || {
             device.seed(5);
-            forward(&layer, Tensor::<2>::ones([4, 64], &device)).into_data()
+            forward(&layer, Tensor::<2>::ones([4, 64], &device), None).into_data()
         };
         let (a, b) = (run(), run());
         a.assert_eq(&b, true);

@@ -27,30 +27,33 @@ use burn::nn::conv::Conv2d;
 use burn::nn::PaddingConfig2d;
 use burn::tensor::{DType, Tensor};
 
+use super::cpu::Isa;
+use super::gemm::Matmul;
 use super::winograd;
 
 /// The backend operations behind [`conv2d_same`].
 #[backend_extension(Flex, Autodiff)]
 pub trait ConvSameBackend: Backend {
-    /// x (N, C, H, W), w (K, C, k, k) with k odd -> (N, K, H, W): stride 1, padding k/2, no bias.
-    fn conv2d_same(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// x (N, C, H, W), w (K, C, k, k) with k odd -> (N, K, H, W): stride 1, padding k/2, no
+    /// bias; ferrite's kernels' matrix products in precision `mm`.
+    fn conv2d_same(x: FloatTensor<Self>, w: FloatTensor<Self>, mm: Matmul) -> FloatTensor<Self>;
     /// The gradient with respect to `x` of [`conv2d_same`] given the output's gradient `grad`.
-    fn conv2d_same_x_backward(x: FloatTensor<Self>, w: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
+    fn conv2d_same_x_backward(x: FloatTensor<Self>, w: FloatTensor<Self>, grad: FloatTensor<Self>, mm: Matmul) -> FloatTensor<Self>;
     /// The gradient with respect to `w` of [`conv2d_same`] given the output's gradient `grad`.
-    fn conv2d_same_w_backward(x: FloatTensor<Self>, w: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
+    fn conv2d_same_w_backward(x: FloatTensor<Self>, w: FloatTensor<Self>, grad: FloatTensor<Self>, mm: Matmul) -> FloatTensor<Self>;
 }
 
 /// Stride-1 convolution with "same" zero padding and an odd square kernel:
 /// x (N, C, H, W), w (K, C, k, k) -> (N, K, H, W). The values of burn's `conv2d` with padding
-/// k/2; on flex the backward pass is faster.
-pub fn conv2d_same(x: Tensor<4>, w: Tensor<4>) -> Tensor<4> {
-    Tensor::from_dispatch(<Dispatch as ConvSameBackend>::conv2d_same(x.into_dispatch(), w.into_dispatch()))
+/// k/2; on flex the backward pass is faster. The matrix products run in precision `mm`.
+pub fn conv2d_same(x: Tensor<4>, w: Tensor<4>, mm: Matmul) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as ConvSameBackend>::conv2d_same(x.into_dispatch(), w.into_dispatch(), mm))
 }
 
 /// `conv` applied to `x`: [`conv2d_same`] (plus the bias) on flex when `conv` is a plain
 /// stride-1 convolution with an odd square kernel and "same" padding (every convolution of both
 /// architectures), burn's own `Conv2d::forward` otherwise.
-pub fn forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+pub fn forward(conv: &Conv2d, x: Tensor<4>, mm: Matmul) -> Tensor<4> {
     let [kh, kw] = conv.kernel_size;
     let same = match &conv.padding {
         PaddingConfig2d::Same => true,
@@ -61,7 +64,7 @@ pub fn forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     if !(plain && crate::device::is_flex(&x.device())) {
         return conv.forward(x);
     }
-    let y = conv2d_same(x, conv.weight.val());
+    let y = conv2d_same(x, conv.weight.val(), mm);
     match &conv.bias {
         Some(b) => {
             let k = b.dims()[0];
@@ -143,13 +146,13 @@ fn direct_thin(x: &[f32], xd: [usize; 4], wt: &[f32], k_out: usize, k: usize) ->
     use rayon::prelude::*;
     let [n, _, h, w] = xd;
     let mut out = vec![0f32; n * k_out * h * w];
-    out.par_chunks_mut(k_out * h * w).enumerate().for_each(|(img, y)| {
+    let isa = Isa::detect();
+    out.par_chunks_mut(k_out * h * w).enumerate().for_each(|(img, y)| match isa {
         #[cfg(target_arch = "x86_64")]
-        if super::avx512() {
-            // SAFETY: `avx512()` found the features `thin_image_wide` is compiled for.
-            return unsafe { thin_image_wide(x, xd, wt, k, img, y) };
-        }
-        thin_image(x, xd, wt, k, img, y)
+        // SAFETY: an `Avx512` token exists only where its check found the features
+        // `thin_image_wide` is compiled for.
+        Isa::Avx512(_) => unsafe { thin_image_wide(x, xd, wt, k, img, y) },
+        _ => thin_image(x, xd, wt, k, img, y),
     });
     out
 }
@@ -191,7 +194,7 @@ fn thin_image(x: &[f32], [_, c_in, h, w]: [usize; 4], wt: &[f32], k: usize, img:
 
 /// The weight gradient (K, C, k, k) of the stride-1 "same" convolution of the contiguous input
 /// `x` (N, C, H, W) given the contiguous output gradient `g` (N, K, H, W).
-fn weight_grad(x: &[f32], xd: [usize; 4], g: &[f32], k_out: usize, k: usize) -> Vec<f32> {
+fn weight_grad(x: &[f32], xd: [usize; 4], g: &[f32], k_out: usize, k: usize, mm: Matmul) -> Vec<f32> {
     let [n, c_in, h, w] = xd;
     let hw = h * w;
     let rows = c_in * k * k;
@@ -208,17 +211,17 @@ fn weight_grad(x: &[f32], xd: [usize; 4], g: &[f32], k_out: usize, k: usize) -> 
             }
         }
         // acc (K x rows) = [acc +] dy (K x cols) . col^T (cols x rows)
-        super::gemm_f32(acc, [k_out, rows, cols], accumulate, (dy, cols, 1), (col, 1, cols));
+        super::gemm::gemm(mm, acc, [k_out, rows, cols], accumulate, (dy, cols, 1), (col, 1, cols));
     })
 }
 
 impl ConvSameBackend for Flex {
-    fn conv2d_same(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
+    fn conv2d_same(x: FloatTensor<Self>, w: FloatTensor<Self>, mm: Matmul) -> FloatTensor<Self> {
         let wd = dims4(&w);
         let xd = dims4(&x);
         if let (DType::F32, DType::F32, Some(plan)) = (x.dtype(), w.dtype(), winograd::plan(wd[2], wd[1], wd[0], [xd[0], xd[2], xd[3]])) {
             let (x, w) = (x.to_contiguous(), w.to_contiguous());
-            let y = winograd::conv(plan, x.storage(), xd, w.storage(), wd[0]);
+            let y = winograd::conv(plan, x.storage(), xd, w.storage(), wd[0], Isa::detect(), mm);
             return super::flex_f32(y, &[xd[0], wd[0], xd[2], xd[3]]);
         }
         if let (DType::F32, DType::F32, true) = (x.dtype(), w.dtype(), xd[1] <= THIN) {
@@ -229,13 +232,13 @@ impl ConvSameBackend for Flex {
         <Flex as ModuleOps<Flex>>::conv2d(x, w, None, options(wd[2]))
     }
 
-    fn conv2d_same_x_backward(x: FloatTensor<Self>, w: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+    fn conv2d_same_x_backward(x: FloatTensor<Self>, w: FloatTensor<Self>, grad: FloatTensor<Self>, mm: Matmul) -> FloatTensor<Self> {
         let wd = dims4(&w);
         let gd = dims4(&grad);
         if let (DType::F32, DType::F32, Some(plan)) = (w.dtype(), grad.dtype(), winograd::plan(wd[2], wd[0], wd[1], [gd[0], gd[2], gd[3]])) {
             let (w, g) = (w.to_contiguous(), grad.to_contiguous());
             let flipped = flip_transpose(w.storage(), wd);
-            let dx = winograd::conv(plan, g.storage(), gd, &flipped, wd[1]);
+            let dx = winograd::conv(plan, g.storage(), gd, &flipped, wd[1], Isa::detect(), mm);
             return super::flex_f32(dx, &[gd[0], wd[1], gd[2], gd[3]]);
         }
         // Measured per layer of the reference CNN (examples/convprobe.rs): the flipped-kernel
@@ -250,7 +253,7 @@ impl ConvSameBackend for Flex {
         <Flex as ModuleOps<Flex>>::conv2d(grad, flipped, None, options(wd[2]))
     }
 
-    fn conv2d_same_w_backward(x: FloatTensor<Self>, w: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+    fn conv2d_same_w_backward(x: FloatTensor<Self>, w: FloatTensor<Self>, grad: FloatTensor<Self>, mm: Matmul) -> FloatTensor<Self> {
         let wd = dims4(&w);
         if x.dtype() != DType::F32 || grad.dtype() != DType::F32 {
             return <Flex as ModuleOps<Flex>>::conv2d_weight_backward(x, w, grad, options(wd[2]));
@@ -259,9 +262,9 @@ impl ConvSameBackend for Flex {
         let g = grad.to_contiguous();
         let xd = dims4(&x);
         let out = if let Some(plan) = winograd::plan(wd[2], wd[1], wd[0], [xd[0], xd[2], xd[3]]) {
-            winograd::weight_grad(plan, x.storage(), xd, g.storage(), wd[0])
+            winograd::weight_grad(plan, x.storage(), xd, g.storage(), wd[0], Isa::detect(), mm)
         } else {
-            weight_grad(x.storage(), xd, g.storage(), wd[0], wd[2])
+            weight_grad(x.storage(), xd, g.storage(), wd[0], wd[2], mm)
         };
         super::flex_f32(out, &wd)
     }
@@ -271,7 +274,7 @@ impl ConvSameBackend for Flex {
 struct ConvSameOp;
 
 impl<B: ConvSameBackend> Backward<B, 2> for ConvSameOp {
-    type State = (NodeId, NodeId);
+    type State = (NodeId, NodeId, Matmul);
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
         let [x_parent, w_parent] = ops.parents;
@@ -279,30 +282,30 @@ impl<B: ConvSameBackend> Backward<B, 2> for ConvSameOp {
         let x: FloatTensor<B> = checkpointer.retrieve_node_output(ops.state.0);
         let w: FloatTensor<B> = checkpointer.retrieve_node_output(ops.state.1);
         if let Some(node) = x_parent {
-            grads.register::<B>(node.id, B::conv2d_same_x_backward(x.clone(), w.clone(), grad.clone()));
+            grads.register::<B>(node.id, B::conv2d_same_x_backward(x.clone(), w.clone(), grad.clone(), ops.state.2));
         }
         if let Some(node) = w_parent {
-            grads.register::<B>(node.id, B::conv2d_same_w_backward(x, w, grad));
+            grads.register::<B>(node.id, B::conv2d_same_w_backward(x, w, grad, ops.state.2));
         }
     }
 }
 
 impl<B: ConvSameBackend, C: CheckpointStrategy> ConvSameBackend for Autodiff<B, C> {
-    fn conv2d_same(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
+    fn conv2d_same(x: FloatTensor<Self>, w: FloatTensor<Self>, mm: Matmul) -> FloatTensor<Self> {
         match ConvSameOp.prepare::<C>([x.node(), w.node()]).compute_bound().stateful() {
             OpsKind::Tracked(mut prep) => {
-                let state = (prep.checkpoint(&x), prep.checkpoint(&w));
-                prep.finish(state, B::conv2d_same(x.into_primitive(), w.into_primitive()))
+                let state = (prep.checkpoint(&x), prep.checkpoint(&w), mm);
+                prep.finish(state, B::conv2d_same(x.into_primitive(), w.into_primitive(), mm))
             }
-            OpsKind::UnTracked(prep) => prep.finish(B::conv2d_same(x.into_primitive(), w.into_primitive())),
+            OpsKind::UnTracked(prep) => prep.finish(B::conv2d_same(x.into_primitive(), w.into_primitive(), mm)),
         }
     }
 
-    fn conv2d_same_x_backward(_x: FloatTensor<Self>, _w: FloatTensor<Self>, _grad: FloatTensor<Self>) -> FloatTensor<Self> {
+    fn conv2d_same_x_backward(_x: FloatTensor<Self>, _w: FloatTensor<Self>, _grad: FloatTensor<Self>, _mm: Matmul) -> FloatTensor<Self> {
         panic!("conv2d_same_x_backward is not differentiable")
     }
 
-    fn conv2d_same_w_backward(_x: FloatTensor<Self>, _w: FloatTensor<Self>, _grad: FloatTensor<Self>) -> FloatTensor<Self> {
+    fn conv2d_same_w_backward(_x: FloatTensor<Self>, _w: FloatTensor<Self>, _grad: FloatTensor<Self>, _mm: Matmul) -> FloatTensor<Self> {
         panic!("conv2d_same_w_backward is not differentiable")
     }
 }
@@ -319,7 +322,7 @@ mod tests {
         let device = x.device();
         let x: Tensor<4> = Tensor::from_data(x.clone().into_data(), &device).require_grad();
         let w = conv.weight.val();
-        let y = if ours { forward(conv, x.clone()) } else { conv.forward(x.clone()) };
+        let y = if ours { forward(conv, x.clone(), Matmul::F32) } else { conv.forward(x.clone()) };
         let g = (y.clone() * r.clone()).sum().backward();
         let dx = x.grad(&g).expect("x gradient");
         let dw = w.grad(&g).expect("weight gradient");
