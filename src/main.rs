@@ -935,6 +935,7 @@ fn train(a: TrainArgs, matmul: Option<MatmulPrecision>) -> Result<()> {
     let opts = TrainOptions {
         progress: std::io::stderr().is_terminal(),
         max_epochs_this_call: a.max_epochs_now,
+        on_epoch: Some(plot::curves_each_epoch()),
     };
     let outcome = if let Some(run) = &a.resume {
         if matmul.is_some() {

@@ -213,6 +213,16 @@ pub fn sample_grid(ds: &Dataset, per_class: usize, path: &Path) -> Result<()> {
     })
 }
 
+/// A training callback that redraws the run's `curves.png` after every epoch (a warning where
+/// drawing fails; training goes on).
+pub fn curves_each_epoch() -> crate::train::EpochCallback {
+    std::sync::Arc::new(|run: &crate::train::RunDir, state: &crate::train::TrainState| {
+        if let Err(e) = curves(&state.history, &run.curves()) {
+            tracing::warn!("could not draw curves: {e}");
+        }
+    })
+}
+
 /// The layer diagram of [`crate::summary::Summary::to_svg`] as PNG.
 pub fn layer_diagram(summary: &crate::summary::Summary, path: &Path) -> Result<()> {
     let (w, box_h, gap) = (520i32, 30i32, 10i32);

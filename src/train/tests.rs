@@ -1,0 +1,450 @@
+//! Tests of the fit loop, steps, schedules, checkpoints and resume.
+
+use super::*;
+use crate::data::synthetic;
+use crate::model::Arch;
+
+fn small_config(dir: &Path) -> TrainConfig {
+    let mut cfg = TrainConfig::new(ModelSpec::new(Arch::Reference), dir.join("unused"));
+    cfg.epochs = 2;
+    cfg.batch_size = 16;
+    cfg.lr = 1e-3;
+    cfg
+}
+
+fn quiet() -> TrainOptions {
+    TrainOptions::default()
+}
+
+#[test]
+fn overfits_one_small_batch() {
+    let _rng = crate::rng_lock();
+    let device = training_device();
+    device.seed(1);
+    let mut spec = ModelSpec::new(Arch::Reference);
+    spec.dropout = 0.0;
+    let mut net = Network::new(&spec, &device);
+    let mut optim = AdamConfig::new().init();
+    let loss_fn = Loss::default();
+    // Random noise faces: nothing to learn but memorisation.
+    let ds = synthetic(2, 3);
+    let mut noise = ds.faces.clone();
+    let mut rng = StdRng::seed_from_u64(9);
+    noise.iter_mut().for_each(|p| *p = rand::Rng::random(&mut rng));
+    let labels: Vec<i64> = ds.labels.iter().map(|e| e.index() as i64).collect();
+    let mut first = None;
+    let mut last = f32::NAN;
+    for _ in 0..40 {
+        let mut pixels = Vec::new();
+        crate::preprocess::normalize_into(&noise, &mut pixels);
+        let (next, loss, _) =
+            train_step(net, &mut optim, &loss_fn, Batch::hard(pixels, labels.clone()), 1e-3, &device);
+        net = next;
+        first.get_or_insert(loss);
+        last = loss;
+    }
+    assert!(last < 0.05, "loss went from {first:?} to {last}");
+    let eval = device.clone().without_autodiff();
+    let probs = crate::evaluate::predict_probs(&net.valid().to_device(&eval), &noise, &eval);
+    for (p, t) in probs.iter().zip(&labels) {
+        assert_eq!(crate::evaluate::argmax(p) as i64, *t);
+    }
+}
+
+/// Weights of a network as one flat vector (for comparing updates).
+fn flat_weights(net: &Network) -> Vec<f32> {
+    struct Collect(Vec<f32>);
+    impl burn::module::ModuleVisitor for Collect {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            self.0.extend(param.val().into_data().convert::<f32>().iter::<f32>());
+        }
+    }
+    let mut c = Collect(Vec::new());
+    net.visit(&mut c);
+    c.0
+}
+
+/// Two replicas on a batch made of one part twice compute what one step on that part does:
+/// same gradient (the parts' losses weighted 1/2 each), same BatchNorm statistics.
+#[test]
+fn replicas_on_a_doubled_batch_match_one_step_on_the_part() {
+    let _rng = crate::rng_lock();
+    let device = training_device();
+    device.seed(3);
+    let mut spec = ModelSpec::new(Arch::Compact);
+    spec.width = Some(4);
+    spec.dropout = 0.0;
+    let net = Network::new(&spec, &device);
+    let loss_fn = Loss::default();
+    let ds = synthetic(1, 5);
+    let mut part = Vec::new();
+    crate::preprocess::normalize_into(&ds.faces, &mut part);
+    let labels: Vec<i64> = ds.labels.iter().map(|e| e.index() as i64).collect();
+    let fresh = || Network::new(&spec, &device).load_record(net.clone().into_record());
+    let mut optim = burn::optim::SgdConfig::new().init();
+    let (one, loss_one, correct_one) =
+        train_step(fresh(), &mut optim, &loss_fn, Batch::hard(part.clone(), labels.clone()), 0.1, &device);
+    let doubled = Batch::hard([part.clone(), part].concat(), [labels.clone(), labels].concat());
+    let mut optim = burn::optim::SgdConfig::new().init();
+    let (two, loss_two, correct_two) = train_step_replicated(fresh(), &mut optim, &loss_fn, doubled, 0.1, &device, 2);
+    assert!((loss_one - loss_two).abs() < 1e-5, "{loss_one} vs {loss_two}");
+    assert_eq!(2 * correct_one, correct_two);
+    let (a, b) = (flat_weights(&one), flat_weights(&two));
+    assert_eq!(a.len(), b.len());
+    let moved = flat_weights(&net).iter().zip(&a).filter(|(x, y)| x != y).count();
+    assert!(moved > a.len() / 2, "the step changed only {moved} of {} numbers", a.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() <= 1e-5 * (1.0 + x.abs()), "{x} vs {y}");
+    }
+}
+
+/// Replicated steps (dropout on) give the same network every time, however the threads run,
+/// and learn: the loss on a memorisable batch falls.
+#[test]
+fn replicated_steps_are_repeatable_and_learn() {
+    let _rng = crate::rng_lock();
+    let run = || {
+        let device = training_device();
+        device.seed(11);
+        let mut spec = ModelSpec::new(Arch::Compact);
+        spec.width = Some(4);
+        spec.dropout = 0.2;
+        let mut net = Network::new(&spec, &device);
+        let mut optim = AdamConfig::new().init();
+        let loss_fn = Loss::default();
+        let ds = synthetic(2, 4);
+        let mut pixels = Vec::new();
+        crate::preprocess::normalize_into(&ds.faces, &mut pixels);
+        let labels: Vec<i64> = ds.labels.iter().map(|e| e.index() as i64).collect();
+        let mut losses = Vec::new();
+        for _ in 0..25 {
+            let batch = Batch::hard(pixels.clone(), labels.clone());
+            let (next, loss, _) = train_step_replicated(net, &mut optim, &loss_fn, batch, 3e-3, &device, 3);
+            net = next;
+            losses.push(loss);
+        }
+        (flat_weights(&net), losses)
+    };
+    let (w1, l1) = run();
+    let (w2, l2) = run();
+    assert_eq!(l1, l2);
+    assert!(w1 == w2, "two identical replicated runs ended with different weights");
+    assert!(l1[l1.len() - 1] < 0.5 * l1[0], "loss went from {} to {}", l1[0], l1[l1.len() - 1]);
+}
+
+#[test]
+fn resume_repeats_an_uninterrupted_run() {
+    let _rng = crate::rng_lock();
+    let dir = crate::fsutil::TempDir::new().unwrap();
+    let (tr, va) = (synthetic(3, 1), synthetic(1, 2));
+    let cfg = small_config(dir.path());
+    let full = train_on(&cfg, &dir.path().join("full"), &tr, &va, quiet()).unwrap();
+    assert_eq!(full.state.epoch, 2);
+    let part = dir.path().join("part");
+    let opts = TrainOptions {
+        max_epochs_this_call: Some(1),
+        ..quiet()
+    };
+    let first = train_on(&cfg, &part, &tr, &va, opts).unwrap();
+    assert_eq!(first.state.epoch, 1);
+    assert!(!RunDir(part.clone()).final_model().exists(), "an unfinished run has no final model");
+    // Resume reads the data back from the config, so give it files: here, reuse in memory.
+    // Each epoch is reported to the callback (here: the command line's curves).
+    let reported = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = reported.clone();
+    let curves = crate::plot::curves_each_epoch();
+    let on_epoch: EpochCallback = std::sync::Arc::new(move |run: &RunDir, state: &TrainState| {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        curves(run, state)
+    });
+    let resumed = resume_with(&part, &tr, &va, TrainOptions { on_epoch: Some(on_epoch), ..quiet() }).unwrap();
+    assert_eq!(resumed.state.epoch, 2);
+    assert_eq!(reported.load(std::sync::atomic::Ordering::Relaxed), 1, "one epoch, one report");
+    // Same learning rates, losses and accuracies (up to the last bits of parallel sums).
+    assert_eq!(full.state.history.len(), resumed.state.history.len());
+    for (a, b) in full.state.history.iter().zip(&resumed.state.history) {
+        assert_eq!((a.lr, a.val_acc), (b.lr, b.val_acc));
+        for (x, y) in [(a.train_loss, b.train_loss), (a.val_loss, b.val_loss)] {
+            assert!((x - y).abs() <= 1e-6 * x.abs(), "{a:?} vs {b:?}");
+        }
+    }
+    let csv = std::fs::read_to_string(part.join("metrics.csv")).unwrap();
+    let parsed = parse_metrics_csv(&csv, &part.join("metrics.csv")).unwrap();
+    assert_eq!(parsed.len(), 2);
+    assert!(parsed[1].val_balanced_acc > 0.0 && (parsed[1].val_balanced_acc - resumed.state.history[1].val_balanced_acc).abs() < 1e-5);
+    // A file from before the balanced-accuracy column still reads; a short row is refused.
+    let old = parse_metrics_csv("epoch,lr\n1,1e-3,2.0,0.2,1.9,0.25,0.1,3.0,3.0\n", Path::new("old.csv")).unwrap();
+    assert_eq!((old[0].val_acc, old[0].val_balanced_acc), (0.25, 0.0));
+    let e = parse_metrics_csv("epoch,lr\n1,1e-3,2.0\n", Path::new("m.csv")).unwrap_err().to_string();
+    assert!(e.contains("m.csv, line 2") && e.contains("expected 10 fields"), "{e}");
+    assert!(part.join("curves.png").exists() && part.join("model.ferrite").exists());
+    // A second `train` into the same directory is refused.
+    assert!(train_on(&cfg, &part, &tr, &va, quiet()).unwrap_err().to_string().contains("--resume"));
+}
+
+#[test]
+fn non_finite_loss_stops_and_keeps_the_last_good_checkpoint() {
+    let _rng = crate::rng_lock();
+    let dir = crate::fsutil::TempDir::new().unwrap();
+    let run = dir.path().join("run");
+    let (tr, va) = (synthetic(2, 1), synthetic(1, 2));
+    let mut cfg = small_config(dir.path());
+    cfg.epochs = 3;
+    cfg.optimizer = OptimizerConfig::Sgd { momentum: 0.9, nesterov: true, weight_decay: 0.0 };
+    cfg.schedule = Schedule::Constant;
+    let opts = TrainOptions {
+        max_epochs_this_call: Some(1),
+        ..quiet()
+    };
+    train_on(&cfg, &run, &tr, &va, opts).unwrap();
+    let good = std::fs::read(run.join("checkpoints/epoch-001/model.ferrite")).unwrap();
+    // Make the next epoch diverge: an absurd learning rate.
+    let state_path = run.join("checkpoints/epoch-001/state.json");
+    let mut state: TrainState = serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
+    state.lr = 1e30;
+    std::fs::write(&state_path, serde_json::to_vec(&state).unwrap()).unwrap();
+    let err = resume_with(&run, &tr, &va, quiet()).unwrap_err();
+    assert!(matches!(err, Error::NonFinite(_)), "{err}");
+    assert!(err.to_string().contains("epoch 1"), "{err}");
+    assert_eq!(std::fs::read_to_string(run.join("checkpoints/latest")).unwrap(), "epoch-001");
+    assert_eq!(std::fs::read(run.join("checkpoints/epoch-001/model.ferrite")).unwrap(), good);
+}
+
+/// Regression (fuzz/fuzz_targets/resume.rs): an optimizer state whose tensor lacks a
+/// parameter id made burn's loader panic; it is now an error.
+#[test]
+fn an_optimizer_state_without_parameter_ids_is_refused() {
+    let tensor = |id| {
+        let data: Vec<u8> = [1.0f32, 2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        burn_pack::Tensor::new("m".into(), burn_pack::DType::F32, [2], id, burn_pack::Bytes::from_bytes_vec(data))
+    };
+    let pack = |id| burn_pack::Writer::new(vec![tensor(id)]).into_bytes().unwrap().to_vec();
+    assert!(check_optimizer_record(&pack(Some(7))).is_ok());
+    let e = check_optimizer_record(&pack(None)).unwrap_err();
+    assert!(e.contains("no parameter id"), "{e}");
+    assert!(check_optimizer_record(b"not a pack").is_err());
+}
+
+#[test]
+fn resume_rejects_missing_and_corrupt_run_dirs() {
+    let dir = crate::fsutil::TempDir::new().unwrap();
+    let err = resume(&dir.path().join("nope"), quiet()).unwrap_err();
+    assert!(matches!(err, Error::BadRunDir { .. }) && err.to_string().contains("nope"), "{err}");
+    std::fs::write(dir.path().join("config.json"), "{ not json").unwrap();
+    let err = resume(dir.path(), quiet()).unwrap_err().to_string();
+    assert!(err.contains("config.json is invalid"), "{err}");
+    let cfg = small_config(dir.path());
+    std::fs::write(dir.path().join("config.json"), serde_json::to_vec(&cfg).unwrap()).unwrap();
+    let err = resume(dir.path(), quiet()).unwrap_err().to_string();
+    assert!(err.contains("no completed epoch"), "{err}");
+    std::fs::create_dir_all(dir.path().join("checkpoints/epoch-001")).unwrap();
+    std::fs::write(dir.path().join("checkpoints/latest"), "epoch-001").unwrap();
+    std::fs::write(dir.path().join("checkpoints/epoch-001/state.json"), "[]").unwrap();
+    let err = resume(dir.path(), quiet()).unwrap_err().to_string();
+    assert!(err.contains("state.json is invalid"), "{err}");
+}
+
+#[test]
+fn plateau_follows_keras() {
+    let mut s = TrainState {
+        epoch: 0,
+        lr: 1e-3,
+        plateau_best_loss: f64::INFINITY,
+        plateau_bad_epochs: 0,
+        best_val_acc: 0.0,
+        best_epoch: 0,
+        elapsed_seconds: 0.0,
+        cosine_anchor: None,
+        history: vec![],
+    };
+    s.plateau_step(1.0, 0.1, 2, 1e-5);
+    s.plateau_step(0.9, 0.1, 2, 1e-5);
+    assert_eq!(s.lr, 1e-3);
+    s.plateau_step(0.95, 0.1, 2, 1e-5);
+    assert_eq!(s.lr, 1e-3);
+    s.plateau_step(0.9, 0.1, 2, 1e-5); // second epoch without gain: reduce
+    assert!((s.lr - 1e-4).abs() < 1e-12);
+    for _ in 0..10 {
+        s.plateau_step(2.0, 0.1, 2, 1e-5);
+    }
+    assert_eq!(s.lr, 1e-5, "never below min_lr");
+}
+
+#[test]
+fn class_weights_follow_the_power_and_average_one() {
+    let counts = [400, 100, 400, 400, 400, 400, 400];
+    assert!(class_weights(&counts, 0.0).iter().all(|&w| (w - 1.0).abs() < 1e-6));
+    let w = class_weights(&counts, 0.5);
+    assert!((w[1] / w[0] - 2.0).abs() < 1e-5, "{w:?}");
+    let mean: f32 = counts.iter().zip(&w).map(|(&c, w)| c as f32 * w).sum::<f32>() / 2500.0;
+    assert!((mean - 1.0).abs() < 1e-5);
+}
+
+#[test]
+fn mixing_keeps_pixels_in_range_and_weights_the_original_labels_most() {
+    let mut rng = StdRng::seed_from_u64(3);
+    let n = 8;
+    let base: Vec<f32> = (0..n * FACE_PIXELS).map(|i| (i / FACE_PIXELS) as f32 / n as f32).collect();
+    let labels: Vec<usize> = (0..n).collect();
+    assert!(mix_batch(&mut base.clone(), n, Mix::None, &mut rng).is_none());
+    for mix in [Mix::Mixup { alpha: 0.4 }, Mix::Cutmix { alpha: 1.0 }] {
+        let mut px = base.clone();
+        let (partner, lam) = mix_batch(&mut px, n, mix, &mut rng).unwrap();
+        assert!((0.5..=1.0).contains(&lam), "{lam}");
+        let mut sorted = partner.clone();
+        sorted.sort();
+        assert_eq!(sorted, labels, "partners are a permutation of the batch");
+        for k in 0..n {
+            let face = &px[k * FACE_PIXELS..(k + 1) * FACE_PIXELS];
+            let (a, b) = (k as f32 / n as f32, partner[k] as f32 / n as f32);
+            // Each face's mean is the label-weighted mean of the two sources.
+            let mean = face.iter().sum::<f32>() / FACE_PIXELS as f32;
+            assert!((mean - (lam * a + (1.0 - lam) * b)).abs() < 1e-3, "{mix:?} {mean} {lam} {a} {b}");
+        }
+    }
+}
+
+#[test]
+fn soft_target_loss_matches_a_hand_computation() {
+    let device = training_device();
+    let x: Vec<f32> = vec![1.0, 2.0, 0.5, 0.0, -1.0, 0.0, 3.0, 0.2, -0.3, 0.0, 1.5, 0.0, 0.7, -2.0];
+    let mut t = vec![0.0f32; 14];
+    t[1] = 0.5;
+    t[6] = 0.25;
+    t[0] = 0.25;
+    t[7 + 3] = 1.0;
+    let logits = || Tensor::<2>::from_data(TensorData::new(x.clone(), [2, 7]), &device);
+    // By hand: log p_k = x_k - ln(sum_j e^x_j).
+    let log_p = |row: usize, k: usize| {
+        let r = &x[row * 7..row * 7 + 7];
+        r[k] as f64 - r.iter().map(|&v| (v as f64).exp()).sum::<f64>().ln()
+    };
+    let face = |row: usize| -(0..7).map(|k| t[row * 7 + k] as f64 * log_p(row, k)).sum::<f64>();
+    let plain: f32 = Loss::default().forward(logits(), &t).into_scalar();
+    assert!((plain as f64 - (face(0) + face(1)) / 2.0).abs() < 1e-5, "{plain}");
+    // Class weights: face weights sum_k t_k w_k, weighted mean.
+    let w = vec![2.0f32, 1.0, 1.0, 3.0, 1.0, 1.0, 0.5];
+    let (w0, w1) = (0.25 * 2.0 + 0.5 * 1.0 + 0.25 * 0.5, 3.0);
+    let weighted: f32 = Loss { class_weights: Some(w), multi_target: false }.forward(logits(), &t).into_scalar();
+    assert!((weighted as f64 - (w0 * face(0) + w1 * face(1)) / (w0 + w1)).abs() < 1e-5, "{weighted}");
+    // Multi-target: -ln(sum_k t_k p_k).
+    let mt = |row: usize| -(0..7).map(|k| t[row * 7 + k] as f64 * log_p(row, k).exp()).sum::<f64>().ln();
+    let multi: f32 = Loss { class_weights: None, multi_target: true }.forward(logits(), &t).into_scalar();
+    assert!((multi as f64 - (mt(0) + mt(1)) / 2.0).abs() < 1e-5, "{multi}");
+    // One-hot targets give burn's own cross-entropy.
+    let labels = vec![3i64, 6];
+    let hard = Batch::hard(vec![], labels.clone());
+    let ours: f32 = Loss::default().forward(logits(), &hard.targets).into_scalar();
+    let y = Tensor::<1, burn::tensor::Int>::from_data(TensorData::new(labels, [2]), &device);
+    let burns: f32 = burn::nn::loss::CrossEntropyLossConfig::new().init(&device).forward(logits(), y).into_scalar();
+    assert!((ours - burns).abs() < 1e-5, "{ours} vs {burns}");
+}
+
+#[test]
+fn cosine_warms_up_then_decays_to_the_floor() {
+    let mut cfg = small_config(Path::new("."));
+    cfg.epochs = 10;
+    cfg.lr = 1.0;
+    let lr = |step| cosine_step(&cfg, &mut None, cfg.epochs, 1.0, 0.01, step, 100, 1.0);
+    assert!(lr(0) < 0.02);
+    assert!((lr(99) - 1.0).abs() < 1e-9);
+    assert!(lr(500) < lr(200));
+    assert!((lr(1000) - 0.01).abs() < 1e-9);
+}
+
+/// A re-plan to more epochs (epochs got faster) never raises the rate after warm-up: the
+/// decay goes on from where it was, stretched over the new plan, and still ends at the floor.
+#[test]
+fn a_longer_plan_after_warm_up_only_slows_the_decay() {
+    let mut cfg = small_config(Path::new("."));
+    cfg.lr = 1.0;
+    let mut anchor = None;
+    let (mut prev, mut rates) = (0.0, Vec::new());
+    for step in 0..2000 {
+        // 10 epochs planned until epoch 6, then 20 (epochs became twice as fast).
+        let planned = if step < 600 { 10 } else { 20 };
+        prev = cosine_step(&cfg, &mut anchor, planned, 1.0, 0.01, step, 100, prev);
+        rates.push(prev);
+    }
+    for w in rates[100..].windows(2) {
+        assert!(w[1] <= w[0] + 1e-12, "rate rose from {} to {}", w[0], w[1]);
+    }
+    assert!((rates[599] - rates[600]).abs() < 1e-2, "no jump at the re-plan");
+    assert!((rates[1999] - 0.01).abs() < 1e-4, "{}", rates[1999]);
+    assert!(rates[1200] > 0.05, "the longer plan decays more slowly: {}", rates[1200]);
+    // A plan that changes every epoch (the machine's speed wobbling) still decays along
+    // the cosine's shape and ends at the floor: no restart of the flat top each time.
+    let (mut anchor, mut prev, mut rates) = (None, 0.0, Vec::new());
+    for step in 0..2000 {
+        let planned = if (step / 100) % 2 == 0 { 20 } else { 19 };
+        prev = cosine_step(&cfg, &mut anchor, planned, 1.0, 0.01, step, 100, prev);
+        rates.push(prev);
+    }
+    for w in rates[100..].windows(2) {
+        assert!(w[1] <= w[0] + 1e-12, "rate rose from {} to {}", w[0], w[1]);
+    }
+    let plain = |step| cosine_step(&cfg, &mut None, 20, 1.0, 0.01, step, 100, 1.0);
+    assert!((rates[1000] - plain(1000)).abs() < 0.08, "halfway {} vs the plain cosine {}", rates[1000], plain(1000));
+    assert!(rates[1999] < 0.02, "{}", rates[1999]);
+}
+
+#[test]
+fn time_budget_plans_the_epochs_that_fit() {
+    let mut cfg = small_config(Path::new("."));
+    cfg.epochs = 30;
+    let row = |epoch: usize, secs: f64, elapsed: f64| EpochRecord {
+        epoch,
+        lr: 0.0,
+        train_loss: 0.0,
+        train_acc: 0.0,
+        val_loss: 0.0,
+        val_acc: 0.0,
+        val_macro_f1: 0.0,
+        epoch_seconds: secs,
+        elapsed_seconds: elapsed,
+        val_balanced_acc: 0.0,
+    };
+    let history = [row(1, 300.0, 300.0), row(2, 360.0, 660.0)];
+    assert_eq!(planned_epochs(&cfg, &history), 30, "no budget: the configured epochs");
+    cfg.time_budget_minutes = Some(60.0);
+    assert_eq!(planned_epochs(&cfg, &[]), 30, "nothing measured yet");
+    // 3600 - 660 = 2940 s left; an epoch takes 330 s (median of 300 and 360): 8 more.
+    assert_eq!(planned_epochs(&cfg, &history), 10);
+    // One epoch slowed by other work does not shorten the plan: median 300 s, 2100 s left.
+    let bumpy = [row(1, 300.0, 300.0), row(2, 600.0, 900.0), row(3, 300.0, 1200.0), row(4, 300.0, 1500.0)];
+    assert_eq!(planned_epochs(&cfg, &bumpy), 11);
+    // The estimate follows the last five epochs.
+    let slower: Vec<_> = (1..=8).map(|e| row(e, if e <= 3 { 100.0 } else { 200.0 }, 0.0)).collect();
+    assert_eq!(typical_epoch_seconds(&slower), Some(200.0));
+    assert_eq!(typical_epoch_seconds(&[]), None);
+    cfg.time_budget_minutes = Some(10.0);
+    assert_eq!(planned_epochs(&cfg, &history), 2, "over budget: no more epochs");
+    cfg.time_budget_minutes = Some(1000.0);
+    assert_eq!(planned_epochs(&cfg, &history), 30, "never beyond --epochs");
+}
+
+#[test]
+fn a_spent_time_budget_stops_training_and_writes_the_model() {
+    let _rng = crate::rng_lock();
+    let dir = crate::fsutil::TempDir::new().unwrap();
+    let (tr, va) = (synthetic(2, 1), synthetic(1, 2));
+    let mut cfg = small_config(dir.path());
+    cfg.epochs = 5;
+    cfg.time_budget_minutes = Some(1e-6);
+    let run = dir.path().join("run");
+    let out = train_on(&cfg, &run, &tr, &va, quiet()).unwrap();
+    assert_eq!(out.state.epoch, 1, "the first epoch measures the speed, then the budget is spent");
+    assert!(run.join("model.ferrite").exists());
+    let again = resume_with(&run, &tr, &va, quiet()).unwrap();
+    assert_eq!(again.state.epoch, 1, "resuming a spent budget trains nothing more");
+}
+
+/// The keep-N policy: the newest N up to the current epoch survive, by epoch number.
+#[test]
+fn keep_n_policy_keeps_the_newest_up_to_the_current_epoch() {
+    assert_eq!(checkpoints_to_drop(&[1, 2, 3], 3, 2), vec![1]);
+    assert_eq!(checkpoints_to_drop(&[999, 1000, 998], 1000, 2), vec![998], "numbers, not names");
+    assert_eq!(checkpoints_to_drop(&[1, 2, 3, 4, 5], 2, 1), vec![1, 3, 4, 5], "later epochs of a run that went back go");
+    assert_eq!(checkpoints_to_drop(&[4], 4, 0), Vec::<usize>::new(), "at least one is kept");
+    assert_eq!(checkpoints_to_drop(&[], 1, 3), Vec::<usize>::new());
+}
