@@ -24,7 +24,7 @@ fn encode(img: &DynamicImage, format: ImageFormat) -> anyhow::Result<Vec<u8>> {
 fn main() -> anyhow::Result<()> {
     let out = PathBuf::from(std::env::args().nth(1).ok_or_else(|| anyhow::anyhow!("usage: fuzz_seeds OUT_DIR"))?);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let photo = ferrite::imageio::decode(&std::fs::read(root.join("tests/fixtures/photos/astronaut.jpg"))?, None)?;
+    let photo = ferrite::data::imageio::decode(&std::fs::read(root.join("tests/fixtures/photos/astronaut.jpg"))?, None)?;
 
     // Images: 32x32 and 20x12, colour and gray, every format.
     let mut images: Vec<(String, Vec<u8>)> = Vec::new();
@@ -76,8 +76,8 @@ fn main() -> anyhow::Result<()> {
     spec.width = Some(4);
     let device = ferrite::device::training_device();
     let net = ferrite::model::Network::new(&spec, &device);
-    let header = ferrite::modelfile::ModelHeader::new(spec.clone(), serde_json::json!({"epoch": 1}));
-    write(&out.join("model_file"), "tiny.ferrite", &ferrite::modelfile::encode(&net, &header)?)?;
+    let header = ferrite::model::file::ModelHeader::new(spec.clone(), serde_json::json!({"epoch": 1}));
+    write(&out.join("model_file"), "tiny.ferrite", &ferrite::model::file::encode(&net, &header)?)?;
     let run = tempdir(&out)?;
     let mut cfg = ferrite::train::TrainConfig::new(spec, run.join("unused"));
     cfg.epochs = 1;

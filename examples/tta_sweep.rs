@@ -4,7 +4,8 @@
 //! `cargo run --release --example tta_sweep -- VAL_DIR [MODEL_FILE]` (no model: the embedded one).
 use ferrite::data::{Dataset, LoadOptions};
 use ferrite::emotion::Emotion;
-use ferrite::evaluate::{Tta, argmax, mirror_faces, predict_probs, shift_faces};
+use ferrite::emotion::argmax;
+use ferrite::model::infer::{Tta, mirror_faces, predict_probs, shift_faces};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -17,8 +18,8 @@ fn main() -> anyhow::Result<()> {
     let data = args.first().map(String::as_str).unwrap_or("../shared/data/fer2013/val");
     let device = ferrite::device::inference_device();
     let net = match args.get(1) {
-        Some(path) => burn::module::Module::valid(&ferrite::modelfile::load(Path::new(path), &device)?.0),
-        None => ferrite::embedded::default_model(&device)?.0,
+        Some(path) => burn::module::Module::valid(&ferrite::model::file::load(Path::new(path), &device)?.0),
+        None => ferrite::model::embedded::default_model(&device)?.0,
     };
     let ds = Dataset::load(Path::new(data), &LoadOptions::default())?;
     let mirrored = mirror_faces(&ds.faces);

@@ -10,7 +10,8 @@
 //! embedded model, and only if its mean beats `--tta thirty`'s.
 use ferrite::data::{Dataset, LoadOptions};
 use ferrite::emotion::Emotion;
-use ferrite::evaluate::{Tta, argmax, mirror_faces, predict_probs, shift_faces, warp_faces};
+use ferrite::emotion::argmax;
+use ferrite::model::infer::{Tta, mirror_faces, predict_probs, shift_faces, warp_faces};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -50,8 +51,8 @@ fn main() -> anyhow::Result<()> {
     let n_models = models.len();
     for model in models {
         let net = match model {
-            Some(path) => burn::module::Module::valid(&ferrite::modelfile::load(Path::new(path), &device)?.0),
-            None => ferrite::embedded::default_model(&device)?.0,
+            Some(path) => burn::module::Module::valid(&ferrite::model::file::load(Path::new(path), &device)?.0),
+            None => ferrite::model::embedded::default_model(&device)?.0,
         };
         let mut per_view: BTreeMap<View, Vec<[f32; Emotion::COUNT]>> = BTreeMap::new();
         for &w in &warps {

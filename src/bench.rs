@@ -4,7 +4,7 @@ use crate::device::{inference_device, training_device};
 use crate::emotion::Emotion;
 use crate::kernels::Matmul;
 use crate::model::{ModelSpec, Network};
-use crate::preprocess::{FACE_PIXELS, batch_tensor};
+use crate::data::preprocess::{FACE_PIXELS, batch_tensor};
 use crate::train::{Batch, train_step_replicated};
 use burn::module::Module;
 use burn::optim::AdamConfig;
@@ -103,7 +103,7 @@ pub fn measure_inference(net: &Network, steps: usize, warmup: usize) -> (f64, f6
 /// `video` and `serve` run): 64 faces one run each, spread over the threads, in images per
 /// second; and the median milliseconds of `5 * steps` single faces.
 pub fn measure_fast(net: &Network, steps: usize, warmup: usize) -> crate::error::Result<(f64, f64)> {
-    let fast = crate::onnx::FastModel::new(net)?;
+    let fast = crate::model::onnx::FastModel::new(net)?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let faces: Vec<u8> = (0..64 * FACE_PIXELS).map(|_| rng.random()).collect();
     time_passes(steps, warmup, || fast.probs_each(&faces).map(drop), || fast.probs(&faces[..FACE_PIXELS]).map(drop))

@@ -119,6 +119,14 @@ impl FromStr for Emotion {
     }
 }
 
+/// Index of the largest value.
+pub fn argmax(p: &[f32]) -> usize {
+    p.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) })
+        .0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,49 +1,45 @@
-//! ferrite: facial expression recognition (FER2013) in Rust: data, models, training, evaluation.
+//! ferrite: facial expression recognition (FER2013) in Rust: data, models, training, evaluation,
+//! faces in photos and video, a web app. Data flows photo -> [`vision`] (detector, crop and
+//! alignment) -> [`data::preprocess`] (48x48 face) -> [`model`] (network) -> [`vision::track`]
+//! (ids and smoothing over frames) -> output (JSON/CSV, pictures, the [`server`]'s answers);
+//! `ARCHITECTURE.md` draws it.
 //!
-//! The parts:
-//! - [`emotion`]: the one `Emotion` enum (class names, order, count);
-//! - [`data`]: image-folder and CSV loaders; [`imageio`]: decoding images (EXIF orientation, palette TIFF, truncated JPEG); [`ferplus`]: FER+ vote files and label modes; [`preprocess`]: image to 48x48 tensor;
-//!   [`augment`]: training-time augmentation;
-//! - [`model`]: architectures (one file each, and ensembles of trained networks) behind the
-//!   `Network` enum, flex kernels for their max-pool, convolutions (Winograd for the wide 3x3/5x5
-//!   layers) and dropout, and the per-thread state of data-parallel training replicas;
-//!   [`summary`]: layer tables;
-//! - [`train`]: the fit loop (optionally data-parallel), checkpoints and resume; [`evaluate`] and [`metrics`]: scores;
-//! - [`modelfile`]: the one-file model format; [`onnx`]: ONNX export and the tract single-face path; [`embedded`]: the default model in the binary; [`plot`]: curves, heatmaps, sample grids;
-//! - [`analyzer`]: faces in photos and videos (detect, classify, track); [`photos`]: full-pipeline accuracy on labelled photos;
-//!   [`blazeface`]: the embedded face detectors (BlazeFace back and full-range); [`detect`]: face boxes and crops; [`track`]: ids across frames; [`annotate`]: drawing;
-//!   [`video`]: ffmpeg frames in and out;
-//! - [`server`]: the web app and JSON API (axum; `app(state)` builds the router, `serve` runs it with timeouts, a connection cap and graceful shutdown);
-//! - [`bench`]: speed measurement; [`device`]: the backend choice; [`fsutil`]: atomic writes; [`error`]: typed errors.
+//! The parts, one folder or file each:
+//! - [`emotion`]: the one `Emotion` enum (class names, order, count); [`error`]: typed errors;
+//!   [`device`]: the backend choice, threads, allocator; [`fsutil`]: atomic writes; [`draw`]: the
+//!   font and PNG rendering of every picture;
+//! - [`data`]: image folders and CSV ([`data::imageio`] decoding, [`data::ferplus`] votes,
+//!   [`data::preprocess`] face to tensor, [`data::augment`] training augmentation);
+//! - [`kernels`]: ferrite's CPU kernels for burn's flex backend (convolutions, Winograd, pool,
+//!   dropout, BatchNorm, f32/bf16 products) with CPU features as tokens;
+//! - [`model`]: architectures, each described once as a list of layers ([`model::layers`]),
+//!   ensembles, inference with test-time augmentation ([`model::infer`]), the model file
+//!   ([`model::file`]), ONNX export and tract ([`model::onnx`]), the embedded models
+//!   ([`model::embedded`]), layer tables and diagrams ([`model::summary`]);
+//! - [`train`]: configs, steps, replicas, schedules, checkpoints, resume, the fit loop;
+//! - [`eval`]: scores on data sets ([`eval::metrics`]) and on labelled photos ([`eval::photos`]);
+//! - [`vision`]: face detection ([`vision::blazeface`], [`vision::detect`]), the photo/video
+//!   analyzer ([`vision::analyzer`]), tracking ([`vision::track`]), ffmpeg video
+//!   ([`vision::video`]), drawing ([`vision::annotate`]);
+//! - [`server`]: the web app and JSON API; [`plot`]: curves, heatmaps, sample grids, timelines;
+//!   [`bench`]: speed measurement.
+//! - The command line is the binary's: `src/main.rs` parses and dispatches to `src/cli/`, one
+//!   file per command.
 
-pub mod analyzer;
-pub mod annotate;
-pub mod augment;
 pub mod bench;
-pub mod blazeface;
 pub mod data;
-pub mod detect;
 pub mod device;
-pub mod embedded;
+pub mod draw;
 pub mod emotion;
 pub mod error;
-pub mod evaluate;
-pub mod ferplus;
+pub mod eval;
 pub mod fsutil;
-pub mod imageio;
 pub mod kernels;
-pub mod metrics;
 pub mod model;
-pub mod modelfile;
-pub mod onnx;
-pub mod photos;
 pub mod plot;
-pub mod preprocess;
 pub mod server;
-pub mod summary;
-pub mod track;
 pub mod train;
-pub mod video;
+pub mod vision;
 
 pub use emotion::Emotion;
 pub use error::{Error, Result};

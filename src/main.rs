@@ -2,13 +2,14 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use ferrite::augment::AugmentConfig;
+use ferrite::data::augment::AugmentConfig;
 use ferrite::data::{Dataset, LoadOptions};
 use ferrite::kernels::{Matmul, MatmulPrecision};
-use ferrite::evaluate::Tta;
+use ferrite::model::infer::Tta;
 use ferrite::model::{Arch, ModelSpec};
 use ferrite::train::{Mix, OptimizerConfig, RunDir, Schedule, TrainConfig, TrainOptions};
-use ferrite::{Emotion, device, modelfile, plot, summary};
+use ferrite::model::{file as modelfile, summary};
+use ferrite::{Emotion, device, plot};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
@@ -302,8 +303,8 @@ struct FaceArgs {
     pad_retry: f32,
     /// Face detector model(s): BlazeFace "back" (small, distant faces), full-range (large, near,
     /// turned faces) or both, their detections merged.
-    #[arg(long, value_enum, default_value_t = ferrite::blazeface::DetectorModel::default())]
-    detector: ferrite::blazeface::DetectorModel,
+    #[arg(long, value_enum, default_value_t = ferrite::vision::blazeface::DetectorModel::default())]
+    detector: ferrite::vision::blazeface::DetectorModel,
     /// Crop faces as the detector boxes them, without turning them level by their eyes.
     #[arg(long)]
     no_align: bool,
@@ -312,9 +313,9 @@ struct FaceArgs {
 }
 
 impl FaceArgs {
-    fn analyzer(&self) -> Result<ferrite::analyzer::Analyzer> {
-        use ferrite::analyzer::{Analyzer, AnalyzerConfig};
-        use ferrite::blazeface::{BlazeFace, BlazeFaceConfig};
+    fn analyzer(&self) -> Result<ferrite::vision::analyzer::Analyzer> {
+        use ferrite::vision::analyzer::{Analyzer, AnalyzerConfig};
+        use ferrite::vision::blazeface::{BlazeFace, BlazeFaceConfig};
         if !(0.0..=1.0).contains(&self.abstain) || self.min_score.is_some_and(|m| !(0.0..=1.0).contains(&m)) {
             bail!("--abstain and --min-score must be between 0 and 1");
         }
@@ -335,7 +336,7 @@ impl FaceArgs {
                 ..BlazeFaceConfig::default()
             },
             tta: self.tta.into(),
-            contrast: ferrite::preprocess::Contrast::default(),
+            contrast: ferrite::data::preprocess::Contrast::default(),
             align: !self.no_align,
         };
         let device = device::inference_device();
@@ -464,8 +465,8 @@ struct EvaluateArgs {
     #[arg(long, requires = "detect")]
     no_align: bool,
     /// With --detect: the face detector model(s) (see `detect`).
-    #[arg(long, value_enum, default_value_t = ferrite::blazeface::DetectorModel::default(), requires = "detect")]
-    detector: ferrite::blazeface::DetectorModel,
+    #[arg(long, value_enum, default_value_t = ferrite::vision::blazeface::DetectorModel::default(), requires = "detect")]
+    detector: ferrite::vision::blazeface::DetectorModel,
 }
 
 #[derive(Args)]
@@ -583,23 +584,23 @@ struct TrainArgs {
     val_votes: Option<PathBuf>,
 }
 
-/// The contrast step of face preprocessing (`ferrite::preprocess::Contrast`).
+/// The contrast step of face preprocessing (`ferrite::data::preprocess::Contrast`).
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum ContrastArg {
     Equalize,
     Raw,
 }
 
-impl From<ContrastArg> for ferrite::preprocess::Contrast {
+impl From<ContrastArg> for ferrite::data::preprocess::Contrast {
     fn from(c: ContrastArg) -> Self {
         match c {
-            ContrastArg::Equalize => ferrite::preprocess::Contrast::Equalize,
-            ContrastArg::Raw => ferrite::preprocess::Contrast::Raw,
+            ContrastArg::Equalize => ferrite::data::preprocess::Contrast::Equalize,
+            ContrastArg::Raw => ferrite::data::preprocess::Contrast::Raw,
         }
     }
 }
 
-/// FER+ label modes (see `ferrite::ferplus::LabelMode`).
+/// FER+ label modes (see `ferrite::data::ferplus::LabelMode`).
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum LabelModeArg {
     Majority,
@@ -608,9 +609,9 @@ enum LabelModeArg {
     MultiTarget,
 }
 
-impl From<LabelModeArg> for ferrite::ferplus::LabelMode {
+impl From<LabelModeArg> for ferrite::data::ferplus::LabelMode {
     fn from(m: LabelModeArg) -> Self {
-        use ferrite::ferplus::LabelMode as L;
+        use ferrite::data::ferplus::LabelMode as L;
         match m {
             LabelModeArg::Majority => L::Majority,
             LabelModeArg::Probability => L::Probability,
@@ -779,15 +780,15 @@ fn run() -> Result<()> {
                     header.meta = serde_json::json!({ "class_priors": ds.class_priors() });
                 }
             }
-            let (net, mut header) = ferrite::evaluate::correct_priors(net, header, prior_correction)?;
+            let (net, mut header) = ferrite::model::infer::correct_priors(net, header, prior_correction)?;
             if let Some(c) = contrast {
                 header.set_contrast(c.into());
             }
             let onnx_ext = out.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
             if format.unwrap_or(if onnx_ext { ExportFormat::Onnx } else { ExportFormat::Ferrite }) == ExportFormat::Onnx {
-                let bytes = ferrite::onnx::to_bytes(&net).context("converting the model to ONNX")?;
+                let bytes = ferrite::model::onnx::to_bytes(&net).context("converting the model to ONNX")?;
                 ferrite::fsutil::write_atomic(&out, &bytes).with_context(|| format!("writing {}", out.display()))?;
-                println!("wrote {} (ONNX opset {}, f32, {} bytes) from {name}", out.display(), ferrite::onnx::OPSET, bytes.len());
+                println!("wrote {} (ONNX opset {}, f32, {} bytes) from {name}", out.display(), ferrite::model::onnx::OPSET, bytes.len());
                 return Ok(());
             }
             let precision = match precision {
@@ -813,9 +814,9 @@ fn run() -> Result<()> {
             show,
             face,
         } => {
-            let opts = ferrite::analyzer::VideoOptions {
+            let opts = ferrite::vision::analyzer::VideoOptions {
                 detect_every,
-                tracker: ferrite::track::TrackerConfig { smooth_seconds, hysteresis, ..Default::default() },
+                tracker: ferrite::vision::track::TrackerConfig { smooth_seconds, hysteresis, ..Default::default() },
                 cut_threshold,
             };
             video(&source, out.as_deref(), csv.as_deref(), plot.as_deref(), opts, max_frames, show, &face)?
@@ -824,7 +825,7 @@ fn run() -> Result<()> {
             let analyzer = face.analyzer()?;
             let model_name = match &face.model {
                 Some(p) => p.display().to_string(),
-                None => ferrite::embedded::DEFAULT_MODEL_NAME.to_string(),
+                None => ferrite::model::embedded::DEFAULT_MODEL_NAME.to_string(),
             };
             let limits = ferrite::server::Limits {
                 max_upload_bytes: max_upload_mb.max(1) * 1024 * 1024,
@@ -878,7 +879,7 @@ fn load_model(model: Option<&Path>, device: &burn::tensor::Device, matmul: Matmu
     match model.filter(|_| embedded.is_none()) {
         None => {
             let name = embedded.unwrap_or("default");
-            let (net, header) = ferrite::embedded::named(name, device).with_context(|| format!("loading the embedded model '{name}'"))?;
+            let (net, header) = ferrite::model::embedded::named(name, device).with_context(|| format!("loading the embedded model '{name}'"))?;
             Ok((net.with_matmul(matmul), header, format!("<embedded {name} model>")))
         }
         Some(model) => {
@@ -898,11 +899,11 @@ fn predict(images: &[PathBuf], model: Option<&Path>, tta: Tta, json: bool) -> Re
     let device = device::inference_device();
     // (Classified by the tract-compiled network: the kernels' precision does not apply.)
     let (net, header, _name) = load_model(model, &device, Matmul::F32)?;
-    let mut faces = Vec::with_capacity(images.len() * ferrite::preprocess::FACE_PIXELS);
+    let mut faces = Vec::with_capacity(images.len() * ferrite::data::preprocess::FACE_PIXELS);
     for path in images {
         faces.extend(ferrite::data::read_face(path, header.contrast()).with_context(|| format!("reading {}", path.display()))?);
     }
-    let fast = ferrite::onnx::FastModel::new(&net).context("compiling the expression model")?;
+    let fast = ferrite::model::onnx::FastModel::new(&net).context("compiling the expression model")?;
     let probs = fast.probs_tta(&faces, tta).context("classifying the faces")?;
     if !json {
         print!("{:<28} {:<9}", "image", "label");
@@ -912,7 +913,7 @@ fn predict(images: &[PathBuf], model: Option<&Path>, tta: Tta, json: bool) -> Re
         println!();
     }
     for (path, p) in images.iter().zip(&probs) {
-        let top = Emotion::ALL[ferrite::evaluate::argmax(p)];
+        let top = Emotion::ALL[ferrite::emotion::argmax(p)];
         if json {
             let map: serde_json::Map<String, serde_json::Value> =
                 Emotion::ALL.iter().map(|e| (e.name().to_string(), serde_json::json!(p[e.index()]))).collect();
@@ -996,7 +997,7 @@ fn train(a: TrainArgs, matmul: Option<MatmulPrecision>) -> Result<()> {
         cfg.matmul = matmul.unwrap_or_default();
         cfg.replicas = a.replicas;
         cfg.keep_checkpoints = a.keep_checkpoints;
-        cfg.ferplus = a.ferplus.map(|m| ferrite::ferplus::FerPlusConfig {
+        cfg.ferplus = a.ferplus.map(|m| ferrite::data::ferplus::FerPlusConfig {
             mode: m.into(),
             train_votes: a.train_votes.clone(),
             val_votes: a.val_votes.clone(),
@@ -1024,18 +1025,18 @@ fn evaluate(args: EvaluateArgs, matmul: Matmul) -> Result<()> {
     let contrast = contrast.map_or(header.contrast(), Into::into);
     let opts = LoadOptions { skip_bad, usage, max_per_class: None, contrast };
     let ferplus = ferplus.then_some(votes);
-    let (net, header) = ferrite::evaluate::correct_priors(net, header, prior_correction)?;
+    let (net, header) = ferrite::model::infer::correct_priors(net, header, prior_correction)?;
     if detect {
-        use ferrite::analyzer::{Analyzer, AnalyzerConfig};
+        use ferrite::vision::analyzer::{Analyzer, AnalyzerConfig};
         if !(0.0..=1.0).contains(&margin) || !(0.0..=2.0).contains(&pad_retry) {
             bail!("--margin must be in [0, 1] and --pad-retry in [0, 2]");
         }
         let mut config = AnalyzerConfig { tta, contrast: opts.contrast, margin, align: !no_align, ..AnalyzerConfig::default() };
         config.detector.pad_retry = pad_retry;
         config.detector.model = detector;
-        let detector = ferrite::blazeface::BlazeFace::new(config.detector.clone()).context("building the face detector")?;
+        let detector = ferrite::vision::blazeface::BlazeFace::new(config.detector.clone()).context("building the face detector")?;
         let analyzer = Analyzer::from_parts(Box::new(detector), &net, config).context("compiling the expression model")?;
-        let report = ferrite::photos::evaluate_photos(&analyzer, data).with_context(|| format!("evaluating {}", data.display()))?;
+        let report = ferrite::eval::photos::evaluate_photos(&analyzer, data).with_context(|| format!("evaluating {}", data.display()))?;
         println!(
             "model {model_name} ({}), full pipeline (detector, largest face), test-time augmentation: {tta:?}, prior correction {}",
             header.spec.arch,
@@ -1059,10 +1060,10 @@ fn evaluate(args: EvaluateArgs, matmul: Matmul) -> Result<()> {
     }
     let ds = match &ferplus {
         None => Dataset::load(data, &opts),
-        Some(votes) => ferrite::train::load_ferplus(data, &opts, ferrite::ferplus::LabelMode::Majority, votes.as_deref()),
+        Some(votes) => ferrite::train::load_ferplus(data, &opts, ferrite::data::ferplus::LabelMode::Majority, votes.as_deref()),
     }
     .with_context(|| format!("loading {}", data.display()))?;
-    let report = ferrite::evaluate::evaluate_tta(&net, &ds, &device, tta);
+    let report = ferrite::eval::evaluate_tta(&net, &ds, &device, tta);
     println!(
         "model {model_name} ({}), labels: {}, contrast {:?}, test-time augmentation: {tta:?}, prior correction {}",
         header.spec.arch,
@@ -1140,7 +1141,7 @@ fn collect_images(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 
 const CSV_PROBS: &str = "angry,disgust,fear,happy,neutral,sad,surprise";
 
-fn face_csv_fields(f: &ferrite::analyzer::Face) -> String {
+fn face_csv_fields(f: &ferrite::vision::analyzer::Face) -> String {
     let probs: Vec<String> = f.probs.iter().map(|p| format!("{p:.4}")).collect();
     format!(
         "{:.0},{:.0},{:.0},{:.0},{:.4},{},{}",
@@ -1184,11 +1185,11 @@ fn detect(paths: &[PathBuf], out: Option<&Path>, format: FormatArg, face: &FaceA
     for n in &names {
         *name_counts.entry(n.as_str()).or_default() += 1;
     }
-    let results: Vec<Result<Vec<ferrite::analyzer::Face>, String>> = images
+    let results: Vec<Result<Vec<ferrite::vision::analyzer::Face>, String>> = images
         .par_iter()
         .enumerate()
         .map(|(i, path)| {
-            let r = (|| -> Result<Vec<ferrite::analyzer::Face>> {
+            let r = (|| -> Result<Vec<ferrite::vision::analyzer::Face>> {
                 let img = ferrite::data::decode_image(path)?;
                 let faces = analyzer.analyze(&img).with_context(|| format!("{}: detection failed", path.display()))?;
                 if let Some(dir) = out {
@@ -1257,13 +1258,13 @@ fn video(
     out: Option<&Path>,
     csv: Option<&Path>,
     plot_path: Option<&Path>,
-    mut opts: ferrite::analyzer::VideoOptions,
+    mut opts: ferrite::vision::analyzer::VideoOptions,
     max_frames: Option<usize>,
     show: bool,
     face: &FaceArgs,
 ) -> Result<()> {
-    use ferrite::analyzer::VideoAnalyzer;
-    use ferrite::video::{FrameReader, FrameWriter, probe};
+    use ferrite::vision::analyzer::VideoAnalyzer;
+    use ferrite::vision::video::{FrameReader, FrameWriter, probe};
     use std::io::Write;
     if !(0.0..=5.0).contains(&opts.tracker.smooth_seconds) {
         bail!("--smooth-seconds must be between 0 and 5");

@@ -3,56 +3,12 @@
 use crate::data::Dataset;
 use crate::emotion::Emotion;
 use crate::error::{Error, Result};
-use crate::fsutil::write_atomic_with;
-use crate::metrics::Report;
-use crate::preprocess::FACE_SIZE;
+use crate::draw::{perr, render_png, render_png_on};
+use crate::eval::metrics::Report;
+use crate::data::preprocess::FACE_SIZE;
 use crate::train::EpochRecord;
 use plotters::prelude::*;
 use std::path::Path;
-
-pub static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
-
-/// Register the embedded font with plotters (once).
-pub fn ensure_font() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        for style in [FontStyle::Normal, FontStyle::Bold] {
-            let _ = plotters::style::register_font("sans-serif", style, FONT);
-        }
-    });
-}
-
-fn perr<E: std::fmt::Display>(e: E) -> Error {
-    Error::Plot(format!("drawing failed: {e}"))
-}
-
-/// Draw into an RGB buffer of `w` x `h` with `draw`, then save it as PNG atomically.
-fn render_png(
-    path: &Path,
-    (w, h): (u32, u32),
-    draw: impl FnOnce(DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> Result<()>,
-) -> Result<()> {
-    render_png_on(path, vec![255u8; (w * h * 3) as usize], (w, h), draw)
-}
-
-fn render_png_on(
-    path: &Path,
-    mut buf: Vec<u8>,
-    (w, h): (u32, u32),
-    draw: impl FnOnce(DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> Result<()>,
-) -> Result<()> {
-    ensure_font();
-    {
-        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
-        draw(root.clone())?;
-        root.present().map_err(perr)?;
-    }
-    let img = image::RgbImage::from_raw(w, h, buf).ok_or_else(|| Error::Plot("bad buffer".into()))?;
-    write_atomic_with(path, |tmp| {
-        img.save_with_format(tmp, image::ImageFormat::Png)
-            .map_err(|e| Error::Plot(format!("{}: {e}", path.display())))
-    })
-}
 
 /// Loss and accuracy per epoch, train vs validation, side by side.
 pub fn curves(history: &[EpochRecord], path: &Path) -> Result<()> {
@@ -223,35 +179,6 @@ pub fn curves_each_epoch() -> crate::train::EpochCallback {
     })
 }
 
-/// The layer diagram of [`crate::summary::Summary::to_svg`] as PNG.
-pub fn layer_diagram(summary: &crate::summary::Summary, path: &Path) -> Result<()> {
-    let (w, box_h, gap) = (520i32, 30i32, 10i32);
-    let h = 60 + summary.rows.len() as i32 * (box_h + gap) + 20;
-    render_png(path, (w as u32, h as u32), |root| {
-        root.draw(&Text::new(
-            format!("ferrite {} · {} parameters", summary.arch, summary.total),
-            (16, 18),
-            ("sans-serif", 18).into_font(),
-        ))
-        .map_err(perr)?;
-        for (i, (name, r)) in summary.rows.iter().enumerate() {
-            let y = 50 + i as i32 * (box_h + gap);
-            let [red, green, blue] = r.kind.color();
-            let fill = RGBColor(red, green, blue);
-            root.draw(&Rectangle::new([(16, y), (w - 16, y + box_h)], fill.filled())).map_err(perr)?;
-            root.draw(&Rectangle::new([(16, y), (w - 16, y + box_h)], BLACK.mix(0.5))).map_err(perr)?;
-            let dims: Vec<String> = r.shape.iter().map(|d| d.to_string()).collect();
-            root.draw(&Text::new(
-                format!("{name} ({}) [{}] {}", r.kind, dims.join("x"), if r.params > 0 { format!("{} params", r.params) } else { String::new() }),
-                (26, y + 8),
-                ("sans-serif", 14).into_font(),
-            ))
-            .map_err(perr)?;
-        }
-        Ok(())
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,14 +208,14 @@ mod tests {
         // Something other than white was drawn.
         assert!(img.to_rgb8().pixels().any(|px| px.0 != [255, 255, 255]));
 
-        let mut c = crate::metrics::Confusion::default();
+        let mut c = crate::eval::metrics::Confusion::default();
         c.add(Emotion::Happy, Emotion::Happy);
         c.add(Emotion::Sad, Emotion::Fear);
         let q = dir.path().join("confusion.png");
         confusion(&c.report(None), "test", &q).unwrap();
         assert!(image::open(&q).is_ok());
 
-        let ds = Dataset::from_faces(vec![128; 2 * crate::preprocess::FACE_PIXELS], vec![Emotion::Angry, Emotion::Surprise]);
+        let ds = Dataset::from_faces(vec![128; 2 * crate::data::preprocess::FACE_PIXELS], vec![Emotion::Angry, Emotion::Surprise]);
         let g = dir.path().join("grid.png");
         sample_grid(&ds, 4, &g).unwrap();
         assert!(image::open(&g).is_ok());

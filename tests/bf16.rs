@@ -8,7 +8,8 @@ use ferrite::Emotion;
 use ferrite::data::{Dataset, LoadOptions};
 use ferrite::device::inference_device;
 use ferrite::kernels::{Matmul, MatmulPrecision};
-use ferrite::evaluate::{argmax, predict_probs};
+use ferrite::emotion::argmax;
+use ferrite::model::infer::predict_probs;
 
 #[test]
 fn bf16_matmul_keeps_val_predictions_and_trains() {
@@ -23,7 +24,7 @@ fn bf16_matmul_keeps_val_predictions_and_trains() {
     // The embedded model on the whole PublicTest split, f32 then bf16.
     let val = Dataset::load(&root.join("val"), &LoadOptions::default()).expect("load FER2013 val");
     let device = inference_device();
-    let (net, _) = ferrite::embedded::default_model(&device).expect("embedded model");
+    let (net, _) = ferrite::model::embedded::default_model(&device).expect("embedded model");
     // Each precision's probabilities, once; accuracy and agreement both come from them.
     let probs = |mm| predict_probs(&net.clone().with_matmul(mm), &val.faces, &device);
     let (f32_probs, bf16_probs) = (probs(Matmul::F32), probs(bf16));

@@ -123,7 +123,7 @@ fn kept_checkpoints_average_into_one_model() {
     ]);
     assert!(o.status.success() && text(&o).contains("mean weights of 2 models"), "{}", text(&o));
     let device = ferrite::device::inference_device();
-    let (net, header) = ferrite::modelfile::load(&avg, &device).unwrap();
+    let (net, header) = ferrite::model::file::load(&avg, &device).unwrap();
     assert_eq!(header.spec.arch, ferrite::model::Arch::Compact, "one network, not an ensemble");
     assert_eq!(header.meta["averaged"][1]["epoch"], 3);
     assert_eq!(net.members().len(), 1);
@@ -133,10 +133,10 @@ fn kept_checkpoints_average_into_one_model() {
     let other = dir.path().join("other.ferrite");
     let mut spec = ferrite::model::ModelSpec::new(ferrite::model::Arch::Compact);
     spec.width = Some(6);
-    ferrite::modelfile::save(
+    ferrite::model::file::save(
         &other,
         &ferrite::model::Network::new(&spec, &device),
-        &ferrite::modelfile::ModelHeader::new(spec, serde_json::Value::Null),
+        &ferrite::model::file::ModelHeader::new(spec, serde_json::Value::Null),
     )
     .unwrap();
     let o = ferrite(&[
@@ -237,7 +237,7 @@ fn export_onnx_gives_what_predict_prints() {
         .and_then(|m| m.into_optimized())
         .and_then(|m| m.into_runnable())
         .unwrap();
-    let pixels: Vec<f32> = ferrite::data::read_face(&face, ferrite::preprocess::Contrast::default()).unwrap().iter().map(|&p| p as f32 / 255.0).collect();
+    let pixels: Vec<f32> = ferrite::data::read_face(&face, ferrite::data::preprocess::Contrast::default()).unwrap().iter().map(|&p| p as f32 / 255.0).collect();
     let out = plan.run(tvec!(Tensor::from_shape(&[1, 1, 48, 48], &pixels).unwrap().into())).unwrap();
     let got = out[0].to_plain_array_view::<f32>().unwrap();
     for (e, p) in Emotion::ALL.iter().zip(got.iter()) {
@@ -256,7 +256,7 @@ fn export_onnx_gives_what_predict_prints() {
 #[test]
 fn export_two_models_gives_an_averaging_ensemble() {
     use ferrite::model::{Arch, ModelSpec, Network};
-    use ferrite::modelfile::{ModelHeader, save};
+    use ferrite::model::file::{ModelHeader, save};
     let dir = ferrite::fsutil::TempDir::new().unwrap();
     write_folder(&dir.path().join("faces"), 1, 5);
     let face = dir.path().join("faces/happy").read_dir().unwrap().next().unwrap().unwrap().path();

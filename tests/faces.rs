@@ -2,8 +2,8 @@
 //! formats, odd sizes, and the `detect` / `video` commands (video tests need ffmpeg, which
 //! `.ci/run` installs).
 
-use ferrite::blazeface::{BlazeFace, BlazeFaceConfig};
-use ferrite::detect::Detector;
+use ferrite::vision::blazeface::{BlazeFace, BlazeFaceConfig};
+use ferrite::vision::detect::Detector;
 use image::{DynamicImage, RgbImage};
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -4,7 +4,7 @@
 mod common;
 
 use ferrite::kernels::MatmulPrecision;
-use ferrite::evaluate::evaluate;
+use ferrite::eval::evaluate;
 
 #[test]
 fn brief_training_on_real_faces_beats_chance() {
@@ -24,7 +24,7 @@ fn embedded_model_beats_chance_on_real_val_faces() {
     };
     let val = common::fer2013_subset(&root, "val", 30);
     let device = ferrite::device::inference_device();
-    let (net, header) = ferrite::embedded::default_model(&device).expect("embedded model");
+    let (net, header) = ferrite::model::embedded::default_model(&device).expect("embedded model");
     let report = evaluate(&net, &val, &device);
     eprintln!(
         "embedded model ({}): {:.1}% on {} balanced val faces",
@@ -46,11 +46,11 @@ fn embedded_models_keep_their_stated_accuracy() {
         return;
     };
     let device = ferrite::device::inference_device();
-    let (net, header) = ferrite::embedded::default_model(&device).expect("embedded model");
+    let (net, header) = ferrite::model::embedded::default_model(&device).expect("embedded model");
     let tau = header.meta.get("prior_correction").and_then(|v| v.as_f64()).unwrap_or(0.0) as f32;
-    let (net, header) = ferrite::evaluate::correct_priors(net, header, -tau).expect("undo the prior correction");
+    let (net, header) = ferrite::model::infer::correct_priors(net, header, -tau).expect("undo the prior correction");
     let opts = ferrite::data::LoadOptions { contrast: header.contrast(), ..Default::default() };
-    let mode = ferrite::ferplus::LabelMode::Majority;
+    let mode = ferrite::data::ferplus::LabelMode::Majority;
     let val = ferrite::train::load_ferplus(&root.join("val"), &opts, mode, None).expect("FER+ val");
     let acc = evaluate(&net, &val, &device).accuracy;
     let stated = header.meta["val_accuracy"].as_f64().expect("the training run's val accuracy");
@@ -58,7 +58,7 @@ fn embedded_models_keep_their_stated_accuracy() {
     assert!(header.meta["labels"].as_str().is_some_and(|l| l.starts_with("ferplus")), "{:?}", header.meta);
     assert!((acc - stated).abs() <= 0.006, "f16 model {acc:.4} vs its f32 run {stated:.4}");
 
-    let (net, header) = ferrite::embedded::named("fer2013", &device).expect("embedded fer2013 model");
+    let (net, header) = ferrite::model::embedded::named("fer2013", &device).expect("embedded fer2013 model");
     let opts = ferrite::data::LoadOptions { contrast: header.contrast(), ..Default::default() };
     let val = ferrite::data::Dataset::load(&root.join("val"), &opts).expect("val");
     let acc = evaluate(&net, &val, &device).accuracy;

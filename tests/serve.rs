@@ -2,7 +2,7 @@
 //! the header timeout, a cap on open connections, graceful shutdown that lets a request in
 //! flight finish, and the `ferrite serve` process stopping cleanly on SIGTERM.
 
-use ferrite::analyzer::Analyzer;
+use ferrite::vision::analyzer::Analyzer;
 use ferrite::server::{AppState, Limits, ServeOptions, app, serve};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -2,7 +2,7 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use ferrite::analyzer::Analyzer;
+use ferrite::vision::analyzer::Analyzer;
 use ferrite::server::{AppState, Limits, Session, app};
 use http_body_util::BodyExt;
 use serde_json::Value;

@@ -8,7 +8,7 @@ fuzz_target!(|data: &[u8]| {
     for skip_bad in [false, true] {
         let opts = ferrite::data::LoadOptions { skip_bad, ..Default::default() };
         if let Ok(ds) = ferrite::data::read_csv(data, path, &opts) {
-            assert_eq!(ds.faces.len(), ds.len() * ferrite::preprocess::FACE_PIXELS);
+            assert_eq!(ds.faces.len(), ds.len() * ferrite::data::preprocess::FACE_PIXELS);
         }
     }
 });

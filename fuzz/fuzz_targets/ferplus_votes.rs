@@ -6,14 +6,14 @@ use std::path::Path;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    if let Ok(table) = ferrite::ferplus::parse_vote_file(&text, Path::new("fuzz.csv")) {
+    if let Ok(table) = ferrite::data::ferplus::parse_vote_file(&text, Path::new("fuzz.csv")) {
         for votes in table.votes.values() {
             let _ = votes.majority();
             for mode in [
-                ferrite::ferplus::LabelMode::Majority,
-                ferrite::ferplus::LabelMode::Probability,
-                ferrite::ferplus::LabelMode::Crossentropy,
-                ferrite::ferplus::LabelMode::MultiTarget,
+                ferrite::data::ferplus::LabelMode::Majority,
+                ferrite::data::ferplus::LabelMode::Probability,
+                ferrite::data::ferplus::LabelMode::Crossentropy,
+                ferrite::data::ferplus::LabelMode::MultiTarget,
             ] {
                 if let Some(t) = votes.target(mode) {
                     assert!(t.iter().all(|p| p.is_finite() && *p >= 0.0));

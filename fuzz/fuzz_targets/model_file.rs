@@ -6,10 +6,10 @@ use std::path::Path;
 
 fuzz_target!(|data: &[u8]| {
     let path = Path::new("fuzz.ferrite");
-    let Ok((header, _)) = ferrite::modelfile::decode_header(data, path) else { return };
+    let Ok((header, _)) = ferrite::model::file::decode_header(data, path) else { return };
     if !ferrite_fuzz::cheap(&header.spec) {
         return;
     }
     let device = ferrite::device::inference_device();
-    let _ = ferrite::modelfile::decode(data, path, &device);
+    let _ = ferrite::model::file::decode(data, path, &device);
 });

@@ -18,7 +18,7 @@ fn take<'a>(data: &mut &'a [u8]) -> &'a [u8] {
 fuzz_target!(|data: &[u8]| {
     let mut rest = data;
     let (config, state, model) = (take(&mut rest), take(&mut rest), take(&mut rest));
-    match ferrite::modelfile::decode_header(model, Path::new("model.ferrite")) {
+    match ferrite::model::file::decode_header(model, Path::new("model.ferrite")) {
         Ok((header, _)) if !ferrite_fuzz::cheap(&header.spec) => return,
         _ => {}
     }

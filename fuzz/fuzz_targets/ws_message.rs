@@ -4,9 +4,9 @@
 use libfuzzer_sys::fuzz_target;
 use std::sync::{Arc, OnceLock};
 
-fn analyzer() -> Arc<ferrite::analyzer::Analyzer> {
-    static A: OnceLock<Arc<ferrite::analyzer::Analyzer>> = OnceLock::new();
-    A.get_or_init(|| Arc::new(ferrite::analyzer::Analyzer::new().expect("embedded analyzer builds"))).clone()
+fn analyzer() -> Arc<ferrite::vision::analyzer::Analyzer> {
+    static A: OnceLock<Arc<ferrite::vision::analyzer::Analyzer>> = OnceLock::new();
+    A.get_or_init(|| Arc::new(ferrite::vision::analyzer::Analyzer::new().expect("embedded analyzer builds"))).clone()
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -44,10 +44,10 @@ mod tests {
         let spec = ModelSpec::ensemble(vec![member(4, None), member(4, Some(40)), ModelSpec::new(Arch::Reference)]);
         spec.validate().unwrap();
         let net = Network::new(&spec, &device).valid();
-        let faces: Vec<u8> = (0..3 * crate::preprocess::FACE_PIXELS).map(|i| (i * 29 % 253) as u8).collect();
-        let all = crate::evaluate::predict_probs(&net, &faces, &device);
+        let faces: Vec<u8> = (0..3 * crate::data::preprocess::FACE_PIXELS).map(|i| (i * 29 % 253) as u8).collect();
+        let all = crate::model::infer::predict_probs(&net, &faces, &device);
         assert_eq!(all.len(), 3);
-        let each: Vec<_> = net.members().iter().map(|m| crate::evaluate::predict_probs(m, &faces, &device)).collect();
+        let each: Vec<_> = net.members().iter().map(|m| crate::model::infer::predict_probs(m, &faces, &device)).collect();
         assert_eq!(each.len(), 3);
         for (i, row) in all.iter().enumerate() {
             for (c, p) in row.iter().enumerate() {

@@ -2,9 +2,14 @@
 //! layers that `layers::run` executes), ensembles, and the `Network` that wraps them.
 
 pub mod compact;
+pub mod embedded;
 pub mod ensemble;
+pub mod file;
+pub mod infer;
 pub mod layers;
+pub mod onnx;
 pub mod reference;
+pub mod summary;
 
 use crate::error::{Error, Result};
 use burn::module::Module;
@@ -150,8 +155,8 @@ impl ModelSpec {
                 self.arch
             )));
         }
-        if let Some(c) = self.crop.filter(|c| !(16..=crate::preprocess::FACE_SIZE).contains(c)) {
-            return Err(Error::Config(format!("crop must be in 16..={}, got {c}", crate::preprocess::FACE_SIZE)));
+        if let Some(c) = self.crop.filter(|c| !(16..=crate::data::preprocess::FACE_SIZE).contains(c)) {
+            return Err(Error::Config(format!("crop must be in 16..={}, got {c}", crate::data::preprocess::FACE_SIZE)));
         }
         if let Some(s) = self.stem_convs.filter(|s| !(1..=2).contains(s)) {
             return Err(Error::Config(format!("stem convolutions must be 1 or 2, got {s}")));
@@ -400,7 +405,7 @@ mod tests {
         spec.width = Some(4);
         spec.crop = Some(40);
         let net = Network::new(&spec, &device).valid();
-        let faces: Vec<u8> = (0..crate::preprocess::FACE_PIXELS).map(|i| (i * 7 % 256) as u8).collect();
+        let faces: Vec<u8> = (0..crate::data::preprocess::FACE_PIXELS).map(|i| (i * 7 % 256) as u8).collect();
         let mut bordered = faces.clone();
         for (i, p) in bordered.iter_mut().enumerate() {
             let (r, c) = (i / 48, i % 48);
@@ -410,7 +415,7 @@ mod tests {
         }
         let mut inner = faces.clone();
         inner[20 * 48 + 20] ^= 0x80;
-        let out = |f: &[u8]| crate::evaluate::predict_probs(&net, f, &device)[0];
+        let out = |f: &[u8]| crate::model::infer::predict_probs(&net, f, &device)[0];
         assert_eq!(out(&faces), out(&bordered));
         assert_ne!(out(&faces), out(&inner));
     }

@@ -81,7 +81,7 @@ pub struct TrainConfig {
     pub ferplus: Option<FerPlusConfig>,
     /// The contrast step of the face preprocessing (histogram equalisation by default).
     #[serde(default)]
-    pub contrast: crate::preprocess::Contrast,
+    pub contrast: crate::data::preprocess::Contrast,
 }
 
 pub(crate) fn one() -> usize {
@@ -118,7 +118,7 @@ impl TrainConfig {
             replicas: 1,
             keep_checkpoints: 1,
             ferplus: None,
-            contrast: crate::preprocess::Contrast::default(),
+            contrast: crate::data::preprocess::Contrast::default(),
         }
     }
 

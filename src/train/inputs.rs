@@ -39,23 +39,23 @@ pub fn load_data(cfg: &TrainConfig) -> Result<(Dataset, Dataset)> {
 }
 
 /// Load a data set with FER+ labels in `mode`: a FER+ folder with its `label.csv`, or a
-/// FER2013 folder or CSV joined with `votes` (default: [`crate::ferplus::default_votes`]).
+/// FER2013 folder or CSV joined with `votes` (default: [`crate::data::ferplus::default_votes`]).
 pub fn load_ferplus(path: &Path, opts: &LoadOptions, mode: LabelMode, votes: Option<&Path>) -> Result<Dataset> {
-    if crate::ferplus::is_ferplus_folder(path) && votes.is_none() {
-        let (ds, stats) = crate::ferplus::load_folder(path, mode, opts)?;
+    if crate::data::ferplus::is_ferplus_folder(path) && votes.is_none() {
+        let (ds, stats) = crate::data::ferplus::load_folder(path, mode, opts)?;
         tracing::info!(?stats, "FER+ folder {}", path.display());
         return Ok(ds);
     }
     let votes_path = match votes {
         Some(v) => v.to_path_buf(),
-        None => crate::ferplus::default_votes(path).ok_or_else(|| Error::BadDataset {
+        None => crate::data::ferplus::default_votes(path).ok_or_else(|| Error::BadDataset {
             path: path.to_path_buf(),
             message: "no FER+ vote file found beside it (ferplus/NAME.csv or fer2013new.csv); name one".into(),
         })?,
     };
-    let table = crate::ferplus::read_votes(&votes_path)?;
+    let table = crate::data::ferplus::read_votes(&votes_path)?;
     let ds = Dataset::load(path, opts)?;
-    let (ds, stats) = crate::ferplus::apply(ds, path, &table, mode)?;
+    let (ds, stats) = crate::data::ferplus::apply(ds, path, &table, mode)?;
     tracing::info!(?stats, "FER+ votes {} on {}", votes_path.display(), path.display());
     Ok(ds)
 }

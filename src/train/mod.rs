@@ -5,18 +5,18 @@
 //! budget), [`history`] (per-epoch records, the resumable state), [`checkpoint`] (run
 //! directories, checkpoints kept by a keep-N policy, resume).
 
-use crate::augment::{AugmentConfig, augment_into};
+use crate::data::augment::{AugmentConfig, augment_into};
 use crate::data::{Dataset, LoadOptions};
 use crate::device::training_device;
 use crate::kernels::{Matmul, MatmulPrecision, Replica};
 use crate::emotion::Emotion;
 use crate::error::{Error, Result};
-use crate::evaluate::evaluate;
-use crate::ferplus::{FerPlusConfig, LabelMode};
+use crate::eval::evaluate;
+use crate::data::ferplus::{FerPlusConfig, LabelMode};
 use crate::fsutil::write_atomic;
 use crate::model::{ModelSpec, Network};
-use crate::modelfile::{self, ModelHeader};
-use crate::preprocess::{FACE_PIXELS, batch_tensor};
+use crate::model::file::{self as modelfile, ModelHeader};
+use crate::data::preprocess::{FACE_PIXELS, batch_tensor};
 use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;

@@ -104,7 +104,7 @@ pub(crate) fn mix_batch(pixels: &mut [f32], n: usize, mix: Mix, rng: &mut StdRng
         }
         Mix::Cutmix { .. } => {
             // One rectangle for the batch with area (1 - lam) of the face.
-            let size = crate::preprocess::FACE_SIZE;
+            let size = crate::data::preprocess::FACE_SIZE;
             let side = ((1.0 - lam).sqrt() * size as f32).round() as usize;
             let (h, w) = (side.min(size), side.min(size));
             let y0 = rng.random_range(0..=size - h);
@@ -271,7 +271,7 @@ pub(crate) fn batch_producer<'a>(
                         acc += t[k];
                         u < acc
                     });
-                    let pick = pick.unwrap_or_else(|| crate::evaluate::argmax(&t));
+                    let pick = pick.unwrap_or_else(|| crate::emotion::argmax(&t));
                     t = [0.0; C];
                     t[pick] = 1.0;
                 }

@@ -36,7 +36,7 @@ fn overfits_one_small_batch() {
     let mut last = f32::NAN;
     for _ in 0..40 {
         let mut pixels = Vec::new();
-        crate::preprocess::normalize_into(&noise, &mut pixels);
+        crate::data::preprocess::normalize_into(&noise, &mut pixels);
         let (next, loss, _) =
             train_step(net, &mut optim, &loss_fn, Batch::hard(pixels, labels.clone()), 1e-3, &device);
         net = next;
@@ -45,9 +45,9 @@ fn overfits_one_small_batch() {
     }
     assert!(last < 0.05, "loss went from {first:?} to {last}");
     let eval = device.clone().without_autodiff();
-    let probs = crate::evaluate::predict_probs(&net.valid().to_device(&eval), &noise, &eval);
+    let probs = crate::model::infer::predict_probs(&net.valid().to_device(&eval), &noise, &eval);
     for (p, t) in probs.iter().zip(&labels) {
-        assert_eq!(crate::evaluate::argmax(p) as i64, *t);
+        assert_eq!(crate::emotion::argmax(p) as i64, *t);
     }
 }
 
@@ -78,7 +78,7 @@ fn replicas_on_a_doubled_batch_match_one_step_on_the_part() {
     let loss_fn = Loss::default();
     let ds = synthetic(1, 5);
     let mut part = Vec::new();
-    crate::preprocess::normalize_into(&ds.faces, &mut part);
+    crate::data::preprocess::normalize_into(&ds.faces, &mut part);
     let labels: Vec<i64> = ds.labels.iter().map(|e| e.index() as i64).collect();
     let fresh = || Network::new(&spec, &device).load_record(net.clone().into_record());
     let mut optim = burn::optim::SgdConfig::new().init();
@@ -114,7 +114,7 @@ fn replicated_steps_are_repeatable_and_learn() {
         let loss_fn = Loss::default();
         let ds = synthetic(2, 4);
         let mut pixels = Vec::new();
-        crate::preprocess::normalize_into(&ds.faces, &mut pixels);
+        crate::data::preprocess::normalize_into(&ds.faces, &mut pixels);
         let labels: Vec<i64> = ds.labels.iter().map(|e| e.index() as i64).collect();
         let mut losses = Vec::new();
         for _ in 0..25 {

@@ -54,8 +54,8 @@ pub fn brief_reference_training(root: &std::path::Path, matmul: ferrite::kernels
     cfg.matmul = matmul;
     let outcome = ferrite::train::train_on(&cfg, run.path(), &train, &val, TrainOptions::default()).expect("train");
     let device = ferrite::device::inference_device();
-    let best = ferrite::modelfile::load(&run.path().join("model.ferrite"), &device).expect("load trained model").0;
-    let acc = ferrite::evaluate::evaluate(&best, &val, &device).accuracy;
+    let best = ferrite::model::file::load(&run.path().join("model.ferrite"), &device).expect("load trained model").0;
+    let acc = ferrite::eval::evaluate(&best, &val, &device).accuracy;
     eprintln!(
         "brief {matmul} training: train {} val {} -> val accuracy {:.1}% (best epoch {})",
         train.len(),

@@ -7,9 +7,9 @@
 
 use crate::emotion::Emotion;
 use crate::error::{Error, Result};
-use crate::evaluate::{Tta, average_views};
+use crate::model::infer::{Tta, average_views};
 use crate::model::{Layer, Network};
-use crate::preprocess::{FACE_PIXELS, FACE_SIZE, normalize};
+use crate::data::preprocess::{FACE_PIXELS, FACE_SIZE, normalize};
 use burn::nn::PaddingConfig2d;
 use burn::tensor::Tensor;
 use prost::Message;
@@ -345,7 +345,7 @@ impl FastModel {
 mod tests {
     use super::*;
     use crate::device::inference_device;
-    use crate::evaluate::predict_probs;
+    use crate::model::infer::predict_probs;
     use crate::model::{Arch, ModelSpec};
     use burn::module::Module;
 
@@ -357,7 +357,7 @@ mod tests {
         let net = Network::new(spec, &train_dev);
         let faces: Vec<u8> = (0..6 * FACE_PIXELS).map(|i| ((i * 37 + i / 97) % 251) as u8).collect();
         for _ in 0..3 {
-            let x = crate::preprocess::faces_tensor(&faces, &train_dev);
+            let x = crate::data::preprocess::faces_tensor(&faces, &train_dev);
             let _ = net.forward(x);
         }
         let net = net.valid();
@@ -401,7 +401,7 @@ mod tests {
         let (net, faces) = trained_net(&spec);
         let fast = FastModel::new(&net).unwrap();
         for tta in [Tta::None, Tta::Flip, Tta::Ten, Tta::Thirty, Tta::Ninety] {
-            let burn = crate::evaluate::predict_probs_tta(&net, &faces, &inference_device(), tta);
+            let burn = crate::model::infer::predict_probs_tta(&net, &faces, &inference_device(), tta);
             let ours = fast.probs_tta(&faces, tta).unwrap();
             for (a, b) in burn.iter().zip(&ours) {
                 for (x, y) in a.iter().zip(b) {

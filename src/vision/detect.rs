@@ -1,7 +1,7 @@
 //! Face boxes: the `Detector` trait, box geometry (IoU, merging overlaps) and face crops.
 
 use crate::error::Result;
-use crate::preprocess::FACE_PIXELS;
+use crate::data::preprocess::FACE_PIXELS;
 use image::{DynamicImage, GrayImage, RgbImage};
 use serde::{Deserialize, Serialize};
 
@@ -150,14 +150,14 @@ pub fn merge_overlaps(mut dets: Vec<Detection>, iou: f32) -> Vec<Detection> {
 /// Cut the square face crop around `bbox` (grown by `margin`) out of `gray` and make it a
 /// 48x48 face with the one shared preprocessing step (`preprocess::to_face`). Parts outside the
 /// image are filled by clamping to the border.
-pub fn crop_face(gray: &GrayImage, bbox: &BBox, margin: f32, contrast: crate::preprocess::Contrast) -> Vec<u8> {
+pub fn crop_face(gray: &GrayImage, bbox: &BBox, margin: f32, contrast: crate::data::preprocess::Contrast) -> Vec<u8> {
     crop_face_rotated(gray, bbox, margin, 0.0, contrast)
 }
 
 /// [`crop_face`] of a face tilted by `roll` radians (`Detection::roll`): the square is turned
 /// with the face about the box centre, so the eyes come out level (bilinear sampling, borders
 /// clamped). `roll = 0` is exactly `crop_face`'s crop.
-pub fn crop_face_rotated(gray: &GrayImage, bbox: &BBox, margin: f32, roll: f32, contrast: crate::preprocess::Contrast) -> Vec<u8> {
+pub fn crop_face_rotated(gray: &GrayImage, bbox: &BBox, margin: f32, roll: f32, contrast: crate::data::preprocess::Contrast) -> Vec<u8> {
     let sq = bbox.expanded_square(margin);
     if roll != 0.0 && roll.is_finite() {
         let (w, h) = (gray.width() as i64, gray.height() as i64);
@@ -180,7 +180,7 @@ pub fn crop_face_rotated(gray: &GrayImage, bbox: &BBox, margin: f32, roll: f32, 
             let bottom = at(x0, y0 + 1) * (1.0 - fx) + at(x0 + 1, y0 + 1) * fx;
             image::Luma([(top * (1.0 - fy) + bottom * fy).round().clamp(0.0, 255.0) as u8])
         });
-        return crate::preprocess::to_face(&DynamicImage::ImageLuma8(square), contrast);
+        return crate::data::preprocess::to_face(&DynamicImage::ImageLuma8(square), contrast);
     }
     let (w, h) = (gray.width() as i64, gray.height() as i64);
     if w == 0 || h == 0 {
@@ -193,7 +193,7 @@ pub fn crop_face_rotated(gray: &GrayImage, bbox: &BBox, margin: f32, roll: f32, 
         let py = (y0 + y as i64).clamp(0, h - 1) as u32;
         *gray.get_pixel(px, py)
     });
-    crate::preprocess::to_face(&DynamicImage::ImageLuma8(square), contrast)
+    crate::data::preprocess::to_face(&DynamicImage::ImageLuma8(square), contrast)
 }
 
 /// Any image as 8-bit RGB (grayscale, RGBA, 16-bit and palette images included).
@@ -255,7 +255,7 @@ mod tests {
             }
             c.map(|(x, y, n)| (x / n, y / n))
         };
-        let raw = crate::preprocess::Contrast::Raw;
+        let raw = crate::data::preprocess::Contrast::Raw;
         let straight = centres(&crop_face(&img, &det.bbox, 0.0, raw));
         assert!(straight[1].1 - straight[0].1 > 5.0, "unaligned, the eyes are tilted: {straight:?}");
         let level = centres(&crop_face_rotated(&img, &det.bbox, 0.0, det.roll(), raw));
@@ -267,11 +267,11 @@ mod tests {
     fn face_crop_is_square_48_and_clamps_at_the_border() {
         // Left half black, right half white.
         let img = GrayImage::from_fn(100, 60, |x, _| image::Luma([if x < 50 { 0 } else { 255 }]));
-        let face = crop_face(&img, &BBox::new(30.0, 10.0, 40.0, 40.0), 0.0, crate::preprocess::Contrast::Raw);
+        let face = crop_face(&img, &BBox::new(30.0, 10.0, 40.0, 40.0), 0.0, crate::data::preprocess::Contrast::Raw);
         assert_eq!(face.len(), FACE_PIXELS);
         assert!(face[0] < 10 && face[47] > 245, "{} {}", face[0], face[47]);
         // A box hanging off the image still gives a full crop.
-        let face = crop_face(&img, &BBox::new(-30.0, -30.0, 50.0, 50.0), 0.2, crate::preprocess::Contrast::Raw);
+        let face = crop_face(&img, &BBox::new(-30.0, -30.0, 50.0, 50.0), 0.2, crate::data::preprocess::Contrast::Raw);
         assert_eq!(face.len(), FACE_PIXELS);
         let sq = BBox::new(0.0, 0.0, 10.0, 20.0).expanded_square(0.25);
         assert_eq!((sq.w, sq.h), (30.0, 30.0));

@@ -1,6 +1,6 @@
 //! Training-time augmentation of 48x48 faces: flip, shift, rotation, zoom, random erasing.
 
-use crate::preprocess::{FACE_PIXELS, FACE_SIZE, normalize};
+use crate::data::preprocess::{FACE_PIXELS, FACE_SIZE, normalize};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 

@@ -1,6 +1,6 @@
 //! Tracking faces across video frames: stable ids by box overlap, smoothed probabilities.
 
-use crate::detect::BBox;
+use crate::vision::detect::BBox;
 use crate::emotion::Emotion;
 use serde::{Deserialize, Serialize};
 
@@ -60,7 +60,7 @@ impl Track {
     /// Move the shown label to the top smoothed class if it beats the shown one by more than
     /// `hysteresis`; turn uncertain (or back) across `abstain`, with half that margin.
     fn relabel(&mut self, hysteresis: f32, abstain: f32) {
-        let top = crate::evaluate::argmax(&self.probs);
+        let top = crate::emotion::argmax(&self.probs);
         let p_top = self.probs[top];
         self.label = match self.label {
             Some(l) if p_top - self.probs[l.index()] <= hysteresis && self.probs[l.index()] >= abstain - hysteresis / 2.0 => {

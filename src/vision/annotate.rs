@@ -1,6 +1,6 @@
 //! Drawing results on images: a box per face in its emotion's colour, with a legible label.
 
-use crate::detect::BBox;
+use crate::vision::detect::BBox;
 use ab_glyph::{Font, FontRef, PxScale, ScaleFont, point};
 use image::{Rgb, RgbImage};
 
@@ -18,7 +18,7 @@ impl Default for Painter {
 impl Painter {
     pub fn new() -> Painter {
         Painter {
-            font: FontRef::try_from_slice(crate::plot::FONT).expect("the embedded font is valid"),
+            font: FontRef::try_from_slice(crate::draw::FONT).expect("the embedded font is valid"),
         }
     }
 

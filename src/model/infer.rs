@@ -1,10 +1,8 @@
-//! Batched inference over a data set: probabilities, predictions and the evaluation report.
+//! Batched inference: class probabilities for faces, test-time augmentation, prior correction.
 
-use crate::data::Dataset;
 use crate::emotion::Emotion;
-use crate::metrics::{Confusion, Report};
 use crate::model::Network;
-use crate::preprocess::{FACE_PIXELS, faces_tensor};
+use crate::data::preprocess::{FACE_PIXELS, faces_tensor};
 use burn::tensor::activation::softmax;
 use burn::tensor::Device;
 
@@ -88,7 +86,7 @@ pub fn warp_faces(faces: &[u8], degrees: f32, zoom: f32) -> Vec<u8> {
     }
     let mut out = vec![0u8; faces.len()];
     for (src, dst) in faces.chunks_exact(FACE_PIXELS).zip(out.chunks_exact_mut(FACE_PIXELS)) {
-        crate::augment::warp_into(src, false, (0.0, 0.0), degrees.to_radians(), zoom, |i, v| {
+        crate::data::augment::warp_into(src, false, (0.0, 0.0), degrees.to_radians(), zoom, |i, v| {
             dst[i] = v.round().clamp(0.0, 255.0) as u8
         });
     }
@@ -98,7 +96,7 @@ pub fn warp_faces(faces: &[u8], degrees: f32, zoom: f32) -> Vec<u8> {
 /// Shift every 48x48 face by (dx, dy) pixels; uncovered pixels become 0 (black), as in the
 /// training-time shift augmentation.
 pub fn shift_faces(faces: &[u8], dx: i32, dy: i32) -> Vec<u8> {
-    let n = crate::preprocess::FACE_SIZE as i32;
+    let n = crate::data::preprocess::FACE_SIZE as i32;
     let mut out = vec![0u8; faces.len()];
     for (src, dst) in faces.chunks_exact(FACE_PIXELS).zip(out.chunks_exact_mut(FACE_PIXELS)) {
         for y in 0..n {
@@ -119,7 +117,7 @@ pub fn shift_faces(faces: &[u8], dx: i32, dy: i32) -> Vec<u8> {
 
 /// Mirror every 48x48 face left-right.
 pub fn mirror_faces(faces: &[u8]) -> Vec<u8> {
-    let n = crate::preprocess::FACE_SIZE;
+    let n = crate::data::preprocess::FACE_SIZE;
     let mut out = faces.to_vec();
     for row in out.chunks_exact_mut(n) {
         row.reverse();
@@ -169,16 +167,8 @@ where
     Ok(sum)
 }
 
-/// Index of the largest value.
-pub fn argmax(p: &[f32]) -> usize {
-    p.iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) })
-        .0
-}
-
 /// The class priors a model file records (`meta.class_priors`: the mean training target).
-pub fn class_priors(header: &crate::modelfile::ModelHeader) -> Option<[f64; Emotion::COUNT]> {
+pub fn class_priors(header: &crate::model::file::ModelHeader) -> Option<[f64; Emotion::COUNT]> {
     let v = header.meta.get("class_priors")?.as_array()?;
     if v.len() != Emotion::COUNT {
         return None;
@@ -198,9 +188,9 @@ pub fn class_priors(header: &crate::modelfile::ModelHeader) -> Option<[f64; Emot
 /// `meta.prior_correction` records the total tau applied.
 pub fn correct_priors(
     net: Network,
-    mut header: crate::modelfile::ModelHeader,
+    mut header: crate::model::file::ModelHeader,
     tau: f32,
-) -> crate::Result<(Network, crate::modelfile::ModelHeader)> {
+) -> crate::Result<(Network, crate::model::file::ModelHeader)> {
     if tau == 0.0 {
         return Ok((net, header));
     }
@@ -223,31 +213,10 @@ pub fn correct_priors(
     Ok((net.shift_logits(&offset), header))
 }
 
-/// Evaluate `net` on `ds`: accuracy, per-class scores, confusion matrix, mean cross-entropy.
-pub fn evaluate(net: &Network, ds: &Dataset, device: &Device) -> Report {
-    evaluate_tta(net, ds, device, Tta::None)
-}
-
-/// [`evaluate`] with test-time augmentation.
-pub fn evaluate_tta(net: &Network, ds: &Dataset, device: &Device, tta: Tta) -> Report {
-    let probs = predict_probs_tta(net, &ds.faces, device, tta);
-    let mut confusion = Confusion::default();
-    let mut loss = 0.0f64;
-    for (p, &truth) in probs.iter().zip(&ds.labels) {
-        let pred = Emotion::ALL[argmax(p)];
-        confusion.add(truth, pred);
-        let pt = p[truth.index()];
-        // NaN (a diverged network) must show in the loss, not be clamped away by `max`.
-        loss -= if pt.is_nan() { f64::NAN } else { (pt.max(1e-12) as f64).ln() };
-    }
-    let mean_loss = if ds.is_empty() { None } else { Some(loss / ds.len() as f64) };
-    confusion.report(mean_loss)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::preprocess::FACE_PIXELS;
+    use crate::data::preprocess::FACE_PIXELS;
 
     #[test]
     fn mirror_reverses_each_row_and_is_an_involution() {
@@ -266,7 +235,7 @@ mod tests {
         spec.width = Some(4);
         let net = burn::module::Module::valid(&Network::new(&spec, &device));
         let priors = [0.1, 0.02, 0.1, 0.25, 0.3, 0.13, 0.1];
-        let header = crate::modelfile::ModelHeader::new(spec.clone(), serde_json::json!({ "class_priors": priors }));
+        let header = crate::model::file::ModelHeader::new(spec.clone(), serde_json::json!({ "class_priors": priors }));
         let faces: Vec<u8> = (0..2 * FACE_PIXELS).map(|i| (i * 13 % 256) as u8).collect();
         let before = predict_probs(&net, &faces, &device);
         let (fixed, h) = correct_priors(net, header.clone(), 1.0).unwrap();
@@ -283,7 +252,7 @@ mod tests {
         let (half, h2) = correct_priors(fixed.clone(), header.clone(), 0.0).unwrap();
         assert_eq!(predict_probs(&half, &faces, &device), after);
         assert!(h2.meta.get("prior_correction").is_none());
-        let bare = crate::modelfile::ModelHeader::new(spec, serde_json::json!({}));
+        let bare = crate::model::file::ModelHeader::new(spec, serde_json::json!({}));
         assert!(correct_priors(fixed, bare, 0.5).unwrap_err().to_string().contains("class priors"));
     }
 

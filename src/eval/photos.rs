@@ -1,11 +1,11 @@
 //! Full-pipeline evaluation on a labelled folder of photos: detect, crop, classify the largest
 //! face of each photo, and score it against the photo's class folder ("no face" counted).
 
-use crate::analyzer::Analyzer;
+use crate::vision::analyzer::Analyzer;
 use crate::data::{class_folders, image_files};
 use crate::emotion::Emotion;
 use crate::error::{Error, Result};
-use crate::metrics::{Confusion, Report};
+use crate::eval::metrics::{Confusion, Report};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -77,7 +77,7 @@ pub fn evaluate_photos(analyzer: &Analyzer, root: &Path) -> Result<PhotoReport> 
                 Ok(faces
                     .iter()
                     .max_by(|a, b| a.bbox.area().total_cmp(&b.bbox.area()))
-                    .map(|f| Emotion::ALL[crate::evaluate::argmax(&f.probs)]))
+                    .map(|f| Emotion::ALL[crate::emotion::argmax(&f.probs)]))
             })();
             (path.display().to_string(), *label, r.map_err(|e| e.to_string()))
         })

@@ -6,18 +6,18 @@
 
 use crate::error::Result;
 use crate::model::Network;
-use crate::modelfile::{self, ModelHeader};
+use crate::model::file::{self as modelfile, ModelHeader};
 use burn::tensor::Device;
 use std::path::Path;
 
 /// The bytes of the embedded model file.
-pub static DEFAULT_MODEL: &[u8] = include_bytes!("../models/default.ferrite");
+pub static DEFAULT_MODEL: &[u8] = include_bytes!("../../models/default.ferrite");
 
 /// How errors and reports name the embedded model.
 pub const DEFAULT_MODEL_NAME: &str = "<embedded default model>";
 
 /// The bytes of the embedded FER2013-label model file.
-pub static FER2013_MODEL: &[u8] = include_bytes!("../models/fer2013.ferrite");
+pub static FER2013_MODEL: &[u8] = include_bytes!("../../models/fer2013.ferrite");
 
 /// The embedded models' names (`--model embedded:NAME`).
 pub const NAMES: [&str; 2] = ["default", "fer2013"];
@@ -65,8 +65,8 @@ mod tests {
         let (net, header) = default_model(&device).unwrap();
         let load_ms = started.elapsed().as_secs_f64() * 1000.0;
         eprintln!("embedded model ({}) loaded in {load_ms:.1} ms", header.spec.arch);
-        let faces: Vec<u8> = (0..2 * crate::preprocess::FACE_PIXELS).map(|i| (i % 256) as u8).collect();
-        let p = crate::evaluate::predict_probs(&net, &faces, &device);
+        let faces: Vec<u8> = (0..2 * crate::data::preprocess::FACE_PIXELS).map(|i| (i % 256) as u8).collect();
+        let p = crate::model::infer::predict_probs(&net, &faces, &device);
         assert_eq!(p.len(), 2);
         for row in p {
             assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-4);

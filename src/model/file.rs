@@ -38,7 +38,7 @@ impl ModelHeader {
 
     /// The contrast step the model was trained with (`meta.contrast`; models without it, and
     /// every model trained from 2026-12-01 on, equalise). Inference feeds it faces in that form.
-    pub fn contrast(&self) -> crate::preprocess::Contrast {
+    pub fn contrast(&self) -> crate::data::preprocess::Contrast {
         self.meta
             .get("contrast")
             .and_then(|v| serde_json::from_value(v.clone()).ok())
@@ -46,7 +46,7 @@ impl ModelHeader {
     }
 
     /// Record the contrast step in `meta.contrast`.
-    pub fn set_contrast(&mut self, contrast: crate::preprocess::Contrast) {
+    pub fn set_contrast(&mut self, contrast: crate::data::preprocess::Contrast) {
         if !self.meta.is_object() {
             self.meta = serde_json::json!({});
         }
@@ -285,7 +285,7 @@ pub fn load(path: &Path, device: &Device) -> Result<(Network, ModelHeader)> {
 mod tests {
     use super::*;
     use crate::model::Arch;
-    use crate::preprocess::FACE_PIXELS;
+    use crate::data::preprocess::FACE_PIXELS;
 
     #[test]
     fn save_load_round_trip_gives_identical_predictions() {
@@ -300,7 +300,7 @@ mod tests {
         assert_eq!(header.spec, spec);
         assert_eq!(header.meta["k"], 1);
         let faces: Vec<u8> = (0..3 * FACE_PIXELS).map(|i| (i * 31 % 256) as u8).collect();
-        let x = crate::preprocess::faces_tensor(&faces, &device);
+        let x = crate::data::preprocess::faces_tensor(&faces, &device);
         let a = net.forward(x.clone()).into_data().try_into_vec::<f32>().unwrap();
         let b = back.valid().forward(x).into_data().try_into_vec::<f32>().unwrap();
         assert_eq!(a, b, "predictions must match bit for bit");
@@ -318,7 +318,7 @@ mod tests {
         assert!(half.len() * 10 < full.len() * 6, "{} vs {}", half.len(), full.len());
         let (back, _) = decode(&half, Path::new("half.ferrite"), &device).unwrap();
         let faces: Vec<u8> = (0..4 * FACE_PIXELS).map(|i| (i * 13 % 256) as u8).collect();
-        let x = crate::preprocess::faces_tensor(&faces, &device);
+        let x = crate::data::preprocess::faces_tensor(&faces, &device);
         let a = net.forward(x.clone()).into_data().try_into_vec::<f32>().unwrap();
         let b = back.valid().forward(x).into_data().try_into_vec::<f32>().unwrap();
         for (p, q) in a.iter().zip(&b) {
@@ -345,7 +345,7 @@ mod tests {
         assert_eq!(bigger.members().len(), 3);
         assert_eq!(bigger_header.meta["members"].as_array().unwrap().len(), 3);
         let faces: Vec<u8> = (0..3 * FACE_PIXELS).map(|i| (i * 17 % 256) as u8).collect();
-        let x = crate::preprocess::faces_tensor(&faces, &device);
+        let x = crate::data::preprocess::faces_tensor(&faces, &device);
         let want = net.forward(x.clone()).into_data().try_into_vec::<f32>().unwrap();
         let (back, back_header) = decode(&encode(&net, &header).unwrap(), Path::new("e.ferrite"), &device).unwrap();
         assert_eq!(back_header, header);
@@ -407,7 +407,7 @@ mod tests {
         // The mean of one model is that model; its predictions are unchanged.
         let one = part(3);
         let faces: Vec<u8> = (0..2 * FACE_PIXELS).map(|i| (i * 7 % 256) as u8).collect();
-        let x = crate::preprocess::faces_tensor(&faces, &device);
+        let x = crate::data::preprocess::faces_tensor(&faces, &device);
         let want = one.0.clone().valid().forward(x.clone()).into_data().try_into_vec::<f32>().unwrap();
         let (same, _) = average(vec![one]).unwrap();
         assert_eq!(same.valid().forward(x).into_data().try_into_vec::<f32>().unwrap(), want);

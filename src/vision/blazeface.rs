@@ -6,7 +6,7 @@
 //! values in [-1, 1]. Output: per anchor a score logit, box offsets and six landmarks in input
 //! pixels from the anchor centre.
 
-use crate::detect::{BBox, Detection, Detector, Landmarks, merge_overlaps};
+use crate::vision::detect::{BBox, Detection, Detector, Landmarks, merge_overlaps};
 use crate::error::{Error, Result};
 use image::RgbImage;
 use image::imageops::FilterType;
@@ -15,10 +15,10 @@ use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
 /// The "back" model, byte for byte as published (sha256 in `models/README.md`).
-pub static BLAZEFACE_ONNX: &[u8] = include_bytes!("../models/face_detection_back_256x256_barracuda.onnx");
+pub static BLAZEFACE_ONNX: &[u8] = include_bytes!("../../models/face_detection_back_256x256_barracuda.onnx");
 
 /// The full-range model, converted from MediaPipe's tflite by `models/convert_fullrange.sh`.
-pub static FULL_RANGE_ONNX: &[u8] = include_bytes!("../models/face_detection_full_range.onnx");
+pub static FULL_RANGE_ONNX: &[u8] = include_bytes!("../../models/face_detection_full_range.onnx");
 
 /// Input size of the "back" model.
 pub const INPUT: usize = 256;

@@ -1,8 +1,13 @@
 //! FER2013 data: image-folder and original-CSV loaders, class counts, subsets.
 
+pub mod augment;
+pub mod ferplus;
+pub mod imageio;
+pub mod preprocess;
+
 use crate::emotion::Emotion;
 use crate::error::{Error, Result};
-use crate::preprocess::{FACE_PIXELS, to_face};
+use crate::data::preprocess::{FACE_PIXELS, to_face};
 use rayon::prelude::*;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -36,7 +41,7 @@ pub struct LoadOptions {
     /// Keep at most this many images per class (the first ones in file-name order).
     pub max_per_class: Option<usize>,
     /// The contrast step of the face preprocessing.
-    pub contrast: crate::preprocess::Contrast,
+    pub contrast: crate::data::preprocess::Contrast,
 }
 
 impl Dataset {
@@ -125,8 +130,8 @@ impl Dataset {
             path: path.to_path_buf(),
             message: format!("cannot open data set: {e}"),
         })?;
-        let ds = if crate::ferplus::is_ferplus_folder(path) {
-            crate::ferplus::load_folder(path, crate::ferplus::LabelMode::Majority, opts)?.0
+        let ds = if crate::data::ferplus::is_ferplus_folder(path) {
+            crate::data::ferplus::load_folder(path, crate::data::ferplus::LabelMode::Majority, opts)?.0
         } else if meta.is_dir() {
             load_folder(path, opts)?
         } else {
@@ -166,8 +171,8 @@ pub fn synthetic(per_class: usize, seed: u64) -> Dataset {
         for e in Emotion::ALL {
             let period = e.index() + 2;
             let phase = rng.random_range(0..period);
-            for y in 0..crate::preprocess::FACE_SIZE {
-                for _x in 0..crate::preprocess::FACE_SIZE {
+            for y in 0..crate::data::preprocess::FACE_SIZE {
+                for _x in 0..crate::data::preprocess::FACE_SIZE {
                     let on = ((y + phase) / period.div_ceil(2)) % 2 == 0;
                     let base: i32 = if on { 190 } else { 60 };
                     faces.push((base + rng.random_range(-30..=30)).clamp(0, 255) as u8);
@@ -199,14 +204,14 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
 /// palette TIFFs read, truncated JPEGs refused), naming the file on failure.
 pub fn decode_image(path: &Path) -> Result<image::DynamicImage> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    crate::imageio::decode(&bytes, None).map_err(|e| Error::BadImage {
+    crate::data::imageio::decode(&bytes, None).map_err(|e| Error::BadImage {
         path: path.to_path_buf(),
         message: e.to_string(),
     })
 }
 
 /// Decode one image file into a 48x48 face.
-pub fn read_face(path: &Path, contrast: crate::preprocess::Contrast) -> Result<Vec<u8>> {
+pub fn read_face(path: &Path, contrast: crate::data::preprocess::Contrast) -> Result<Vec<u8>> {
     Ok(to_face(&decode_image(path)?, contrast))
 }
 
@@ -321,8 +326,8 @@ pub fn read_csv(reader: impl BufRead, path: &Path, opts: &LoadOptions) -> Result
         }
         match parse_csv_row(trimmed) {
             Ok((label, mut pixels, usage)) => {
-                if opts.contrast == crate::preprocess::Contrast::Equalize {
-                    crate::preprocess::equalize(&mut pixels);
+                if opts.contrast == crate::data::preprocess::Contrast::Equalize {
+                    crate::data::preprocess::equalize(&mut pixels);
                 }
                 if opts.usage.as_ref().is_some_and(|u| !u.eq_ignore_ascii_case(&usage)) {
                     continue;

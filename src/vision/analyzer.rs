@@ -4,16 +4,17 @@
 //! `analyze(&DynamicImage)` gives one `Face` per face found. `VideoAnalyzer` adds detection every
 //! N frames, tracking with stable ids in between and smoothing of probabilities.
 
-use crate::annotate::Painter;
-use crate::blazeface::{BlazeFace, BlazeFaceConfig};
-use crate::detect::{BBox, Detection, Detector, crop_face_rotated};
+use crate::vision::annotate::Painter;
+use crate::vision::blazeface::{BlazeFace, BlazeFaceConfig};
+use crate::vision::detect::{BBox, Detection, Detector, crop_face_rotated};
 use crate::emotion::Emotion;
 use crate::error::Result;
-use crate::evaluate::{Tta, argmax};
+use crate::emotion::argmax;
+use crate::model::infer::Tta;
 use crate::model::Network;
-use crate::onnx::FastModel;
-use crate::preprocess::FACE_PIXELS;
-use crate::track::{Tracker, TrackerConfig};
+use crate::model::onnx::FastModel;
+use crate::data::preprocess::FACE_PIXELS;
+use crate::vision::track::{Tracker, TrackerConfig};
 use image::{DynamicImage, GrayImage, RgbImage};
 use serde::{Deserialize, Serialize};
 
@@ -34,7 +35,7 @@ pub struct AnalyzerConfig {
     /// The crops' contrast step (`preprocess::to_face`): the model's own (`ModelHeader::contrast`;
     /// `Analyzer::with_config` and the command line set it from the model).
     #[serde(default)]
-    pub contrast: crate::preprocess::Contrast,
+    pub contrast: crate::data::preprocess::Contrast,
 }
 
 impl Default for AnalyzerConfig {
@@ -44,7 +45,7 @@ impl Default for AnalyzerConfig {
             abstain_below: 0.4,
             detector: BlazeFaceConfig::default(),
             tta: Tta::None,
-            contrast: crate::preprocess::Contrast::default(),
+            contrast: crate::data::preprocess::Contrast::default(),
             align: true,
         }
     }
@@ -128,7 +129,7 @@ impl Analyzer {
     /// The embedded detector and expression model.
     pub fn with_config(config: AnalyzerConfig) -> Result<Analyzer> {
         let device = crate::device::inference_device();
-        let (net, header) = crate::embedded::default_model(&device)?;
+        let (net, header) = crate::model::embedded::default_model(&device)?;
         let config = AnalyzerConfig {
             contrast: header.contrast(),
             ..config
@@ -350,7 +351,7 @@ impl<A: std::ops::Deref<Target = Analyzer>> VideoAnalyzer<A> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::Detection;
+    use crate::vision::detect::Detection;
 
     /// A detector that reports fixed boxes.
     struct Fixed(Vec<Detection>);
@@ -376,7 +377,7 @@ mod tests {
     /// The embedded model behind a detector that finds one fixed face in every image.
     fn one_face_analyzer() -> Analyzer {
         let device = crate::device::inference_device();
-        let (net, _) = crate::embedded::default_model(&device).unwrap();
+        let (net, _) = crate::model::embedded::default_model(&device).unwrap();
         let det = Fixed(vec![Detection::new(BBox::new(10.0, 10.0, 40.0, 40.0), 0.9)]);
         Analyzer::from_parts(Box::new(det), &net, AnalyzerConfig::default()).unwrap()
     }

@@ -351,7 +351,7 @@ pub fn apply(ds: Dataset, root: &Path, votes: &VoteTable, mode: LabelMode) -> Re
         };
         let label = match mode {
             LabelMode::Majority => v.majority().expect("a majority target has a majority"),
-            _ => Emotion::ALL[crate::evaluate::argmax(&t)],
+            _ => Emotion::ALL[crate::emotion::argmax(&t)],
         };
         out.push_face(ds.face(i), label, ds.sources[i].clone());
         targets.push(t);
@@ -559,8 +559,8 @@ mod tests {
     #[test]
     fn apply_joins_image_folder_and_csv_faces() {
         let mut ds = Dataset::default();
-        ds.push_face(&[0u8; crate::preprocess::FACE_PIXELS], Emotion::Angry, "/d/train/angry/a.jpg".into());
-        ds.push_face(&[0u8; crate::preprocess::FACE_PIXELS], Emotion::Angry, "/d/train/angry/b.jpg".into());
+        ds.push_face(&[0u8; crate::data::preprocess::FACE_PIXELS], Emotion::Angry, "/d/train/angry/a.jpg".into());
+        ds.push_face(&[0u8; crate::data::preprocess::FACE_PIXELS], Emotion::Angry, "/d/train/angry/b.jpg".into());
         let mut votes = VoteTable::default();
         votes.votes.insert("angry/a.jpg".into(), Votes([8, 0, 0, 1, 1, 0, 0, 0, 0, 0]));
         let (out, stats) = apply(ds, Path::new("/d/train"), &votes, LabelMode::Crossentropy).unwrap();

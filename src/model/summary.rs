@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::model::{LayerRow, ModelSpec, Network, Pass};
-use crate::preprocess::FACE_SIZE;
+use crate::data::preprocess::FACE_SIZE;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use std::collections::HashMap;
@@ -136,10 +136,41 @@ impl Summary {
     pub fn write_diagram(&self, path: &std::path::Path) -> Result<()> {
         match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()) {
             Some(e) if e == "svg" => crate::fsutil::write_atomic(path, self.to_svg().as_bytes()),
-            Some(e) if e == "png" => crate::plot::layer_diagram(self, path),
+            Some(e) if e == "png" => layer_diagram(self, path),
             _ => Err(Error::Config(format!("{}: diagram must end in .svg or .png", path.display()))),
         }
     }
+}
+
+/// The layer diagram of [`Summary::to_svg`] as PNG.
+fn layer_diagram(summary: &Summary, path: &std::path::Path) -> Result<()> {
+    use crate::draw::{perr, render_png};
+    use plotters::prelude::*;
+    let (w, box_h, gap) = (520i32, 30i32, 10i32);
+    let h = 60 + summary.rows.len() as i32 * (box_h + gap) + 20;
+    render_png(path, (w as u32, h as u32), |root| {
+        root.draw(&Text::new(
+            format!("ferrite {} · {} parameters", summary.arch, summary.total),
+            (16, 18),
+            ("sans-serif", 18).into_font(),
+        ))
+        .map_err(perr)?;
+        for (i, (name, r)) in summary.rows.iter().enumerate() {
+            let y = 50 + i as i32 * (box_h + gap);
+            let [red, green, blue] = r.kind.color();
+            let fill = RGBColor(red, green, blue);
+            root.draw(&Rectangle::new([(16, y), (w - 16, y + box_h)], fill.filled())).map_err(perr)?;
+            root.draw(&Rectangle::new([(16, y), (w - 16, y + box_h)], BLACK.mix(0.5))).map_err(perr)?;
+            let dims: Vec<String> = r.shape.iter().map(|d| d.to_string()).collect();
+            root.draw(&Text::new(
+                format!("{name} ({}) [{}] {}", r.kind, dims.join("x"), if r.params > 0 { format!("{} params", r.params) } else { String::new() }),
+                (26, y + 8),
+                ("sans-serif", 14).into_font(),
+            ))
+            .map_err(perr)?;
+        }
+        Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! `app(state)` builds the router, so tests drive it without a socket. Expensive objects (the
 //! face detector and expression model) are built once in `AppState` and shared.
 
-use crate::analyzer::{Analyzer, TrackedFace, VideoAnalyzer, VideoOptions};
+use crate::vision::analyzer::{Analyzer, TrackedFace, VideoAnalyzer, VideoOptions};
 use crate::emotion::Emotion;
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -21,10 +21,10 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::Semaphore;
 
-static INDEX_HTML: &str = include_str!("../web/index.html");
-static APP_JS: &str = include_str!("../web/app.js");
-static STYLE_CSS: &str = include_str!("../web/style.css");
-static OPENAPI_JSON: &str = include_str!("../web/openapi.json");
+static INDEX_HTML: &str = include_str!("../../web/index.html");
+static APP_JS: &str = include_str!("../../web/app.js");
+static STYLE_CSS: &str = include_str!("../../web/style.css");
+static OPENAPI_JSON: &str = include_str!("../../web/openapi.json");
 
 /// Limits that keep one client from exhausting the server.
 #[derive(Debug, Clone)]
@@ -170,8 +170,8 @@ pub fn decode_image(bytes: &[u8], limits: &Limits) -> Result<DynamicImage, ApiEr
     if bytes.is_empty() {
         return Err(bad(StatusCode::BAD_REQUEST, "empty body: send the image bytes"));
     }
-    let (w, h) = crate::imageio::dimensions(bytes).map_err(|e| match e {
-        crate::imageio::DecodeError::UnknownFormat => bad(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string()),
+    let (w, h) = crate::data::imageio::dimensions(bytes).map_err(|e| match e {
+        crate::data::imageio::DecodeError::UnknownFormat => bad(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string()),
         e => bad(StatusCode::BAD_REQUEST, format!("not a readable image: {e}")),
     })?;
     if w == 0 || h == 0 {
@@ -187,8 +187,8 @@ pub fn decode_image(bytes: &[u8], limits: &Limits) -> Result<DynamicImage, ApiEr
     l.max_image_width = Some(limits.max_side);
     l.max_image_height = Some(limits.max_side);
     l.max_alloc = Some(limits.max_pixels * 8);
-    crate::imageio::decode(bytes, Some(l)).map_err(|e| match e {
-        crate::imageio::DecodeError::UnknownFormat => bad(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string()),
+    crate::data::imageio::decode(bytes, Some(l)).map_err(|e| match e {
+        crate::data::imageio::DecodeError::UnknownFormat => bad(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string()),
         e => bad(StatusCode::BAD_REQUEST, format!("not a readable image: {e}")),
     })
 }
@@ -241,7 +241,7 @@ async fn read_image_body(req: Request, ct: &str, too_big: impl Fn(String) -> Api
     }
 }
 
-fn faces_json(faces: &[crate::analyzer::Face]) -> Vec<Value> {
+fn faces_json(faces: &[crate::vision::analyzer::Face]) -> Vec<Value> {
     faces.iter().map(|f| f.to_json()).collect()
 }
 
@@ -433,7 +433,7 @@ async fn video_feed(State(s): State<AppState>) -> Result<Response, ApiError> {
         None => {
             // ffprobe blocks: off the async runtime.
             let probed = source.clone();
-            let info = tokio::task::spawn_blocking(move || crate::video::probe(&probed))
+            let info = tokio::task::spawn_blocking(move || crate::vision::video::probe(&probed))
                 .await
                 .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
                 .map_err(|e| bad(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
@@ -472,14 +472,14 @@ async fn video_feed(State(s): State<AppState>) -> Result<Response, ApiError> {
 /// The `/video_feed` decoder: decode, analyse, draw and JPEG-encode frames of `source` into
 /// `tx` until no viewer is left (or the source fails or, for a stream, ends); then clear the
 /// state's slot, which ends every viewer's stream.
-fn produce_feed(state: &AppState, source: &str, info: &crate::video::VideoInfo, tx: &tokio::sync::watch::Sender<Option<Bytes>>) {
+fn produce_feed(state: &AppState, source: &str, info: &crate::vision::video::VideoInfo, tx: &tokio::sync::watch::Sender<Option<Bytes>>) {
     let analyzer = state.inner.analyzer.clone();
     let mut video = VideoAnalyzer::new(analyzer.clone(), info.fps, VideoOptions::default());
     let frame_time = std::time::Duration::from_secs_f64(1.0 / info.fps.max(1.0));
     let is_file = std::path::Path::new(source).is_file();
     let mut leave = false;
     'source: while !leave {
-        let Ok(mut reader) = crate::video::FrameReader::open(source, info) else { break };
+        let Ok(mut reader) = crate::vision::video::FrameReader::open(source, info) else { break };
         while let Ok(Some(mut frame)) = reader.next_frame() {
             let t = Instant::now();
             let Ok(r) = video.process(&frame) else { break 'source };

@@ -1,0 +1,10 @@
+//! Faces in photos and video: detection ([`blazeface`], boxes and crops in [`detect`]), the
+//! analyzer that labels every face ([`analyzer`]), ids and smoothing across frames ([`track`]),
+//! ffmpeg frames in and out ([`video`]) and drawing the results ([`annotate`]).
+
+pub mod analyzer;
+pub mod annotate;
+pub mod blazeface;
+pub mod detect;
+pub mod track;
+pub mod video;
