@@ -45,6 +45,7 @@ mod tests {
     /// The lean training BatchNorm gives burn's output, gradients and running statistics.
     #[test]
     fn batch_norm_matches_burn_in_training() {
+        let _rng = crate::rng_lock();
         use burn::nn::BatchNormConfig;
         use burn::tensor::Distribution;
         let dev = crate::device::training_device();
