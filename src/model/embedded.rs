@@ -60,6 +60,7 @@ mod tests {
 
     #[test]
     fn embedded_model_loads_and_gives_probabilities() {
+        let _rng = crate::rng_lock();
         let device = crate::device::inference_device();
         let started = std::time::Instant::now();
         let (net, header) = default_model(&device).unwrap();

@@ -352,6 +352,7 @@ mod tests {
     /// Random faces and a network whose BatchNorm statistics are not the identity (a few
     /// training-mode passes update them), so folding is really exercised.
     fn trained_net(spec: &ModelSpec) -> (Network, Vec<u8>) {
+        let _rng = crate::rng_lock();
         let device = inference_device();
         let train_dev = device.clone().autodiff();
         let net = Network::new(spec, &train_dev);

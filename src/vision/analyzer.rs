@@ -376,6 +376,8 @@ mod tests {
 
     /// The embedded model behind a detector that finds one fixed face in every image.
     fn one_face_analyzer() -> Analyzer {
+        // Decoding a model file initialises a network first: a draw from the global generator.
+        let _rng = crate::rng_lock();
         let device = crate::device::inference_device();
         let (net, _) = crate::model::embedded::default_model(&device).unwrap();
         let det = Fixed(vec![Detection::new(BBox::new(10.0, 10.0, 40.0, 40.0), 0.9)]);
