@@ -13,7 +13,7 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 /// Image file extensions the folder loader reads (case-insensitive).
-pub const IMAGE_EXTENSIONS: [&str; 6] = ["jpg", "jpeg", "png", "bmp", "tif", "tiff"];
+pub const IMAGE_EXTENSIONS: [&str; 7] = ["jpg", "jpeg", "png", "bmp", "tif", "tiff", "gif"];
 
 /// A labelled set of 48x48 grayscale faces held in memory (one contiguous pixel buffer).
 #[derive(Debug, Clone, Default)]
@@ -184,7 +184,8 @@ pub fn synthetic(per_class: usize, seed: u64) -> Dataset {
     Dataset::from_faces(faces, labels)
 }
 
-fn is_image_file(p: &Path) -> bool {
+/// Whether `p` is named like an image this build reads ([`IMAGE_EXTENSIONS`], any case).
+pub fn is_image_file(p: &Path) -> bool {
     p.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
@@ -249,6 +250,36 @@ pub fn class_folders(root: &Path) -> Result<Vec<(PathBuf, Emotion)>> {
 }
 
 /// The image files directly in `dir`, in name order.
+/// Image files named on a command line: files as given, folders searched recursively (sorted);
+/// a folder without images, or a path that does not exist, is an error naming it.
+pub fn collect_images(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+        for p in read_dir_sorted(dir)? {
+            if p.is_dir() {
+                walk(&p, out)?;
+            } else if is_image_file(&p) {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let before = out.len();
+            walk(p, &mut out)?;
+            if out.len() == before {
+                return Err(Error::BadDataset { path: p.clone(), message: "no images in this folder".into() });
+            }
+        } else if p.exists() {
+            out.push(p.clone());
+        } else {
+            return Err(Error::BadDataset { path: p.clone(), message: "no such file or folder".into() });
+        }
+    }
+    Ok(out)
+}
+
 pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(read_dir_sorted(dir)?.into_iter().filter(|f| f.is_file() && is_image_file(f)).collect())
 }

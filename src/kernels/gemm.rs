@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 /// as a user asks for it (`--matmul`, a training config). flex's own operations (the dense
 /// layers, the first 1-channel convolution) stay f32. [`Matmul::new`] turns it into what the
 /// kernels run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum MatmulPrecision {
     /// f32 operands, products and sums.

@@ -40,8 +40,7 @@ pub fn named(name: &str, device: &Device) -> Result<(Network, ModelHeader)> {
 
 /// Build the embedded default model (in inference mode).
 pub fn default_model(device: &Device) -> Result<(Network, ModelHeader)> {
-    let (net, header) = modelfile::decode(DEFAULT_MODEL, Path::new(DEFAULT_MODEL_NAME), device)?;
-    Ok((burn::module::Module::valid(&net), header))
+    named("default", device)
 }
 
 #[cfg(test)]

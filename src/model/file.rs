@@ -12,7 +12,7 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, FloatDType, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"FERRITE1";
 
@@ -57,7 +57,7 @@ impl ModelHeader {
 }
 
 /// How weights are stored in a model file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     #[default]
@@ -279,6 +279,68 @@ pub fn save_with(path: &Path, net: &Network, header: &ModelHeader, precision: Pr
 pub fn load(path: &Path, device: &Device) -> Result<(Network, ModelHeader)> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     decode(&bytes, path, device)
+}
+
+/// A finished training run's model inside its run directory.
+pub const FINAL_MODEL_FILE: &str = "model.ferrite";
+/// The best epoch's model inside a run directory (written as training goes).
+pub const BEST_MODEL_FILE: &str = "best.ferrite";
+
+/// The model to use from training run directory `dir`: the final model if training finished,
+/// else the best so far.
+pub fn run_dir_model(dir: &Path) -> PathBuf {
+    let f = dir.join(FINAL_MODEL_FILE);
+    if f.exists() { f } else { dir.join(BEST_MODEL_FILE) }
+}
+
+/// Where a model comes from, as a user names it (`--model`): a model compiled into the binary
+/// (no name, or `embedded:NAME`), or a model file or training run directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    Embedded(String),
+    /// A model file, or a run directory (its [`run_dir_model`]).
+    Path(PathBuf),
+}
+
+impl ModelSource {
+    /// The source `--model ARG` names (none: the embedded default model).
+    pub fn from_arg(arg: Option<&Path>) -> ModelSource {
+        match arg {
+            None => ModelSource::Embedded("default".into()),
+            Some(p) => match p.to_str().and_then(|s| s.strip_prefix("embedded:")) {
+                Some(name) => ModelSource::Embedded(name.to_string()),
+                None => ModelSource::Path(p.to_path_buf()),
+            },
+        }
+    }
+
+    /// The file to read (a run directory's model), `None` for an embedded model.
+    pub fn file(&self) -> Option<PathBuf> {
+        match self {
+            ModelSource::Embedded(_) => None,
+            ModelSource::Path(p) if p.is_dir() => Some(run_dir_model(p)),
+            ModelSource::Path(p) => Some(p.clone()),
+        }
+    }
+
+    /// How reports and errors name the model: `<embedded NAME model>` or the file read.
+    pub fn name(&self) -> String {
+        match (self, self.file()) {
+            (_, Some(f)) => f.display().to_string(),
+            (ModelSource::Embedded(name), None) => format!("<embedded {name} model>"),
+            (ModelSource::Path(p), None) => p.display().to_string(),
+        }
+    }
+
+    /// The network (in inference mode) and its header.
+    pub fn load(&self, device: &Device) -> Result<(Network, ModelHeader)> {
+        let (net, header) = match (self, self.file()) {
+            (ModelSource::Embedded(name), _) => return crate::model::embedded::named(name, device),
+            (_, Some(f)) => load(&f, device)?,
+            (ModelSource::Path(p), None) => load(p, device)?,
+        };
+        Ok((burn::module::Module::valid(&net), header))
+    }
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ pub fn predict_probs(net: &Network, faces: &[u8], device: &Device) -> Vec<[f32; 
 }
 
 /// Test-time augmentation: average the probabilities of transformed copies of each face.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Tta {
     /// The face as is.

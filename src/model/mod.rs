@@ -25,7 +25,7 @@ use crate::kernels::Matmul;
 pub use reference::{ReferenceCnn, ReferenceConfig};
 
 /// The architectures ferrite can build (`--arch`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Arch {
     /// The FER2013 tutorials' CNN: 4 conv blocks, 2 dense blocks, 4,478,727 parameters.
@@ -35,6 +35,7 @@ pub enum Arch {
     Compact,
     /// Several trained networks (`ModelSpec::members`) whose class probabilities are averaged.
     /// Built from trained models (`ferrite export --model A --model B`), never trained as one.
+    #[value(skip)]
     Ensemble,
 }
 

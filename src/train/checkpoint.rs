@@ -16,10 +16,10 @@ impl RunDir {
         self.0.join("curves.png")
     }
     pub fn best(&self) -> PathBuf {
-        self.0.join("best.ferrite")
+        self.0.join(crate::model::file::BEST_MODEL_FILE)
     }
     pub fn final_model(&self) -> PathBuf {
-        self.0.join("model.ferrite")
+        self.0.join(crate::model::file::FINAL_MODEL_FILE)
     }
     pub fn checkpoints(&self) -> PathBuf {
         self.0.join("checkpoints")
@@ -29,8 +29,7 @@ impl RunDir {
     }
     /// The model to use from this run: the final model if training finished, else the best.
     pub fn model_for_inference(&self) -> PathBuf {
-        let f = self.final_model();
-        if f.exists() { f } else { self.best() }
+        crate::model::file::run_dir_model(&self.0)
     }
 }
 

@@ -1,0 +1,104 @@
+//! `ferrite bench`: training and inference speed of an architecture or a trained model.
+
+use super::{Ctx, ShapeArgs, load_model, spec_for};
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use ferrite::model::Arch;
+use ferrite::model::file as modelfile;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[arg(long, value_enum, default_value = "reference")]
+    pub arch: Arch,
+    /// Channel width (architectures that have one).
+    #[arg(long)]
+    pub width: Option<usize>,
+    #[command(flatten)]
+    pub shape: ShapeArgs,
+    /// Timed steps (after 5 untimed warm-up steps).
+    #[arg(long, default_value_t = 30)]
+    pub steps: usize,
+    /// Print one JSON line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Instead of speeds, print where a training step's time goes (per layer forward,
+    /// backward, optimizer update).
+    #[arg(long)]
+    pub profile: bool,
+    /// Inference only, with a trained model's weights: a model file or run directory.
+    #[arg(long, conflicts_with_all = ["profile", "embedded"])]
+    pub model: Option<PathBuf>,
+    /// Inference only, with the model embedded in this binary.
+    #[arg(long, conflicts_with = "profile")]
+    pub embedded: bool,
+    /// Inference only, with `--arch`'s freshly initialised weights.
+    #[arg(long, conflicts_with = "profile")]
+    pub inference_only: bool,
+    /// Training steps split over this many data-parallel replicas (as `train --replicas`).
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
+}
+
+pub fn run(args: BenchArgs, ctx: &Ctx) -> Result<()> {
+    let BenchArgs { arch, width, shape, steps, json, profile, model, embedded, inference_only, replicas } = args;
+    let matmul = ctx.matmul;
+    if embedded || model.is_some() || inference_only {
+        let device = ferrite::device::inference_device();
+        let (net, header, name) = if inference_only && !embedded && model.is_none() {
+            let spec = spec_for(arch, width, shape, None)?;
+            let net = ferrite::model::Network::new(&spec, &device);
+            (net, modelfile::ModelHeader::new(spec, serde_json::Value::Null), "random weights".to_string())
+        } else {
+            load_model(model.as_deref(), &device, matmul)?
+        };
+        let net = net.with_matmul(matmul);
+        let (infer64, infer1) = ferrite::bench::measure_inference(&net, steps.max(1), 5);
+        let (fast64, fast1) =
+            ferrite::bench::measure_fast(&net, steps.max(1), 5).context("timing the compiled (tract) model")?;
+        let threads = rayon::current_num_threads();
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"model": name, "arch": header.spec.arch, "threads": threads,
+                    "matmul": matmul.precision(),
+                    "infer64_img_s": infer64, "infer1_ms": infer1,
+                    "fast64_img_s": fast64, "fast1_ms": fast1})
+            );
+        } else {
+            println!("{name} ({}) on {threads} threads, {} matmul:", header.spec.arch, matmul.precision());
+            println!("  burn flex         {infer64:8.1} img/s (batch 64)");
+            println!("  burn flex         {infer1:8.2} ms per face (batch 1, median)");
+            println!("  compiled (tract)  {fast64:8.1} img/s (64 faces, one run each)");
+            println!("  compiled (tract)  {fast1:8.2} ms per face (median)");
+        }
+                
+    } else if profile {
+        let p = ferrite::bench::profile_step(&spec_for(arch, width, shape, None)?, steps.max(1), 3, matmul);
+        if json {
+            println!("{}", serde_json::to_string(&p)?);
+        } else {
+            println!("{:<36} {:>9} {:>7}", "stage (batch 64)", "ms", "share");
+            for (name, ms) in &p.stages {
+                println!("{name:<36} {ms:>9.1} {:>6.1}%", 100.0 * ms / p.total_ms);
+            }
+            println!("{:<36} {:>9.1}", "total", p.total_ms);
+        }
+                
+    } else {
+        if !(1..=16).contains(&replicas) {
+            bail!("--replicas must be in 1..=16 (as for train), not {replicas}");
+        }
+        let r = ferrite::bench::measure(&spec_for(arch, width, shape, None)?, steps.max(1), 5, replicas, matmul);
+        if json {
+            println!("{}", serde_json::to_string(&r)?);
+        } else {
+            println!("{} {} on {} threads, {} matmul:", r.framework, r.arch, r.threads, r.matmul);
+            println!("  training          {:8.1} img/s (batch 64)", r.train_img_s);
+            println!("  inference         {:8.1} img/s (batch 64)", r.infer64_img_s);
+            println!("  inference         {:8.2} ms per face (batch 1, median)", r.infer1_ms);
+        }
+                
+    }
+    Ok(())
+}

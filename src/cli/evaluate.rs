@@ -1,0 +1,152 @@
+//! `ferrite evaluate`: a model's scores on a labelled data set, or the whole pipeline's on
+//! labelled photos.
+
+use super::{Ctx, load_model};
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use ferrite::data::preprocess::Contrast;
+use ferrite::data::{Dataset, LoadOptions};
+use ferrite::model::infer::Tta;
+use ferrite::plot;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct EvaluateArgs {
+    /// A model file, or a training run directory (uses its final or best model).
+    /// Default: the model embedded in this binary.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Image folder (one subfolder per class) or FER2013 CSV.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// For CSV data: the Usage rows to use (Training, PublicTest, PrivateTest).
+    #[arg(long)]
+    pub usage: Option<String>,
+    /// Skip unreadable images and bad CSV rows (they are counted).
+    #[arg(long)]
+    pub skip_bad: bool,
+    /// Folder for evaluate.json and confusion.png.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Test-time augmentation: average over the face and its mirror image (flip), ten
+    /// shifted and mirrored views (ten), those of the face zoomed to 0.9 and 1.1 too
+    /// (thirty), or of those also turned 5 degrees either way (ninety).
+    #[arg(long, value_enum, default_value = "none")]
+    pub tta: Tta,
+    /// Score against FER+'s ten-person majority instead of the data's own labels (faces
+    /// with a tie, or a majority of contempt, unknown or not-a-face, are left out).
+    #[arg(long)]
+    pub ferplus: bool,
+    /// FER+ vote file for --data (default: ferplus/NAME.csv beside the folder,
+    /// fer2013new.csv beside the CSV, or a FER+ folder's label.csv).
+    #[arg(long, requires = "ferplus")]
+    pub votes: Option<PathBuf>,
+    /// Prior correction on top of the model's own: divide each probability by the class's
+    /// training frequency to this power (0 = none, 1 = as if trained balanced).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub prior_correction: f32,
+    /// --data is a folder of labelled photos (one subfolder per class): run the whole
+    /// pipeline (face detector, crop, model) and score each photo's largest face; photos
+    /// where no face is found count as wrong and are listed.
+    #[arg(long, conflicts_with_all = ["ferplus", "usage"])]
+    pub detect: bool,
+    /// The faces' contrast step: equalize (histogram equalisation) or raw (pixels as they are).
+    /// Default: the step the model was trained with (its header's `contrast`).
+    #[arg(long, value_enum)]
+    pub contrast: Option<Contrast>,
+    /// With --detect: the detector's padded retry for images without a face (see `detect`).
+    #[arg(long, default_value_t = 1.0, requires = "detect")]
+    pub pad_retry: f32,
+    /// With --detect: margin around each face before cropping, a fraction of the box size.
+    #[arg(long, default_value_t = 0.15, requires = "detect")]
+    pub margin: f32,
+    /// With --detect: crop faces without turning them level by their eyes.
+    #[arg(long, requires = "detect")]
+    pub no_align: bool,
+    /// With --detect: the face detector model(s) (see `detect`).
+    #[arg(long, value_enum, default_value_t = ferrite::vision::blazeface::DetectorModel::default(), requires = "detect")]
+    pub detector: ferrite::vision::blazeface::DetectorModel,
+}
+
+pub fn run(args: EvaluateArgs, ctx: &Ctx) -> Result<()> {
+    let matmul = ctx.matmul;
+    let EvaluateArgs { model, data, usage, skip_bad, out, tta, ferplus, votes, prior_correction, detect, contrast, pad_retry, margin, no_align, detector } = args;
+    let (model, data, out, tta) = (model.as_deref(), data.as_path(), out.as_deref(), tta);
+    let device = ferrite::device::inference_device();
+    let (net, header, model_name) = load_model(model, &device, matmul)?;
+    let contrast = contrast.unwrap_or(header.contrast());
+    let opts = LoadOptions { skip_bad, usage, max_per_class: None, contrast };
+    let ferplus = ferplus.then_some(votes);
+    let (net, header) = ferrite::model::infer::correct_priors(net, header, prior_correction)?;
+    if detect {
+        use ferrite::vision::analyzer::{Analyzer, AnalyzerConfig};
+        if !(0.0..=1.0).contains(&margin) || !(0.0..=2.0).contains(&pad_retry) {
+            bail!("--margin must be in [0, 1] and --pad-retry in [0, 2]");
+        }
+        let mut config = AnalyzerConfig { tta, contrast: opts.contrast, margin, align: !no_align, ..AnalyzerConfig::default() };
+        config.detector.pad_retry = pad_retry;
+        config.detector.model = detector;
+        let detector = ferrite::vision::blazeface::BlazeFace::new(config.detector.clone()).context("building the face detector")?;
+        let analyzer = Analyzer::from_parts(Box::new(detector), &net, config).context("compiling the expression model")?;
+        let report = ferrite::eval::photos::evaluate_photos(&analyzer, data).with_context(|| format!("evaluating {}", data.display()))?;
+        println!(
+            "model {model_name} ({}), full pipeline (detector, largest face), test-time augmentation: {tta:?}, prior correction {}",
+            header.spec.arch,
+            header.meta.get("prior_correction").and_then(|v| v.as_f64()).unwrap_or(0.0)
+        );
+        print!("{}", report.to_text());
+        if let Some(dir) = out {
+            let json = serde_json::to_vec_pretty(&serde_json::json!({
+                "model": model_name,
+                "data": data.display().to_string(),
+                "tta": tta,
+                "model_meta": header.meta,
+                "photos": report,
+            }))?;
+            ferrite::fsutil::write_atomic(&dir.join("evaluate.json"), &json)?;
+            let title = format!("{} on {} photos (largest face; {:.2}% right)", header.spec.arch, data.display(), 100.0 * report.accuracy);
+            plot::confusion(&report.found, &title, &dir.join("confusion.png"))?;
+            println!("wrote {}/evaluate.json and confusion.png", dir.display());
+        }
+        return Ok(());
+    }
+    let ds = match &ferplus {
+        None => Dataset::load(data, &opts),
+        Some(votes) => ferrite::train::load_ferplus(data, &opts, ferrite::data::ferplus::LabelMode::Majority, votes.as_deref()),
+    }
+    .with_context(|| format!("loading {}", data.display()))?;
+    let report = ferrite::eval::evaluate_tta(&net, &ds, &device, tta);
+    println!(
+        "model {model_name} ({}), labels: {}, contrast {:?}, test-time augmentation: {tta:?}, prior correction {}",
+        header.spec.arch,
+        if ferplus.is_some() { "FER+ majority" } else { "the data's own" },
+        opts.contrast,
+        header.meta.get("prior_correction").and_then(|v| v.as_f64()).unwrap_or(0.0)
+    );
+    print!("{}", report.to_text());
+    if !ds.skipped.is_empty() {
+        println!("skipped {} unreadable inputs", ds.skipped.len());
+    }
+    if let Some(dir) = out {
+        let json = serde_json::to_vec_pretty(&serde_json::json!({
+            "model": model_name,
+            "arch": header.spec.arch,
+            "data": data.display().to_string(),
+            "skipped": ds.skipped.len(),
+            "tta": tta,
+            "labels": if ferplus.is_some() { "ferplus-majority" } else { "own" },
+            "model_meta": header.meta,
+            "report": report,
+        }))?;
+        ferrite::fsutil::write_atomic(&dir.join("evaluate.json"), &json)?;
+        let title = format!(
+            "{} on {} (accuracy {:.2}%, TTA {tta:?})",
+            header.spec.arch,
+            data.display(),
+            100.0 * report.accuracy
+        );
+        plot::confusion(&report, &title, &dir.join("confusion.png"))?;
+        println!("wrote {}/evaluate.json and confusion.png", dir.display());
+    }
+    Ok(())
+}

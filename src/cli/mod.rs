@@ -1,0 +1,134 @@
+//! The `ferrite` command line: clap types, one file per command, and the dispatch. Raw flags
+//! become ready-to-run library values here; `main.rs` only parses and calls [`run`].
+
+mod bench;
+mod data;
+mod detect;
+mod evaluate;
+mod export;
+mod face;
+mod predict;
+mod serve;
+mod summary;
+mod train;
+mod video;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use ferrite::kernels::{Matmul, MatmulPrecision};
+use ferrite::model::file::{ModelHeader, ModelSource};
+use ferrite::model::{Arch, ModelSpec, Network};
+use std::path::Path;
+
+#[derive(Parser)]
+#[command(name = "ferrite", version, about = "Facial expression recognition: train, evaluate and run FER2013 CNNs")]
+pub struct Cli {
+    /// CPU threads for tensor kernels (default: all cores).
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+    /// Precision of the convolutions' matrix products: f32, or bf16 (bf16 operands, f32 sums;
+    /// about twice the multiply rate, CPUs with AVX512_BF16 only). `train` records it in the
+    /// run's config, which `--resume` follows.
+    #[arg(long, global = true, value_enum)]
+    pub matmul: Option<MatmulPrecision>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Shape options of the compact architecture (besides `--width`).
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct ShapeArgs {
+    /// Compact: the network sees the centred N x N crop of the 48x48 face (fewer
+    /// multiply-adds; with --shift in training it is random-crop augmentation).
+    #[arg(long)]
+    pub crop: Option<usize>,
+    /// Compact: convolutions in the first, 48-pixel stage (1 or 2, default 2).
+    #[arg(long)]
+    pub stem_convs: Option<usize>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Print a Keras-style layer table of an architecture; optionally write a diagram.
+    Summary(summary::SummaryArgs),
+    /// Data set tools.
+    Data {
+        #[command(subcommand)]
+        command: data::DataCommand,
+    },
+    /// Train a network.
+    Train(Box<train::TrainArgs>),
+    /// Measure training and inference speed of an architecture (random data).
+    Bench(bench::BenchArgs),
+    /// Evaluate a model on a labelled data set.
+    Evaluate(evaluate::EvaluateArgs),
+    /// Write a model file (from a file or run directory) with f32 or f16 weights, e.g. to
+    /// replace the embedded default model (`models/default.ferrite`).
+    Export(export::ExportArgs),
+    /// Find faces in photos (files or folders) and label each face's expression.
+    Detect(detect::DetectArgs),
+    /// Label faces in a video file, camera (/dev/video0) or stream URL over time.
+    Video(video::VideoArgs),
+    /// Start the web app and JSON API (live webcam in the browser, photo upload, MJPEG feed).
+    Serve(serve::ServeArgs),
+    /// Classify face crops: the seven probabilities for each image.
+    Predict(predict::PredictArgs),
+}
+
+/// What every command gets besides its own flags: the global options, resolved.
+pub struct Ctx {
+    /// The precision of ferrite's convolution kernels (checked against this CPU).
+    pub matmul: Matmul,
+    /// `--matmul` as given (training records it; `--resume` refuses it).
+    pub matmul_given: Option<MatmulPrecision>,
+}
+
+/// Run the command `cli` names.
+pub fn run(cli: Cli) -> Result<()> {
+    ferrite::device::tune_allocator();
+    ferrite::device::set_threads(cli.threads);
+    let ctx = Ctx {
+        matmul: Matmul::new(cli.matmul.unwrap_or_default()).context("--matmul")?,
+        matmul_given: cli.matmul,
+    };
+    match cli.command {
+        Command::Summary(args) => summary::run(args),
+        Command::Data { command } => data::run(command),
+        Command::Train(args) => train::run(*args, &ctx),
+        Command::Bench(args) => bench::run(args, &ctx),
+        Command::Evaluate(args) => evaluate::run(args, &ctx),
+        Command::Export(args) => export::run(args),
+        Command::Detect(args) => detect::run(args),
+        Command::Video(args) => video::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Predict(args) => predict::run(args),
+    }
+}
+
+/// A model spec from the command line, checked.
+pub fn spec_for(arch: Arch, width: Option<usize>, shape: ShapeArgs, dropout: Option<f64>) -> Result<ModelSpec> {
+    let mut spec = ModelSpec::new(arch);
+    if width.is_some() {
+        spec.width = width;
+    }
+    spec.crop = shape.crop;
+    spec.stem_convs = shape.stem_convs;
+    if let Some(d) = dropout {
+        spec.dropout = d;
+    }
+    spec.validate()?;
+    Ok(spec)
+}
+
+/// The model `--model` names (a file, a run directory, `embedded:NAME`; none: the embedded
+/// default) in inference mode, its convolutions in precision `matmul`; with its header and
+/// the name reports give it.
+pub fn load_model(model: Option<&Path>, device: &burn::tensor::Device, matmul: Matmul) -> Result<(Network, ModelHeader, String)> {
+    let source = ModelSource::from_arg(model);
+    let name = source.name();
+    let (net, header) = source.load(device).with_context(|| match &source {
+        ModelSource::Embedded(e) => format!("loading the embedded model '{e}'"),
+        ModelSource::Path(_) => format!("loading model {name}"),
+    })?;
+    Ok((net.with_matmul(matmul), header, name))
+}

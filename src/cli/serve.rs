@@ -1,0 +1,65 @@
+//! `ferrite serve`: the web app and JSON API.
+
+use super::face::FaceArgs;
+use anyhow::{Context, Result};
+use clap::Args;
+use ferrite::model::file::ModelSource;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: String,
+    /// A server-side video source for /video_feed (file, /dev/video0, rtsp://...).
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Largest upload in MiB.
+    #[arg(long, default_value_t = 10)]
+    pub max_upload_mb: usize,
+    /// Most concurrent live-camera sessions.
+    #[arg(long, default_value_t = 8)]
+    pub max_sessions: usize,
+    /// Most open connections; one more is answered 503 and closed.
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Seconds a connection may take to send a request head (idle and stalled connections
+    /// are closed after it) and an upload its body (408 after it).
+    #[arg(long, default_value_t = 10)]
+    pub timeout_s: u64,
+    /// Most concurrent /video_feed viewers (they share one decoder).
+    #[arg(long, default_value_t = 16)]
+    pub max_viewers: usize,
+    #[command(flatten)]
+    pub face: FaceArgs,
+}
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    let ServeArgs { addr, source, max_upload_mb, max_sessions, max_connections, timeout_s, max_viewers, face } = args;
+    let analyzer = face.analyzer()?;
+    let model_name = ModelSource::from_arg(face.model.as_deref()).name();
+    let limits = ferrite::server::Limits {
+        max_upload_bytes: max_upload_mb.max(1) * 1024 * 1024,
+        max_sessions: max_sessions.max(1),
+        max_viewers: max_viewers.max(1),
+        body_timeout: std::time::Duration::from_secs(timeout_s.max(1)),
+        ..Default::default()
+    };
+    let serve_opts = ferrite::server::ServeOptions {
+        header_timeout: std::time::Duration::from_secs(timeout_s.max(1)),
+        max_connections: max_connections.max(1),
+        ..Default::default()
+    };
+    let state = ferrite::server::AppState::new(analyzer, model_name, limits, source);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let local = listener.local_addr()?;
+        println!("ferrite is serving on http://{local}/ (Ctrl-C or SIGTERM stops)");
+        let app = ferrite::server::app(state);
+        ferrite::server::serve(listener, app, serve_opts, ferrite::server::shutdown_signal()).await.context("server failed")
+    })?;
+            
+    Ok(())
+}
