@@ -27,6 +27,22 @@ pub enum Error {
     BadRunDir { path: PathBuf, message: String },
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A value could not be written out (a model's weights, a header, a run's state).
+    #[error("cannot serialise {what}: {source}")]
+    Serialize {
+        what: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Models that cannot be averaged or joined into an ensemble.
+    #[error("models cannot be combined: {0}")]
+    Incompatible(String),
+    /// A network the ONNX exporter does not handle.
+    #[error("ONNX export: {0}")]
+    OnnxExport(String),
+    /// A training run directory that already holds a run (`train` never overwrites one).
+    #[error("{path} already holds a training run; use --resume to continue it or choose another --out")]
+    RunExists { path: PathBuf },
     /// This machine cannot do what was asked (a CPU feature it lacks).
     #[error("{what}")]
     Unsupported { what: &'static str },

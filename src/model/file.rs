@@ -83,7 +83,7 @@ pub fn encode(net: &Network, header: &ModelHeader) -> Result<Vec<u8>> {
 
 /// Serialise a network and its header into the one-file format with the given precision.
 pub fn encode_with(net: &Network, header: &ModelHeader, precision: Precision) -> Result<Vec<u8>> {
-    let head = serde_json::to_vec(header).map_err(|e| Error::Config(e.to_string()))?;
+    let head = serde_json::to_vec(header).map_err(|e| Error::Serialize { what: "the model header", source: e.into() })?;
     let net = match precision {
         Precision::F32 => net.clone(),
         // A clone shares BatchNorm running statistics with `net` (mapping it would change
@@ -93,19 +93,19 @@ pub fn encode_with(net: &Network, header: &ModelHeader, precision: Precision) ->
                 .clone()
                 .into_record()
                 .into_bytes()
-                .map_err(|e| Error::Config(format!("cannot serialise weights: {e}")))?;
-            let record = ModuleRecord::from_bytes(bytes).map_err(|e| Error::Config(e.to_string()))?;
+                .map_err(|e| Error::Serialize { what: "the weights", source: e.to_string().into() })?;
+            let record = ModuleRecord::from_bytes(bytes).map_err(|e| Error::Serialize { what: "the weights", source: e.to_string().into() })?;
             let device = net.devices().into_iter().next().unwrap_or_default();
             Network::new(&header.spec, &device)
                 .try_load_record(record)
-                .map_err(|e| Error::Config(e.to_string()))?
+                .map_err(|e| Error::Serialize { what: "the f16 weights", source: e.to_string().into() })?
                 .map(&mut CastAll(FloatDType::F16))
         }
     };
     let weights = net
         .into_record()
         .into_bytes()
-        .map_err(|e| Error::Config(format!("cannot serialise weights: {e}")))?;
+        .map_err(|e| Error::Serialize { what: "the weights", source: e.to_string().into() })?;
     let mut out = Vec::with_capacity(12 + head.len() + weights.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(head.len() as u32).to_le_bytes());
@@ -216,13 +216,13 @@ impl ModuleMapper for Scatter {
 /// what one of them costs. The header's `meta.averaged` keeps each part's metadata.
 pub fn average(parts: Vec<(Network, ModelHeader)>) -> Result<(Network, ModelHeader)> {
     let Some(spec) = parts.first().map(|(_, h)| h.spec.clone()) else {
-        return Err(Error::Config("no models to average".into()));
+        return Err(Error::Incompatible("no models to average".into()));
     };
     if spec.arch == crate::model::Arch::Ensemble {
-        return Err(Error::Config("an ensemble's weights cannot be averaged: average its members' runs".into()));
+        return Err(Error::Incompatible("an ensemble's weights cannot be averaged: average its members' runs".into()));
     }
     if let Some((i, _)) = parts.iter().enumerate().find(|(_, (_, h))| h.spec != spec) {
-        return Err(Error::Config(format!(
+        return Err(Error::Incompatible(format!(
             "model {} has another architecture than model 1: only snapshots of one architecture can be averaged",
             i + 1
         )));
@@ -236,14 +236,14 @@ pub fn average(parts: Vec<(Network, ModelHeader)>) -> Result<(Network, ModelHead
         let mut gather = Gather(Vec::new());
         net.visit(&mut gather);
         if !sums.is_empty() && sums.len() != gather.0.len() {
-            return Err(Error::Config("models of one architecture hold different tensors".into()));
+            return Err(Error::Incompatible("models of one architecture hold different tensors".into()));
         }
         if sums.is_empty() {
             shapes = gather.0.iter().map(|d| d.shape().clone()).collect();
             sums = gather.0.iter().map(|d| vec![0.0; d.num_elements()]).collect();
         }
         for (sum, data) in sums.iter_mut().zip(&gather.0) {
-            let values = data.as_slice::<f32>().map_err(|e| Error::Config(format!("{e:?}")))?;
+            let values = data.as_slice::<f32>().map_err(|e| Error::Incompatible(format!("weights are not f32: {e:?}")))?;
             for (s, v) in sum.iter_mut().zip(values) {
                 *s += v;
             }

@@ -198,7 +198,7 @@ pub fn correct_priors(
         return Err(crate::Error::Config(format!("prior correction must be in [-2, 2], got {tau}")));
     }
     let priors = class_priors(&header).ok_or_else(|| {
-        crate::Error::Config("the model records no class priors (meta.class_priors); retrain or export it with ferrite >= 0.1 training".into())
+        crate::Error::Model("the model records no class priors (meta.class_priors); retrain or export it with ferrite >= 0.1 training".into())
     })?;
     let offset = priors.map(|p| -(tau as f64 * p.max(1e-6).ln()) as f32);
     let before = header.meta.get("prior_correction").and_then(|v| v.as_f64()).unwrap_or(0.0);

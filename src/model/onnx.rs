@@ -51,7 +51,7 @@ fn conv_pads(padding: &PaddingConfig2d, kernel: [usize; 2]) -> Result<[usize; 4]
             let (h, w) = (kernel[0] / 2, kernel[1] / 2);
             Ok([h, w, h, w])
         }
-        PaddingConfig2d::Same => Err(Error::Config(format!("ONNX export: 'same' padding with even kernel {kernel:?}"))),
+        PaddingConfig2d::Same => Err(Error::OnnxExport(format!("'same' padding with even kernel {kernel:?}"))),
     }
 }
 
@@ -63,7 +63,7 @@ fn fold(net: &Network) -> Result<Vec<Op>> {
         match layer {
             Layer::Conv(c) => {
                 if c.stride != [1, 1] || c.dilation != [1, 1] || c.groups != 1 {
-                    return Err(Error::Config("ONNX export supports stride-1, undilated, ungrouped convolutions".into()));
+                    return Err(Error::OnnxExport("only stride-1, undilated, ungrouped convolutions are supported".into()));
                 }
                 let dims = c.weight.val().dims();
                 let b = c.bias.as_ref().map(|b| values(b.val())).transpose()?.unwrap_or_else(|| vec![0.0; dims[0]]);
@@ -86,10 +86,10 @@ fn fold(net: &Network) -> Result<Vec<Op>> {
                 let (w, b, block) = match ops.last_mut() {
                     Some(Op::Conv { w, dims, b, .. }) => (w, b, Some(dims[1] * dims[2] * dims[3])),
                     Some(Op::Gemm { w, b, .. }) => (w, b, None),
-                    _ => return Err(Error::Config("ONNX export: BatchNorm must follow a Conv or Dense layer".into())),
+                    _ => return Err(Error::OnnxExport("BatchNorm must follow a Conv or Dense layer".into())),
                 };
                 if b.len() != scale.len() {
-                    return Err(Error::Config("ONNX export: BatchNorm size does not match the layer before it".into()));
+                    return Err(Error::OnnxExport("BatchNorm size does not match the layer before it".into()));
                 }
                 for (i, x) in w.iter_mut().enumerate() {
                     *x *= scale[block.map_or(i % scale.len(), |per| i / per)];
@@ -102,7 +102,7 @@ fn fold(net: &Network) -> Result<Vec<Op>> {
             Layer::CenterCrop(size) => ops.push(Op::CenterCrop { size }),
             Layer::MaxPool(p) => {
                 if p.padding != PaddingConfig2d::Valid || p.dilation != [1, 1] || p.ceil_mode {
-                    return Err(Error::Config("ONNX export supports unpadded, undilated max-pooling".into()));
+                    return Err(Error::OnnxExport("only unpadded, undilated max-pooling is supported".into()));
                 }
                 ops.push(Op::MaxPool { kernel: p.kernel_size, stride: p.stride });
             }

@@ -35,10 +35,7 @@ impl RunDir {
 
 pub(crate) fn check_fresh(run_dir: &Path) -> Result<()> {
     if RunDir(run_dir.to_path_buf()).config().exists() {
-        return Err(Error::Config(format!(
-            "{} already holds a training run; use --resume to continue it or choose another --out",
-            run_dir.display()
-        )));
+        return Err(Error::RunExists { path: run_dir.to_path_buf() });
     }
     Ok(())
 }
@@ -155,9 +152,9 @@ pub(crate) fn save_checkpoint(
     write_atomic(&tmp.join("model.ferrite"), &modelfile::encode(net, &header)?)?;
     let optim_bytes = optim
         .into_bytes()
-        .map_err(|e| Error::Config(format!("cannot serialise optimizer state: {e}")))?;
+        .map_err(|e| Error::Serialize { what: "the optimizer state", source: e.to_string().into() })?;
     write_atomic(&tmp.join("optimizer.bpk"), &optim_bytes)?;
-    write_atomic(&tmp.join("state.json"), &serde_json::to_vec_pretty(state).map_err(|e| Error::Config(e.to_string()))?)?;
+    write_atomic(&tmp.join("state.json"), &serde_json::to_vec_pretty(state).map_err(|e| Error::Serialize { what: "the training state", source: e.into() })?)?;
     let _ = std::fs::remove_dir_all(&dst);
     std::fs::rename(&tmp, &dst).map_err(|e| Error::io(&dst, e))?;
     write_atomic(&run.latest_pointer(), dir_name.as_bytes())?;

@@ -98,7 +98,7 @@ pub fn train_on(
     check_fresh(run_dir)?;
     let run = RunDir(run_dir.to_path_buf());
     std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
-    write_atomic(&run.config(), &serde_json::to_vec_pretty(cfg).map_err(|e| Error::Config(e.to_string()))?)?;
+    write_atomic(&run.config(), &serde_json::to_vec_pretty(cfg).map_err(|e| Error::Serialize { what: "the run config", source: e.into() })?)?;
     let device = training_device();
     device.seed(cfg.seed);
     let net = Network::new(&cfg.spec, &device);
