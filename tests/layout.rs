@@ -1,0 +1,124 @@
+//! The code's layout, checked (issue 25): no source file over 700 lines, `main.rs` at most 150,
+//! no import circle between the library's parts, no kernel code under `src/model/`, no
+//! process-wide switch in the kernels, every file opening with a `//!` line, and every part
+//! named in `lib.rs`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            sources(&p, out);
+        } else if p.extension().is_some_and(|e| e == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+fn src() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+}
+
+/// (path under src/, text) of every source file.
+fn files() -> Vec<(String, String)> {
+    let mut paths = Vec::new();
+    sources(&src(), &mut paths);
+    paths
+        .into_iter()
+        .map(|p| (p.strip_prefix(src()).unwrap().to_string_lossy().replace('\\', "/"), std::fs::read_to_string(&p).unwrap()))
+        .collect()
+}
+
+/// The library part a file belongs to: its top folder or file under src/ (`None`: the binary).
+fn part(path: &str) -> Option<String> {
+    if path == "main.rs" || path.starts_with("cli/") || path == "lib.rs" {
+        return None;
+    }
+    Some(path.split('/').next().unwrap().trim_end_matches(".rs").to_string())
+}
+
+/// The code of a file without comments and without its inline test module.
+fn code(text: &str) -> String {
+    let text = match text.find("#[cfg(test)]\nmod tests") {
+        Some(i) => &text[..i],
+        None => text,
+    };
+    text.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn files_stay_small_and_main_thin() {
+    for (path, text) in files() {
+        let lines = text.lines().count();
+        assert!(lines <= 700, "src/{path} has {lines} lines (at most 700)");
+        assert!(text.starts_with("//!"), "src/{path} does not open with a //! line on what it is for");
+    }
+    let main = std::fs::read_to_string(src().join("main.rs")).unwrap().lines().count();
+    assert!(main <= 150, "src/main.rs has {main} lines (at most 150: it parses and dispatches)");
+}
+
+#[test]
+fn no_import_circle_between_the_parts() {
+    let mut deps: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let all: Vec<(String, String)> = files();
+    let parts: BTreeSet<String> = all.iter().filter_map(|(p, _)| part(p)).collect();
+    for (path, text) in &all {
+        let (Some(from), false) = (part(path), path.ends_with("tests.rs")) else { continue };
+        let code = code(text);
+        for (i, _) in code.match_indices("crate::") {
+            let name: String = code[i + 7..].chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
+            if name != from && parts.contains(&name) {
+                deps.entry(from.clone()).or_default().insert(name);
+            }
+        }
+    }
+    // Depth-first search for a path back to the start.
+    fn reach(deps: &BTreeMap<String, BTreeSet<String>>, from: &str, to: &str, seen: &mut BTreeSet<String>, path: &mut Vec<String>) -> bool {
+        for next in deps.get(from).into_iter().flatten() {
+            path.push(next.clone());
+            if next == to || (seen.insert(next.clone()) && reach(deps, next, to, seen, path)) {
+                return true;
+            }
+            path.pop();
+        }
+        false
+    }
+    for start in deps.keys() {
+        let mut path = vec![start.clone()];
+        assert!(!reach(&deps, start, start, &mut BTreeSet::new(), &mut path), "import circle: {}", path.join(" -> "));
+    }
+    // The layering the architecture describes (ARCHITECTURE.md), spot-checked.
+    for (lower, upper) in [("kernels", "model"), ("model", "train"), ("model", "vision"), ("train", "plot"), ("data", "model"), ("vision", "server")] {
+        assert!(!deps.get(lower).is_some_and(|d| d.contains(upper)), "{lower} imports {upper}");
+    }
+}
+
+#[test]
+fn kernels_live_in_kernels_and_hold_no_process_wide_switch() {
+    for (path, text) in files() {
+        let code = code(&text);
+        if path.starts_with("model/") {
+            for kernel in ["#[target_feature", "backend_extension", "std::arch::"] {
+                assert!(!code.contains(kernel), "src/{path} holds kernel code ({kernel}): it belongs in src/kernels/");
+            }
+        }
+        if path.starts_with("kernels/") {
+            for global in ["AtomicBool", "AtomicU", "static mut"] {
+                assert!(!code.contains(global), "src/{path}: a process-wide switch ({global}); pass the setting as a value");
+            }
+        }
+    }
+}
+
+#[test]
+fn lib_rs_names_every_part() {
+    let lib = std::fs::read_to_string(src().join("lib.rs")).unwrap();
+    let parts: BTreeSet<String> = files().iter().filter_map(|(p, _)| part(p)).collect();
+    for p in parts {
+        assert!(lib.contains(&format!("pub mod {p};")), "lib.rs does not declare {p}");
+        assert!(lib.contains(&format!("[`{p}`]")), "lib.rs's overview does not name {p}");
+    }
+}
