@@ -54,6 +54,14 @@ pub enum Error {
     Video { source_name: String, message: String },
     #[error("face detector: {0}")]
     Detector(String),
+    /// tract (the ONNX runtime behind the face detector and the compiled expression model)
+    /// failed at `stage`.
+    #[error("{stage}: {source}")]
+    Tract {
+        stage: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("expression model: {0}")]
     Model(String),
 }

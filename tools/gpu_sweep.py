@@ -1,9 +1,9 @@
 """Recipe sweep for ferrite's compact CNN on a GPU (PyTorch), to choose the CPU training run.
 
 A PyTorch mirror of `src/model/compact.rs` (Conv3x3-BN-ReLU stages, 2x2 max-pools, global
-average pooling, dropout, Dense 7, centred crop) and of ferrite's recipe (`src/train.rs`: SGD
+average pooling, dropout, Dense 7, centred crop) and of ferrite's recipe (`src/train/`: SGD
 Nesterov or Adam, linear warm-up then per-step cosine to min-lr, label smoothing, mixup/cutmix;
-`src/augment.rs`: flip, integer shift, rotation, zoom as one bilinear affine map with zero
+`src/data/augment.rs`: flip, integer shift, rotation, zoom as one bilinear affine map with zero
 padding, random erasing with uniform noise). Results transfer approximately, not exactly
 (different kernels, random streams and BN details): it ranks recipes, the CPU run decides.
 

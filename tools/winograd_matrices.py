@@ -1,4 +1,4 @@
-"""Derive the Winograd F(m, r) transform matrices used by src/model/winograd.rs (Toom-Cook on the
+"""Derive the Winograd F(m, r) transform matrices used by src/kernels/winograd.rs (Toom-Cook on the
 points 0, 1, -1, 2, -2 and infinity) and check the 1-D identity y_i = sum_k g_k d_(i+k)
 symbolically. Run: python3 tools/winograd_matrices.py (needs sympy)."""
 import sympy as sp, sys

@@ -176,10 +176,12 @@ pub fn run(layers: &[Layer], x: Tensor<4>, mm: Matmul, pass: &mut Pass) -> Tenso
                 Act::Map(_) => panic!("layer description: Dense before the image is flattened"),
             },
         };
-        let (params, non_trainable) = layer.params();
-        match &act {
-            Act::Map(x) => pass.tape.record(kind, x, params, non_trainable),
-            Act::Flat(x) => pass.tape.record(kind, x, params, non_trainable),
+        if pass.tape.is_on() {
+            let (params, non_trainable) = layer.params();
+            match &act {
+                Act::Map(x) => pass.tape.record(kind, x, params, non_trainable),
+                Act::Flat(x) => pass.tape.record(kind, x, params, non_trainable),
+            }
         }
     }
     match act {
@@ -231,6 +233,11 @@ impl Tape {
             rows: Some(Vec::new()),
             last: Some(std::time::Instant::now()),
         }
+    }
+
+    /// Whether the tape records (layer parameters are counted only then).
+    pub fn is_on(&self) -> bool {
+        self.rows.is_some()
     }
 
     /// Record a layer whose output is `out`.

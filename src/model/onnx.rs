@@ -304,7 +304,7 @@ impl FastModel {
             .and_then(|m| m.with_input_fact(0, fact))
             .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable())
-            .map_err(|e| onnx_error("compiling the model with tract", e))?;
+            .map_err(|e| Error::Tract { stage: "expression model: compiling with tract", source: e.into() })?;
         Ok(FastModel { plan })
     }
 
@@ -315,9 +315,9 @@ impl FastModel {
         }
         let pixels: Vec<f32> = face.iter().map(|&p| normalize(p)).collect();
         let input = tract_onnx::prelude::Tensor::from_shape(&[1, 1, FACE_SIZE, FACE_SIZE], &pixels)
-            .map_err(|e| onnx_error("input", e))?;
-        let out = self.plan.run(tvec!(input.into())).map_err(|e| onnx_error("running the model", e))?;
-        let view = out[0].to_plain_array_view::<f32>().map_err(|e| onnx_error("output", e))?;
+            .map_err(|e| Error::Tract { stage: "expression model: input", source: e.into() })?;
+        let out = self.plan.run(tvec!(input.into())).map_err(|e| Error::Tract { stage: "expression model: running", source: e.into() })?;
+        let view = out[0].to_plain_array_view::<f32>().map_err(|e| Error::Tract { stage: "expression model: output", source: e.into() })?;
         let mut p = [0.0; Emotion::COUNT];
         for (dst, src) in p.iter_mut().zip(view.iter()) {
             *dst = *src;

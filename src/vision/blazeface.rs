@@ -118,8 +118,9 @@ pub struct BlazeFace {
     pub config: BlazeFaceConfig,
 }
 
-fn tract_error(e: impl std::fmt::Display) -> Error {
-    Error::Detector(e.to_string())
+/// A tract failure of the face detector at `stage`, the error kept as the source.
+fn tract_error(stage: &'static str) -> impl Fn(tract_onnx::prelude::TractError) -> Error {
+    move |e| Error::Tract { stage, source: e.into() }
 }
 
 /// The published model's `ConstantOfShape` nodes lack their `value` attribute, which tract
@@ -161,7 +162,7 @@ fn anchors(grids: &[(usize, usize)]) -> Vec<(f32, f32)> {
 impl Net {
     fn new(variant: &'static Variant) -> Result<Net> {
         let onnx = tract_onnx::onnx();
-        let mut proto = onnx.proto_model_for_read(&mut &variant.onnx[..]).map_err(tract_error)?;
+        let mut proto = onnx.proto_model_for_read(&mut &variant.onnx[..]).map_err(tract_error("face detector: reading its model"))?;
         add_constant_of_shape_values(&mut proto);
         let s = variant.input;
         let shape = if variant.nchw { tvec!(1, 3, s, s) } else { tvec!(1, s, s, 3) };
@@ -170,7 +171,7 @@ impl Net {
             .and_then(|m| m.with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), shape)))
             .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable())
-            .map_err(tract_error)?;
+            .map_err(tract_error("face detector: compiling its model"))?;
         Ok(Net {
             variant,
             plan,
@@ -188,15 +189,15 @@ impl Net {
         } else {
             Tensor::from_shape(&[1, s, s, 3], patch)
         }
-        .map_err(tract_error)?;
-        let outputs = self.plan.run(tvec!(input.into())).map_err(tract_error)?;
+        .map_err(|e| Error::Tract { stage: "face detector: input", source: e.into() })?;
+        let outputs = self.plan.run(tvec!(input.into())).map_err(tract_error("face detector: running"))?;
         // Outputs: per grid a score tensor (1, N, 1) and a box tensor (1, N, 16), N = anchors
         // in the grid, told apart by shape.
         let grids = self.variant.grids;
         let mut scores: Vec<Option<Vec<f32>>> = vec![None; grids.len()];
         let mut boxes: Vec<Option<Vec<f32>>> = vec![None; grids.len()];
         for o in &outputs {
-            let v = o.to_plain_array_view::<f32>().map_err(tract_error)?;
+            let v = o.to_plain_array_view::<f32>().map_err(tract_error("face detector: output"))?;
             let shape = v.shape().to_vec();
             let (n, last) = (shape.iter().rev().nth(1).copied().unwrap_or(0), *shape.last().unwrap_or(&0));
             let Some(layer) = grids.iter().position(|&(c, k)| c * c * k == n) else {

@@ -55,16 +55,6 @@ impl BBox {
         let y1 = (self.y + self.h).clamp(0.0, height as f32);
         BBox::new(x0, y0, x1 - x0, y1 - y0)
     }
-
-    /// Linear interpolation towards `o` (t = 0 gives self).
-    pub fn lerp(&self, o: &BBox, t: f32) -> BBox {
-        BBox::new(
-            self.x + (o.x - self.x) * t,
-            self.y + (o.y - self.y) * t,
-            self.w + (o.w - self.w) * t,
-            self.h + (o.h - self.h) * t,
-        )
-    }
 }
 
 /// Six face landmarks in image pixels, in BlazeFace's order: the eye on the image's left (the
@@ -194,11 +184,6 @@ pub fn crop_face_rotated(gray: &GrayImage, bbox: &BBox, margin: f32, roll: f32, 
         *gray.get_pixel(px, py)
     });
     crate::data::preprocess::to_face(&DynamicImage::ImageLuma8(square), contrast)
-}
-
-/// Any image as 8-bit RGB (grayscale, RGBA, 16-bit and palette images included).
-pub fn to_rgb(image: &DynamicImage) -> RgbImage {
-    image.to_rgb8()
 }
 
 #[cfg(test)]
