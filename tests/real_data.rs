@@ -16,6 +16,19 @@ fn brief_training_on_real_faces_beats_chance() {
     assert!(acc > 0.25, "val accuracy {acc:.3} does not beat chance clearly");
 }
 
+/// The embedded default model as its training run measured it (any prior correction folded
+/// into it taken out again) and FER+ val with majority labels, preprocessed as the model says.
+fn default_model_and_ferplus_val(root: &std::path::Path) -> (ferrite::model::Network, ferrite::model::file::ModelHeader, ferrite::data::Dataset) {
+    let device = ferrite::device::inference_device();
+    let (net, header) = ferrite::model::embedded::default_model(&device).expect("embedded model");
+    let tau = header.meta.get("prior_correction").and_then(|v| v.as_f64()).unwrap_or(0.0) as f32;
+    let (net, header) = ferrite::model::infer::correct_priors(net, header, -tau).expect("undo the prior correction");
+    let opts = ferrite::data::LoadOptions { contrast: header.contrast(), ..Default::default() };
+    let mode = ferrite::data::ferplus::LabelMode::Majority;
+    let val = ferrite::train::load_ferplus(&root.join("val"), &opts, mode, None).expect("FER+ val");
+    (net, header, val)
+}
+
 /// The model embedded in the binary keeps its stated accuracy (its header's `val_accuracy`,
 /// FER+ majority on all of val) on a fixed sixth of val (every sixth face, ~590): within three
 /// binomial standard deviations of the subset's size (~4.4 points at 85%), so a broken model,
@@ -26,12 +39,7 @@ fn embedded_model_keeps_its_stated_accuracy_on_a_subset() {
         return;
     };
     let device = ferrite::device::inference_device();
-    let (net, header) = ferrite::model::embedded::default_model(&device).expect("embedded model");
-    let tau = header.meta.get("prior_correction").and_then(|v| v.as_f64()).unwrap_or(0.0) as f32;
-    let (net, header) = ferrite::model::infer::correct_priors(net, header, -tau).expect("undo the prior correction");
-    let opts = ferrite::data::LoadOptions { contrast: header.contrast(), ..Default::default() };
-    let mode = ferrite::data::ferplus::LabelMode::Majority;
-    let all = ferrite::train::load_ferplus(&root.join("val"), &opts, mode, None).expect("FER+ val");
+    let (net, header, all) = default_model_and_ferplus_val(&root);
     let keep: Vec<usize> = (0..all.len()).step_by(6).collect();
     let faces: Vec<u8> = keep.iter().flat_map(|&i| all.face(i).to_vec()).collect();
     let subset = ferrite::data::Dataset::from_faces(faces, keep.iter().map(|&i| all.labels[i]).collect());
@@ -53,12 +61,7 @@ fn embedded_models_keep_their_stated_accuracy() {
         return;
     };
     let device = ferrite::device::inference_device();
-    let (net, header) = ferrite::model::embedded::default_model(&device).expect("embedded model");
-    let tau = header.meta.get("prior_correction").and_then(|v| v.as_f64()).unwrap_or(0.0) as f32;
-    let (net, header) = ferrite::model::infer::correct_priors(net, header, -tau).expect("undo the prior correction");
-    let opts = ferrite::data::LoadOptions { contrast: header.contrast(), ..Default::default() };
-    let mode = ferrite::data::ferplus::LabelMode::Majority;
-    let val = ferrite::train::load_ferplus(&root.join("val"), &opts, mode, None).expect("FER+ val");
+    let (net, header, val) = default_model_and_ferplus_val(&root);
     let acc = evaluate(&net, &val, &device).accuracy;
     let stated = header.meta["val_accuracy"].as_f64().expect("the training run's val accuracy");
     eprintln!("embedded default model: {:.2}% FER+ majority on {} val faces (stated {:.2}%)", 100.0 * acc, val.len(), 100.0 * stated);

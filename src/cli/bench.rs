@@ -1,21 +1,15 @@
 //! `ferrite bench`: training and inference speed of an architecture or a trained model.
 
-use super::{Ctx, ShapeArgs, load_model, spec_for};
+use super::{Ctx, NetArgs, load_model};
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use ferrite::model::Arch;
 use ferrite::model::file as modelfile;
 use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct BenchArgs {
-    #[arg(long, value_enum, default_value = "reference")]
-    pub arch: Arch,
-    /// Channel width (architectures that have one).
-    #[arg(long)]
-    pub width: Option<usize>,
     #[command(flatten)]
-    pub shape: ShapeArgs,
+    pub net: NetArgs,
     /// Timed steps (after 5 untimed warm-up steps).
     #[arg(long, default_value_t = 30)]
     pub steps: usize,
@@ -41,12 +35,12 @@ pub struct BenchArgs {
 }
 
 pub fn run(args: BenchArgs, ctx: &Ctx) -> Result<()> {
-    let BenchArgs { arch, width, shape, steps, json, profile, model, embedded, inference_only, replicas } = args;
+    let BenchArgs { net: net_args, steps, json, profile, model, embedded, inference_only, replicas } = args;
     let matmul = ctx.matmul;
     if embedded || model.is_some() || inference_only {
         let device = ferrite::device::inference_device();
         let (net, header, name) = if inference_only && !embedded && model.is_none() {
-            let spec = spec_for(arch, width, shape, None)?;
+            let spec = net_args.spec(None)?;
             let net = ferrite::model::Network::new(&spec, &device);
             (net, modelfile::ModelHeader::new(spec, serde_json::Value::Null), "random weights".to_string())
         } else {
@@ -74,7 +68,7 @@ pub fn run(args: BenchArgs, ctx: &Ctx) -> Result<()> {
         }
                 
     } else if profile {
-        let p = ferrite::bench::profile_step(&spec_for(arch, width, shape, None)?, steps.max(1), 3, matmul);
+        let p = ferrite::bench::profile_step(&net_args.spec(None)?, steps.max(1), 3, matmul);
         if json {
             println!("{}", serde_json::to_string(&p)?);
         } else {
@@ -89,7 +83,7 @@ pub fn run(args: BenchArgs, ctx: &Ctx) -> Result<()> {
         if !(1..=16).contains(&replicas) {
             bail!("--replicas must be in 1..=16 (as for train), not {replicas}");
         }
-        let r = ferrite::bench::measure(&spec_for(arch, width, shape, None)?, steps.max(1), 5, replicas, matmul);
+        let r = ferrite::bench::measure(&net_args.spec(None)?, steps.max(1), 5, replicas, matmul);
         if json {
             println!("{}", serde_json::to_string(&r)?);
         } else {

@@ -1,6 +1,7 @@
 //! `ferrite evaluate`: a model's scores on a labelled data set, or the whole pipeline's on
 //! labelled photos.
 
+use super::face::CropArgs;
 use super::{Ctx, load_model};
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -54,23 +55,17 @@ pub struct EvaluateArgs {
     /// Default: the step the model was trained with (its header's `contrast`).
     #[arg(long, value_enum)]
     pub contrast: Option<Contrast>,
-    /// With --detect: the detector's padded retry for images without a face (see `detect`).
-    #[arg(long, default_value_t = 1.0, requires = "detect")]
-    pub pad_retry: f32,
-    /// With --detect: margin around each face before cropping, a fraction of the box size.
-    #[arg(long, default_value_t = 0.15, requires = "detect")]
-    pub margin: f32,
-    /// With --detect: crop faces without turning them level by their eyes.
-    #[arg(long, requires = "detect")]
-    pub no_align: bool,
-    /// With --detect: the face detector model(s) (see `detect`).
-    #[arg(long, value_enum, default_value_t = ferrite::vision::blazeface::DetectorModel::default(), requires = "detect")]
-    pub detector: ferrite::vision::blazeface::DetectorModel,
+    /// With --detect: how faces are found and cropped (as for `detect`).
+    #[command(flatten)]
+    pub crop: CropArgs,
 }
 
 pub fn run(args: EvaluateArgs, ctx: &Ctx) -> Result<()> {
     let matmul = ctx.matmul;
-    let EvaluateArgs { model, data, usage, skip_bad, out, tta, ferplus, votes, prior_correction, detect, contrast, pad_retry, margin, no_align, detector } = args;
+    let EvaluateArgs { model, data, usage, skip_bad, out, tta, ferplus, votes, prior_correction, detect, contrast, crop } = args;
+    if !detect && crop != CropArgs::DEFAULT {
+        bail!("--margin, --pad-retry, --no-align and --detector apply with --detect");
+    }
     let (model, data, out, tta) = (model.as_deref(), data.as_path(), out.as_deref(), tta);
     let device = ferrite::device::inference_device();
     let (net, header, model_name) = load_model(model, &device, matmul)?;
@@ -80,12 +75,8 @@ pub fn run(args: EvaluateArgs, ctx: &Ctx) -> Result<()> {
     let (net, header) = ferrite::model::infer::correct_priors(net, header, prior_correction)?;
     if detect {
         use ferrite::vision::analyzer::{Analyzer, AnalyzerConfig};
-        if !(0.0..=1.0).contains(&margin) || !(0.0..=2.0).contains(&pad_retry) {
-            bail!("--margin must be in [0, 1] and --pad-retry in [0, 2]");
-        }
-        let mut config = AnalyzerConfig { tta, contrast: opts.contrast, margin, align: !no_align, ..AnalyzerConfig::default() };
-        config.detector.pad_retry = pad_retry;
-        config.detector.model = detector;
+        let mut config = AnalyzerConfig { tta, contrast: opts.contrast, ..AnalyzerConfig::default() };
+        crop.apply(&mut config)?;
         let detector = ferrite::vision::blazeface::BlazeFace::new(config.detector.clone()).context("building the face detector")?;
         let analyzer = Analyzer::from_parts(Box::new(detector), &net, config).context("compiling the expression model")?;
         let report = ferrite::eval::photos::evaluate_photos(&analyzer, data).with_context(|| format!("evaluating {}", data.display()))?;

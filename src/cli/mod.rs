@@ -35,9 +35,14 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Shape options of the compact architecture (besides `--width`).
+/// The network options `summary`, `bench` and `train` share.
 #[derive(clap::Args, Debug, Clone, Copy)]
-pub struct ShapeArgs {
+pub struct NetArgs {
+    #[arg(long, value_enum, default_value = "reference")]
+    pub arch: Arch,
+    /// Channel width (architectures that have one, e.g. compact: first-stage channels, default 32).
+    #[arg(long)]
+    pub width: Option<usize>,
     /// Compact: the network sees the centred N x N crop of the 48x48 face (fewer
     /// multiply-adds; with --shift in training it is random-crop augmentation).
     #[arg(long)]
@@ -45,6 +50,23 @@ pub struct ShapeArgs {
     /// Compact: convolutions in the first, 48-pixel stage (1 or 2, default 2).
     #[arg(long)]
     pub stem_convs: Option<usize>,
+}
+
+impl NetArgs {
+    /// The model spec these options give (with `dropout` where given), checked.
+    pub fn spec(&self, dropout: Option<f64>) -> Result<ModelSpec> {
+        let mut spec = ModelSpec::new(self.arch);
+        if self.width.is_some() {
+            spec.width = self.width;
+        }
+        spec.crop = self.crop;
+        spec.stem_convs = self.stem_convs;
+        if let Some(d) = dropout {
+            spec.dropout = d;
+        }
+        spec.validate()?;
+        Ok(spec)
+    }
 }
 
 #[derive(Subcommand)]
@@ -103,21 +125,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve::run(args),
         Command::Predict(args) => predict::run(args),
     }
-}
-
-/// A model spec from the command line, checked.
-pub fn spec_for(arch: Arch, width: Option<usize>, shape: ShapeArgs, dropout: Option<f64>) -> Result<ModelSpec> {
-    let mut spec = ModelSpec::new(arch);
-    if width.is_some() {
-        spec.width = width;
-    }
-    spec.crop = shape.crop;
-    spec.stem_convs = shape.stem_convs;
-    if let Some(d) = dropout {
-        spec.dropout = d;
-    }
-    spec.validate()?;
-    Ok(spec)
 }
 
 /// The model `--model` names (a file, a run directory, `embedded:NAME`; none: the embedded

@@ -1,11 +1,10 @@
 //! `ferrite train`: train a network from scratch or resume a run.
 
-use super::{Ctx, ShapeArgs, spec_for};
+use super::{Ctx, NetArgs};
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use ferrite::data::augment::AugmentConfig;
 use ferrite::data::ferplus::LabelMode;
-use ferrite::model::Arch;
 use ferrite::plot;
 use ferrite::train::{Mix, OptimizerConfig, Schedule, TrainConfig, TrainOptions};
 use std::io::IsTerminal;
@@ -25,8 +24,8 @@ pub struct TrainArgs {
     /// Continue the run in this directory from its last completed epoch.
     #[arg(long, conflicts_with_all = ["data", "out"])]
     pub resume: Option<PathBuf>,
-    #[arg(long, value_enum, default_value = "reference")]
-    pub arch: Arch,
+    #[command(flatten)]
+    pub net: NetArgs,
     #[arg(long, default_value_t = 20)]
     pub epochs: usize,
     #[arg(long, default_value_t = 64)]
@@ -59,11 +58,6 @@ pub struct TrainArgs {
     pub early_stop: usize,
     #[arg(long, default_value_t = 0.25)]
     pub dropout: f64,
-    /// Channel width (architectures that have one, e.g. compact: first-stage channels, default 32).
-    #[arg(long)]
-    pub width: Option<usize>,
-    #[command(flatten)]
-    pub shape: ShapeArgs,
     /// Augmentation: disable the horizontal flip.
     #[arg(long)]
     pub no_flip: bool,
@@ -162,7 +156,7 @@ pub fn run(a: TrainArgs, ctx: &Ctx) -> Result<()> {
         let (Some(data), Some(out)) = (a.data, a.out) else {
             bail!("--data and --out are required unless --resume is given");
         };
-        let spec = spec_for(a.arch, a.width, a.shape, Some(a.dropout))?;
+        let spec = a.net.spec(Some(a.dropout))?;
         let mut cfg = TrainConfig::new(spec, data);
         cfg.val_data = a.val;
         cfg.epochs = a.epochs;
