@@ -42,6 +42,13 @@ pub enum Matmul {
 impl Matmul {
     /// `p` on this CPU, or an error naming what it lacks.
     pub fn new(p: MatmulPrecision) -> Result<Matmul, crate::error::Error> {
+        // ferrite's kernels run on the flex CPU backend only; a CUDA build never calls them.
+        #[cfg(feature = "cuda")]
+        if p == MatmulPrecision::Bf16 {
+            return Err(crate::error::Error::Unsupported {
+                what: "--matmul bf16 selects ferrite's CPU kernels, which a CUDA build does not run; use f32",
+            });
+        }
         match p {
             MatmulPrecision::F32 => Ok(Matmul::F32),
             MatmulPrecision::Bf16 => Avx512Bf16::detect().map(Matmul::Bf16).ok_or(crate::error::Error::Unsupported {
