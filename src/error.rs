@@ -52,6 +52,14 @@ pub enum Error {
     Plot(String),
     #[error("video {source_name}: {message}")]
     Video { source_name: String, message: String },
+    /// Talking to ffmpeg/ffprobe failed (`what` it was doing), the I/O error kept as the source.
+    #[error("video {source_name}: {what}: {source}")]
+    VideoIo {
+        source_name: String,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("face detector: {0}")]
     Detector(String),
     /// tract (the ONNX runtime behind the face detector and the compiled expression model)

@@ -26,16 +26,19 @@ fn video_error(source: &str, message: impl Into<String>) -> Error {
     }
 }
 
+/// An I/O failure while `what`, with the error as its source.
+fn video_io(source: &str, what: &'static str) -> impl FnOnce(std::io::Error) -> Error {
+    let source_name = source.to_string();
+    move |source| Error::VideoIo { source_name, what, source }
+}
+
 fn spawn(cmd: &mut Command, source: &str) -> Result<Child> {
     cmd.spawn().map_err(|e| {
-        video_error(
-            source,
-            if e.kind() == std::io::ErrorKind::NotFound {
-                format!("{} not found: install ffmpeg (Debian: apt install ffmpeg)", cmd.get_program().to_string_lossy())
-            } else {
-                e.to_string()
-            },
-        )
+        if e.kind() == std::io::ErrorKind::NotFound {
+            video_error(source, format!("{} not found: install ffmpeg (Debian: apt install ffmpeg)", cmd.get_program().to_string_lossy()))
+        } else {
+            video_io(source, "starting ffmpeg")(e)
+        }
     })
 }
 
@@ -59,7 +62,7 @@ pub fn probe(source: &str) -> Result<VideoInfo> {
         source,
     )?
     .wait_with_output()
-    .map_err(|e| video_error(source, e.to_string()))?;
+    .map_err(video_io(source, "running ffprobe"))?;
     if !out.status.success() {
         let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
         return Err(video_error(source, if msg.is_empty() { "ffprobe cannot read it".into() } else { msg }));
@@ -132,14 +135,14 @@ impl FrameReader {
                 Ok(0) => break,
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(video_error(&self.source, e.to_string())),
+                Err(e) => return Err(video_io(&self.source, "reading frames from ffmpeg")(e)),
             }
         }
         if filled == len {
             return Ok(RgbImage::from_raw(self.width, self.height, buf));
         }
         self.finished = true;
-        let status = self.child.wait().map_err(|e| video_error(&self.source, e.to_string()))?;
+        let status = self.child.wait().map_err(video_io(&self.source, "waiting for ffmpeg"))?;
         let mut stderr = String::new();
         if let Some(mut e) = self.child.stderr.take() {
             let _ = e.read_to_string(&mut stderr);
@@ -222,7 +225,7 @@ impl FrameWriter {
         let stdin = self.stdin.as_mut().ok_or_else(|| video_error(&name, "writer already finished"))?;
         stdin
             .write_all(frame.as_raw())
-            .map_err(|e| video_error(&name, format!("ffmpeg stopped taking frames: {e}")))
+            .map_err(video_io(&name, "ffmpeg stopped taking frames"))
     }
 
     /// Close the stream, wait for ffmpeg and move the file into place.
@@ -233,7 +236,7 @@ impl FrameWriter {
         if let Some(mut e) = self.child.stderr.take() {
             let _ = e.read_to_string(&mut stderr);
         }
-        let status = self.child.wait().map_err(|e| video_error(&name, e.to_string()))?;
+        let status = self.child.wait().map_err(video_io(&name, "waiting for ffmpeg"))?;
         if !status.success() {
             let _ = std::fs::remove_file(&self.tmp);
             return Err(video_error(&name, format!("ffmpeg failed: {}", stderr.trim())));
