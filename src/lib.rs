@@ -22,7 +22,7 @@
 //!   analyzer ([`vision::analyzer`]), tracking ([`vision::track`]), ffmpeg video
 //!   ([`vision::video`]), drawing ([`vision::annotate`]);
 //! - [`server`]: the web app and JSON API; [`plot`]: curves, heatmaps, sample grids, timelines;
-//!   [`bench`]: speed measurement.
+//!   [`mod@bench`]: speed measurement.
 //! - The command line is the binary's: `src/main.rs` parses and dispatches to `src/cli/`, one
 //!   file per command.
 

@@ -97,7 +97,7 @@ impl CompactConfig {
 }
 
 impl CompactCnn {
-    /// The network, in order: [crop] then per stage (Conv(3x3, same)-BN-ReLU) x 1 or 2 and a 2x2
+    /// The network, in order: (a crop,) then per stage (Conv(3x3, same)-BN-ReLU) x 1 or 2 and a 2x2
     /// max-pool, global average pooling, dropout, dense. Shapes without a crop (crop c: c, c/2, ...):
     /// (N, 1, 48, 48) -> (N, w, 24, 24) -> (N, 2w, 12, 12) -> (N, 4w, 6, 6) -> (N, 8w, 3, 3)
     /// -> (N, 8w) -> (N, 7) logits.

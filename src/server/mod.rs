@@ -22,10 +22,10 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::Semaphore;
 
-mod api;
-mod listen;
-mod mjpeg;
-mod ws;
+pub mod api;
+pub mod listen;
+pub mod mjpeg;
+pub mod ws;
 
 pub use api::{decode_image, request_image};
 pub use listen::{ServeOptions, serve, shutdown_signal};
