@@ -5,9 +5,11 @@ use super::detect::{CSV_PROBS, face_csv_fields};
 use super::face::FaceArgs;
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use std::io::IsTerminal;
-use std::path::Path;
-use std::path::PathBuf;
+use ferrite::plot::TimelinePoint;
+use ferrite::vision::analyzer::{VideoAnalyzer, VideoOptions};
+use ferrite::vision::video::{FrameReader, FrameWriter, VideoInfo, probe};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 
 #[derive(Args)]
 pub struct VideoArgs {
@@ -50,30 +52,33 @@ pub struct VideoArgs {
 
 pub fn run(args: VideoArgs) -> Result<()> {
     let VideoArgs { source, out, csv, plot, detect_every, smooth_seconds, hysteresis, cut_threshold, max_frames, show, face } = args;
-    let opts = ferrite::vision::analyzer::VideoOptions {
+    let opts = VideoOptions {
         detect_every,
         tracker: ferrite::vision::track::TrackerConfig { smooth_seconds, hysteresis, ..Default::default() },
         cut_threshold,
     };
-    video(&source, out.as_deref(), csv.as_deref(), plot.as_deref(), opts, max_frames, show, &face)?;
-
-    Ok(())
+    check(&opts)?;
+    let outputs = Outputs { video: out.as_deref(), csv: csv.as_deref(), plot: plot.as_deref(), show };
+    video(&source, outputs, opts, max_frames, &face)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn video(
-    source: &str,
-    out: Option<&Path>,
-    csv: Option<&Path>,
-    plot_path: Option<&Path>,
-    mut opts: ferrite::vision::analyzer::VideoOptions,
-    max_frames: Option<usize>,
+/// Where a run's results go.
+struct Outputs<'a> {
+    video: Option<&'a Path>,
+    csv: Option<&'a Path>,
+    plot: Option<&'a Path>,
     show: bool,
-    face: &FaceArgs,
-) -> Result<()> {
-    use ferrite::vision::analyzer::VideoAnalyzer;
-    use ferrite::vision::video::{FrameReader, FrameWriter, probe};
-    use std::io::Write;
+}
+
+/// Seconds spent waiting on each stage ffmpeg and the drawing take, over the run.
+#[derive(Default)]
+struct StageTimes {
+    decode_s: f64,
+    draw_s: f64,
+    encode_s: f64,
+}
+
+fn check(opts: &VideoOptions) -> Result<()> {
     if !(0.0..=5.0).contains(&opts.tracker.smooth_seconds) {
         bail!("--smooth-seconds must be between 0 and 5");
     }
@@ -86,55 +91,62 @@ fn video(
     if opts.detect_every == 0 {
         bail!("--detect-every must be at least 1");
     }
+    Ok(())
+}
+
+/// The per-frame, per-face CSV with its header written.
+fn open_csv(p: &Path) -> Result<std::io::BufWriter<std::fs::File>> {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?);
+    writeln!(f, "frame,time_s,track,detected,x,y,w,h,score,label,{CSV_PROBS}")?;
+    Ok(f)
+}
+
+/// An ffplay window fed raw RGB frames, where there is a display (a warning where not).
+fn open_viewer(info: &VideoInfo) -> Option<std::process::Child> {
+    if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
+        eprintln!("warning: --show needs a display (DISPLAY is not set); continuing without a window");
+        return None;
+    }
+    std::process::Command::new("ffplay")
+        .args(["-loglevel", "error", "-f", "rawvideo", "-pixel_format", "rgb24", "-video_size"])
+        .arg(format!("{}x{}", info.width, info.height))
+        .arg("-framerate")
+        .arg(format!("{}", info.fps))
+        .args(["-window_title", "ferrite", "-i", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| eprintln!("warning: cannot open a window (ffplay: {e})"))
+        .ok()
+}
+
+fn video(source: &str, to: Outputs, mut opts: VideoOptions, max_frames: Option<usize>, face: &FaceArgs) -> Result<()> {
     let info = probe(source)?;
     let analyzer = face.analyzer()?;
     let mut reader = FrameReader::open(source, &info)?;
     let audio = info.has_audio.then_some(source);
-    let mut writer = match out {
+    let mut writer = match to.video {
         Some(p) => Some(FrameWriter::create(p, info.width, info.height, info.fps, audio)?),
         None => None,
     };
-    let mut csv_file = match csv {
-        Some(p) => {
-            let mut f = std::io::BufWriter::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?);
-            writeln!(f, "frame,time_s,track,detected,x,y,w,h,score,label,{CSV_PROBS}")?;
-            Some((p, f))
-        }
+    let mut csv_file = match to.csv {
+        Some(p) => Some((p, open_csv(p)?)),
         None => None,
     };
-    let mut viewer = if show {
-        if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
-            eprintln!("warning: --show needs a display (DISPLAY is not set); continuing without a window");
-            None
-        } else {
-            std::process::Command::new("ffplay")
-                .args(["-loglevel", "error", "-f", "rawvideo", "-pixel_format", "rgb24", "-video_size"])
-                .arg(format!("{}x{}", info.width, info.height))
-                .arg("-framerate")
-                .arg(format!("{}", info.fps))
-                .args(["-window_title", "ferrite", "-i", "-"])
-                .stdin(std::process::Stdio::piped())
-                .spawn()
-                .map_err(|e| eprintln!("warning: cannot open a window (ffplay: {e})"))
-                .ok()
-        }
-    } else {
-        None
-    };
+    let mut viewer = if to.show { open_viewer(&info) } else { None };
     // A track survives a second without its face (and at least one detection interval).
     opts.tracker.max_missed = (info.fps.round() as usize).max(opts.detect_every + 1);
     let detect_every = opts.detect_every;
     let mut va = VideoAnalyzer::new(&analyzer, info.fps, opts);
-    let mut timeline: Vec<ferrite::plot::TimelinePoint> = Vec::new();
+    let mut timeline: Vec<TimelinePoint> = Vec::new();
     let started = std::time::Instant::now();
     let mut frames = 0usize;
     let interactive = std::io::stderr().is_terminal();
-    let (mut decode_s, mut draw_s, mut encode_s) = (0.0f64, 0.0f64, 0.0f64);
+    let mut times = StageTimes::default();
     let outcome: Result<()> = (|| {
         while max_frames.is_none_or(|m| frames < m) {
             let t = std::time::Instant::now();
             let Some(mut frame) = reader.next_frame()? else { break };
-            decode_s += t.elapsed().as_secs_f64();
+            times.decode_s += t.elapsed().as_secs_f64();
             let r = va.process(&frame)?;
             frames += 1;
             if let Some((_, f)) = csv_file.as_mut() {
@@ -144,18 +156,18 @@ fn video(
                 f.flush()?;
             }
             for t in &r.faces {
-                timeline.push(ferrite::plot::TimelinePoint { time_s: r.time_s, track: t.id, probs: t.face.probs });
+                timeline.push(TimelinePoint { time_s: r.time_s, track: t.id, probs: t.face.probs });
             }
             let t = std::time::Instant::now();
             if writer.is_some() || viewer.is_some() {
                 analyzer.draw_tracked(&mut frame, &r.faces);
             }
             let t2 = std::time::Instant::now();
-            draw_s += (t2 - t).as_secs_f64();
+            times.draw_s += (t2 - t).as_secs_f64();
             if let Some(w) = writer.as_mut() {
                 w.write(&frame)?;
             }
-            encode_s += t2.elapsed().as_secs_f64();
+            times.encode_s += t2.elapsed().as_secs_f64();
             if let Some(v) = viewer.as_mut()
                 && v.stdin.as_mut().is_none_or(|s| s.write_all(frame.as_raw()).is_err())
             {
@@ -176,7 +188,7 @@ fn video(
         f.flush().with_context(|| format!("writing {}", p.display()))?;
         println!("timeline: {}", p.display());
     }
-    if let Some(p) = plot_path
+    if let Some(p) = to.plot
         && !timeline.is_empty()
     {
         ferrite::plot::timeline(&timeline, 6, p).with_context(|| format!("writing {}", p.display()))?;
@@ -185,22 +197,18 @@ fn video(
     outcome.with_context(|| format!("after {frames} frame(s)"))?;
     if let Some(w) = writer {
         w.finish()?;
-        println!("annotated video: {}", out.map(|p| p.display().to_string()).unwrap_or_default());
+        println!("annotated video: {}", to.video.map(|p| p.display().to_string()).unwrap_or_default());
     }
     let tracks: std::collections::BTreeSet<u32> = timeline.iter().map(|t| t.track).collect();
-    println!(
-        "{frames} frame(s) in {secs:.1}s ({:.1} fps), {} person(s) tracked",
-        frames as f64 / secs.max(1e-9),
-        tracks.len()
-    );
+    println!("{frames} frame(s) in {secs:.1}s ({:.1} fps), {} person(s) tracked", frames as f64 / secs.max(1e-9), tracks.len());
     let per = |s: f64| 1000.0 * s / frames.max(1) as f64;
     println!(
         "ms per frame: decode wait {:.2}, detect {:.2} (every {detect_every} frames), classify {:.2}, draw {:.2}, encode wait {:.2}",
-        per(decode_s),
+        per(times.decode_s),
         per(va.detect_s),
         per(va.classify_s),
-        per(draw_s),
-        per(encode_s)
+        per(times.draw_s),
+        per(times.encode_s)
     );
     Ok(())
 }
