@@ -15,11 +15,12 @@ command -v cargo-fuzz >/dev/null || { echo "needs cargo-fuzz: cargo install carg
 cargo build --release --quiet --example fuzz_seeds
 seeds="$root/fuzz/corpus/.seeds"
 rm -rf "$seeds"
-"$root/target/release/examples/fuzz_seeds" "$seeds" >/dev/null
+"${CARGO_TARGET_DIR:-$root/target}/release/examples/fuzz_seeds" "$seeds" >/dev/null
 cargo +nightly fuzz build --fuzz-dir fuzz 2>&1 | grep -E "^(error|warning: unused)" || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(cargo +nightly fuzz list --fuzz-dir fuzz)
-bin="$root/fuzz/target/x86_64-unknown-linux-gnu/release"
+# cargo puts everything under CARGO_TARGET_DIR where it is set (cargo-fuzz's fuzz/target otherwise).
+bin="${CARGO_TARGET_DIR:-$root/fuzz/target}/x86_64-unknown-linux-gnu/release"
 jobs="${FUZZ_JOBS:-$(nproc)}"
 logs="$root/fuzz/logs"
 mkdir -p "$logs"
