@@ -4,14 +4,16 @@
 # run (this machine's speed drifts by +-20% between minutes, so compare medians of one run only).
 # Build the baseline from an older commit first, e.g.
 #   git worktree add /tmp/base REV && (cd /tmp/base && cargo build --release)
-# Usage: bench/ab.sh BASE_BIN NEW_BIN [ROUNDS] [STEPS]
+# Usage: [AB_MATMUL=f32|bf16] bench/ab.sh BASE_BIN NEW_BIN [ROUNDS] [STEPS]
 set -euo pipefail
 base="${1:?usage: bench/ab.sh BASE_BIN NEW_BIN [ROUNDS] [STEPS]}"
 new="${2:?usage: bench/ab.sh BASE_BIN NEW_BIN [ROUNDS] [STEPS]}"
 rounds="${3:-5}"
 steps="${4:-20}"
+# bf16 matrix products where the CPU has them (what `train` picks); AB_MATMUL=f32 forces f32.
 matmul=f32
 grep -q avx512_bf16 /proc/cpuinfo && matmul=bf16
+matmul="${AB_MATMUL:-$matmul}"
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p') | $(nproc) cores | matmul $matmul | $(date -u +%F)"
 out="$(mktemp)"
 for _ in $(seq "$rounds"); do
