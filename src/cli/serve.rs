@@ -56,9 +56,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
+        let stop = ferrite::server::shutdown_signal().context("installing the SIGINT/SIGTERM handlers")?;
         println!("ferrite is serving on http://{local}/ (Ctrl-C or SIGTERM stops)");
         let app = ferrite::server::app(state);
-        ferrite::server::serve(listener, app, serve_opts, ferrite::server::shutdown_signal()).await.context("server failed")
+        ferrite::server::serve(listener, app, serve_opts, stop).await.context("server failed")
     })?;
             
     Ok(())
