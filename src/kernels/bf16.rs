@@ -300,7 +300,7 @@ mod tests {
                 let start = rnd(m * n, &mut seed);
                 for accumulate in [false, true] {
                     let (mut want, mut got) = (start.clone(), start.clone());
-                    crate::kernels::gemm::gemm_f32(&mut want, [m, n, k], accumulate, (&ar, ars, acs), (&br, brs, bcs));
+                    crate::kernels::gemm::gemm(crate::kernels::Matmul::F32, &mut want, [m, n, k], accumulate, (&ar, ars, acs), (&br, brs, bcs));
                     gemm(cpu, &mut got, [m, n, k], accumulate, (&a, ars, acs), (&b, brs, bcs));
                     for (idx, (w, g)) in want.iter().zip(&got).enumerate() {
                         assert!((w - g).abs() <= 1e-4, "{m}x{n}x{k} layout {li} acc {accumulate} at {idx}: f32 {w} bf16 {g}");

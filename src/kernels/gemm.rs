@@ -85,13 +85,6 @@ fn check_operands(dst: &[f32], [m, n, k]: [usize; 3], lhs: Mat, rhs: Mat) {
     assert!(dst.len() >= m * n && fits(lhs, m, k) && fits(rhs, k, n), "gemm: operand shorter than its shape");
 }
 
-/// [`gemm`] in f32 (the reference the bf16 product is tested against).
-#[cfg(test)]
-pub(crate) fn gemm_f32(dst: &mut [f32], mnk: [usize; 3], accumulate: bool, lhs: Mat, rhs: Mat) {
-    check_operands(dst, mnk, lhs, rhs);
-    gemm_f32_checked(dst, mnk, accumulate, lhs, rhs)
-}
-
 /// The `gemm` crate's f32 product; the operands were checked by the caller.
 fn gemm_f32_checked(dst: &mut [f32], [m, n, k]: [usize; 3], accumulate: bool, lhs: Mat, rhs: Mat) {
     // SAFETY: `check_operands` (every caller) keeps every element the strides address inside

@@ -9,7 +9,7 @@
 //! G^T [(AT^T dY AT) . (BT d BT^T)] G (Lavin & Gray 2016). The matrices come from
 //! `tools/winograd_matrices.py` (Toom-Cook on 0, 1, -1, 2, -2 and infinity, checked
 //! symbolically there). Work is split into chunks of whole images (~256 tiles), a chunk at a time
-//! per thread; the a^2 products of a chunk run through `gemm_f32` (f32 or bf16) on one thread
+//! per thread; the a^2 products of a chunk run through `gemm::gemm` (f32 or bf16) on one thread
 //! each. The tile transforms work on 16-lane blocks of channels, channels last, and run as
 //! AVX-512 instantiations where the CPU has it. Values equal the direct convolution up to float rounding (tests here and in `conv.rs`).
 

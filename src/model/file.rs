@@ -314,33 +314,29 @@ impl ModelSource {
         }
     }
 
-    /// The file to read (a run directory's model), `None` for an embedded model.
-    pub fn file(&self) -> Option<PathBuf> {
-        match self {
-            ModelSource::Embedded(_) => None,
-            ModelSource::Path(p) if p.is_dir() => Some(run_dir_model(p)),
-            ModelSource::Path(p) => Some(p.clone()),
-        }
-    }
-
     /// How reports and errors name the model: `<embedded NAME model>` or the file read.
     pub fn name(&self) -> String {
-        match (self, self.file()) {
-            (_, Some(f)) => f.display().to_string(),
-            (ModelSource::Embedded(name), None) => format!("<embedded {name} model>"),
-            (ModelSource::Path(p), None) => p.display().to_string(),
+        match self {
+            ModelSource::Embedded(name) => format!("<embedded {name} model>"),
+            ModelSource::Path(p) => model_file(p).display().to_string(),
         }
     }
 
     /// The network (in inference mode) and its header.
     pub fn load(&self, device: &Device) -> Result<(Network, ModelHeader)> {
-        let (net, header) = match (self, self.file()) {
-            (ModelSource::Embedded(name), _) => return crate::model::embedded::named(name, device),
-            (_, Some(f)) => load(&f, device)?,
-            (ModelSource::Path(p), None) => load(p, device)?,
-        };
-        Ok((burn::module::Module::valid(&net), header))
+        match self {
+            ModelSource::Embedded(name) => crate::model::embedded::named(name, device),
+            ModelSource::Path(p) => {
+                let (net, header) = load(&model_file(p), device)?;
+                Ok((burn::module::Module::valid(&net), header))
+            }
+        }
     }
+}
+
+/// The file to read for `--model PATH`: the path itself, or a run directory's model.
+fn model_file(p: &Path) -> PathBuf {
+    if p.is_dir() { run_dir_model(p) } else { p.to_path_buf() }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod reference;
 pub mod summary;
 
 use crate::error::{Error, Result};
+use crate::kernels::Matmul;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -20,8 +21,6 @@ use std::str::FromStr;
 
 pub use compact::{CompactCnn, CompactConfig};
 pub use layers::{Layer, LayerKind, LayerRow, Pass, Tape};
-use crate::kernels::Matmul;
-
 pub use reference::{ReferenceCnn, ReferenceConfig};
 
 /// The architectures ferrite can build (`--arch`).
