@@ -11,7 +11,7 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     if let Err(e) = cli::run(cli::Cli::parse()) {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", cli::report(&e));
         std::process::exit(1);
     }
 }

@@ -153,6 +153,11 @@ fn bad_inputs_give_clear_errors() {
     let o = ferrite(&["data", "stats", missing.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("missing") && text(&o).contains("cannot open"), "{}", text(&o));
+    // A missing model file: named, and its I/O error said once (the library's message
+    // already holds the error it keeps as its source).
+    let o = ferrite(&["predict", "--model", missing.to_str().unwrap(), missing.to_str().unwrap()]);
+    assert!(!o.status.success() && text(&o).contains("loading model") && text(&o).contains("missing"), "{}", text(&o));
+    assert_eq!(text(&o).matches("(os error 2)").count(), 1, "{}", text(&o));
 
     let empty = dir.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();

@@ -105,6 +105,23 @@ pub struct Ctx {
     pub matmul_given: Option<MatmulPrecision>,
 }
 
+/// An error and its causes on one line, outermost first. A cause whose text its parent's
+/// message already contains (the library's errors print their source) is not said twice.
+pub fn report(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 /// Run the command `cli` names.
 pub fn run(cli: Cli) -> Result<()> {
     ferrite::device::tune_allocator();
