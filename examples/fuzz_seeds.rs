@@ -76,7 +76,7 @@ fn main() -> anyhow::Result<()> {
     spec.width = Some(4);
     let device = ferrite::device::training_device();
     let net = ferrite::model::Network::new(&spec, &device);
-    let header = ferrite::model::file::ModelHeader::new(spec.clone(), serde_json::json!({"epoch": 1}));
+    let header = ferrite::model::file::ModelHeader::new(spec.clone(), ferrite::model::meta::ModelMeta::at_epoch(1));
     write(&out.join("model_file"), "tiny.ferrite", &ferrite::model::file::encode(&net, &header)?)?;
     let run = tempdir(&out)?;
     let mut cfg = ferrite::train::TrainConfig::new(spec, run.join("unused"));

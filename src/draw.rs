@@ -1,14 +1,19 @@
 //! The embedded font and the PNG rendering every picture shares (plots, layer diagrams,
 //! annotated photos).
 
+#[cfg(feature = "plot")]
 use crate::error::{Error, Result};
+#[cfg(feature = "plot")]
 use crate::fsutil::write_atomic_with;
+#[cfg(feature = "plot")]
 use plotters::prelude::*;
+#[cfg(feature = "plot")]
 use std::path::Path;
 
 pub static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 
 /// Register the embedded font with plotters (once).
+#[cfg(feature = "plot")]
 pub fn ensure_font() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -18,11 +23,13 @@ pub fn ensure_font() {
     });
 }
 
+#[cfg(feature = "plot")]
 pub(crate) fn perr<E: std::fmt::Display>(e: E) -> Error {
     Error::Plot(format!("drawing failed: {e}"))
 }
 
 /// Draw into an RGB buffer of `w` x `h` with `draw`, then save it as PNG atomically.
+#[cfg(feature = "plot")]
 pub(crate) fn render_png(
     path: &Path,
     (w, h): (u32, u32),
@@ -31,6 +38,7 @@ pub(crate) fn render_png(
     render_png_on(path, vec![255u8; (w * h * 3) as usize], (w, h), draw)
 }
 
+#[cfg(feature = "plot")]
 pub(crate) fn render_png_on(
     path: &Path,
     mut buf: Vec<u8>,

@@ -4,7 +4,11 @@ use std::path::PathBuf;
 
 /// Everything the library can fail with; each variant names the file or field at fault.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
+    /// A setting outside what it accepts (`name` as the library spells it, never a flag).
+    #[error("setting `{name}` = {value}: expected {expected}")]
+    Setting { name: &'static str, value: String, expected: String },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -41,7 +45,7 @@ pub enum Error {
     #[error("ONNX export: {0}")]
     OnnxExport(String),
     /// A training run directory that already holds a run (`train` never overwrites one).
-    #[error("{path} already holds a training run; use --resume to continue it or choose another --out")]
+    #[error("{path} already holds a training run; resume it or choose another output folder")]
     RunExists { path: PathBuf },
     /// This machine cannot do what was asked (a CPU feature it lacks).
     #[error("{what}")]

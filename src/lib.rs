@@ -1,10 +1,47 @@
-//! ferrite: facial expression recognition (FER2013) in Rust: data, models, training, evaluation,
-//! faces in photos and video, a web app. Data flows photo -> [`vision`] (detector, crop and
-//! alignment) -> [`data::preprocess`] (48x48 face) -> [`model`] (network) -> [`vision::track`]
-//! (ids and smoothing over frames) -> output (JSON/CSV, pictures, the [`server`]'s answers);
-//! `ARCHITECTURE.md` draws it.
+//! ferrite: facial expression recognition (FER2013's seven classes) in Rust: find every face in
+//! a photo or video, and give each the probabilities of angry, disgust, fear, happy, neutral,
+//! sad and surprise. The face detector and expression models are embedded: nothing is
+//! downloaded at run time.
 //!
-//! The parts, one folder or file each:
+//! # The front door
+//!
+//! [`Analyzer::builder`] takes the settings (model, detector, test-time views, abstain
+//! threshold, margin, alignment, threads), [`build`](AnalyzerBuilder::build) checks them, loads
+//! the model and reads its preprocessing from the model itself. One analyzer is built once and
+//! shared between threads:
+//!
+//! ```
+//! use ferrite::{Analyzer, Emotion};
+//!
+//! # fn main() -> ferrite::Result<()> {
+//! let analyzer = Analyzer::builder().abstain(0.4).build()?;
+//! let photo = image::open("tests/fixtures/photos/astronaut.jpg").expect("a test photo");
+//! let faces = analyzer.analyze(&photo)?;
+//! assert_eq!(faces.len(), 1);
+//! let face = &faces[0];
+//! println!("{} at {:?}: happy {:.2}", face.label_name(), face.bbox, face.probs[Emotion::Happy.index()]);
+//! assert!((face.probs.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+//! // Faces serialise to JSON as the command line and the server write them.
+//! let json = serde_json::to_value(face).expect("a face serialises");
+//! assert!(json["probabilities"]["happy"].is_number());
+//! # Ok(()) }
+//! ```
+//!
+//! Many photos in parallel: [`Analyzer::analyze_many`] (paths, bytes or decoded images); face
+//! crops without the detector: [`Analyzer::predict`]; video frames with tracking and smoothing:
+//! [`Analyzer::video`] (and, with the `video` feature, ffmpeg input in [`vision::video`]).
+//!
+//! # Cargo features
+//!
+//! `default-features = false` is the core (detection, models, analysis, data sets, evaluation).
+//! `train` (the fit loop), `video` (ffmpeg), `plot` (charts), `server` (web app) and `cli` (the
+//! binary; on by default, with all the others) add the rest.
+//!
+//! # The parts
+//!
+//! Data flows photo -> [`vision`] (detector, crop and alignment) -> [`data::preprocess`] (48x48
+//! face) -> [`model`] (network) -> [`vision::track`] (ids and smoothing over frames) -> output
+//! (JSON/CSV, pictures, the server's answers); `ARCHITECTURE.md` draws it. One folder or file each:
 //! - [`emotion`]: the one `Emotion` enum (class names, order, count); [`error`]: typed errors;
 //!   [`device`]: the backend choice, threads, allocator; [`fsutil`]: atomic writes; [`draw`]: the
 //!   font and PNG rendering of every picture;
@@ -14,18 +51,21 @@
 //!   dropout, BatchNorm, f32/bf16 products) with CPU features as tokens;
 //! - [`model`]: architectures, each described once as a list of layers ([`model::layers`]),
 //!   ensembles, inference with test-time augmentation ([`model::infer`]), the model file
-//!   ([`model::file`]), ONNX export and tract ([`model::onnx`]), the embedded models
-//!   ([`model::embedded`]), layer tables and diagrams ([`model::summary`]);
-//! - [`train`]: configs, steps, replicas, schedules, checkpoints, resume, the fit loop;
+//!   ([`model::file`]) and its typed contract ([`model::meta`]), ONNX export and tract
+//!   ([`model::onnx`]), the embedded models ([`model::embedded`]), layer tables and diagrams
+//!   ([`model::summary`]);
+//! - [`train`] (feature `train`): configs, steps, replicas, schedules, checkpoints, resume, the
+//!   fit loop; [`mod@bench`]: speed measurement;
 //! - [`eval`]: scores on data sets ([`eval::metrics`]) and on labelled photos ([`eval::photos`]);
-//! - [`vision`]: face detection ([`vision::blazeface`], [`vision::detect`]), the photo/video
-//!   analyzer ([`vision::analyzer`]), tracking ([`vision::track`]), ffmpeg video
-//!   ([`vision::video`]), drawing ([`vision::annotate`]);
-//! - [`server`]: the web app and JSON API; [`plot`]: curves, heatmaps, sample grids, timelines;
-//!   [`mod@bench`]: speed measurement.
+//! - [`vision`]: face detection ([`vision::blazeface`], [`vision::detect`]), the analyzer and its
+//!   settings ([`vision::analyzer`], [`vision::builder`]), tracking ([`vision::track`]), ffmpeg
+//!   video ([`vision::video`], feature `video`), drawing ([`vision::annotate`]);
+//! - [`server`] (feature `server`): the web app and JSON API; [`plot`] (feature `plot`): curves,
+//!   heatmaps, sample grids, timelines.
 //! - The command line is the binary's: `src/main.rs` parses and dispatches to `src/cli/`, one
 //!   file per command.
 
+#[cfg(feature = "train")]
 pub mod bench;
 pub mod data;
 pub mod device;
@@ -36,13 +76,25 @@ pub mod eval;
 pub mod fsutil;
 pub mod kernels;
 pub mod model;
+#[cfg(feature = "plot")]
 pub mod plot;
+#[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "train")]
 pub mod train;
 pub mod vision;
 
+pub use data::preprocess::Contrast;
 pub use emotion::Emotion;
 pub use error::{Error, Result};
+pub use eval::metrics::Report;
+pub use model::source::ModelSource;
+pub use model::infer::Tta;
+pub use model::meta::ModelMeta;
+pub use vision::analyzer::{Analyzer, EncodedImage, Face, FrameResult, ImageInput, TrackedFace, VideoAnalyzer, VideoOptions};
+pub use vision::blazeface::DetectorModel;
+pub use vision::builder::AnalyzerBuilder;
+pub use vision::detect::{BBox, Landmarks};
 
 /// Tests that draw from the backend's global random generator (parameter init, dropout) hold
 /// this lock, so that seeded runs stay repeatable while tests run in parallel.

@@ -125,7 +125,7 @@ fn kept_checkpoints_average_into_one_model() {
     let device = ferrite::device::inference_device();
     let (net, header) = ferrite::model::file::load(&avg, &device).unwrap();
     assert_eq!(header.spec.arch, ferrite::model::Arch::Compact, "one network, not an ensemble");
-    assert_eq!(header.meta["averaged"][1]["epoch"], 3);
+    assert_eq!(header.meta.averaged[1].epoch, Some(3));
     assert_eq!(net.members().len(), 1);
     let o = ferrite(&["evaluate", "--model", avg.to_str().unwrap(), "--data", val.to_str().unwrap()]);
     assert!(o.status.success() && text(&o).contains("confusion matrix"), "{}", text(&o));
@@ -136,7 +136,7 @@ fn kept_checkpoints_average_into_one_model() {
     ferrite::model::file::save(
         &other,
         &ferrite::model::Network::new(&spec, &device),
-        &ferrite::model::file::ModelHeader::new(spec, serde_json::Value::Null),
+        &ferrite::model::file::ModelHeader::new(spec, Default::default()),
     )
     .unwrap();
     let o = ferrite(&[
@@ -279,7 +279,7 @@ fn export_two_models_gives_an_averaging_ensemble() {
         spec.width = Some(width);
         spec.crop = crop;
         let path = dir.path().join(format!("m{i}.ferrite"));
-        save(&path, &Network::new(&spec, &device), &ModelHeader::new(spec, serde_json::json!({ "member": i }))).unwrap();
+        save(&path, &Network::new(&spec, &device), &ModelHeader::new(spec, ferrite::model::meta::ModelMeta::from_json(serde_json::json!({ "member": i })))).unwrap();
         paths.push(path.to_str().unwrap().to_string());
     }
     let ens = dir.path().join("ens.ferrite");

@@ -1,5 +1,5 @@
 //! The code's layout, checked (issue 25): no source file over 700 lines, `main.rs` at most 150,
-//! no import circle between the library's parts, no kernel code under `src/model/`, no
+//! no import circle between the library's parts or between the files of one part, no kernel code under `src/model/`, no
 //! process-wide switch in the kernels, every file opening with a `//!` line, and every part
 //! named in `lib.rs`.
 
@@ -75,17 +75,6 @@ fn no_import_circle_between_the_parts() {
             }
         }
     }
-    // Depth-first search for a path back to the start.
-    fn reach(deps: &BTreeMap<String, BTreeSet<String>>, from: &str, to: &str, seen: &mut BTreeSet<String>, path: &mut Vec<String>) -> bool {
-        for next in deps.get(from).into_iter().flatten() {
-            path.push(next.clone());
-            if next == to || (seen.insert(next.clone()) && reach(deps, next, to, seen, path)) {
-                return true;
-            }
-            path.pop();
-        }
-        false
-    }
     for start in deps.keys() {
         let mut path = vec![start.clone()];
         assert!(!reach(&deps, start, start, &mut BTreeSet::new(), &mut path), "import circle: {}", path.join(" -> "));
@@ -93,6 +82,55 @@ fn no_import_circle_between_the_parts() {
     // The layering the architecture describes (ARCHITECTURE.md), spot-checked.
     for (lower, upper) in [("kernels", "model"), ("model", "train"), ("model", "vision"), ("train", "plot"), ("data", "model"), ("vision", "server")] {
         assert!(!deps.get(lower).is_some_and(|d| d.contains(upper)), "{lower} imports {upper}");
+    }
+}
+
+/// Depth-first search for a path from `from` back to `to` in `deps`.
+fn reach(deps: &BTreeMap<String, BTreeSet<String>>, from: &str, to: &str, seen: &mut BTreeSet<String>, path: &mut Vec<String>) -> bool {
+    for next in deps.get(from).into_iter().flatten() {
+        path.push(next.clone());
+        if next == to || (seen.insert(next.clone()) && reach(deps, next, to, seen, path)) {
+            return true;
+        }
+        path.pop();
+    }
+    false
+}
+
+/// Inside each part too: no two files of one folder import each other, directly or through
+/// others (`super::NAME` or `crate::PART::NAME`; a folder's `mod.rs`, which declares its files,
+/// and inline tests are left out).
+#[test]
+fn no_import_circle_inside_a_part() {
+    let all = files();
+    let mut deps: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (path, text) in &all {
+        let Some((folder, file)) = path.rsplit_once('/') else { continue };
+        if file == "mod.rs" || file == "tests.rs" || folder.starts_with("cli") {
+            continue;
+        }
+        let siblings: BTreeSet<String> = all
+            .iter()
+            .filter_map(|(p, _)| p.strip_prefix(&format!("{folder}/")))
+            .filter(|f| !f.contains('/') && *f != "mod.rs" && *f != "tests.rs")
+            .map(|f| f.trim_end_matches(".rs").to_string())
+            .collect();
+        let me = file.trim_end_matches(".rs");
+        let code = code(text);
+        let crate_prefix = format!("crate::{}::", folder.replace('/', "::"));
+        for prefix in ["super::", crate_prefix.as_str()] {
+            for (i, _) in code.match_indices(prefix) {
+                let name: String = code[i + prefix.len()..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                if name != me && siblings.contains(&name) {
+                    deps.entry(format!("{folder}/{me}")).or_default().insert(format!("{folder}/{name}"));
+                }
+            }
+        }
+    }
+    assert!(deps.values().map(|d| d.len()).sum::<usize>() > 5, "the check sees the imports between files: {deps:?}");
+    for start in deps.keys() {
+        let mut path = vec![start.clone()];
+        assert!(!reach(&deps, start, start, &mut BTreeSet::new(), &mut path), "import circle: {}", path.join(" -> "));
     }
 }
 
@@ -120,5 +158,23 @@ fn lib_rs_names_every_part() {
     for p in parts {
         assert!(lib.contains(&format!("pub mod {p};")), "lib.rs does not declare {p}");
         assert!(lib.contains(&format!("[`{p}`]")) || lib.contains(&format!("[`mod@{p}`]")), "lib.rs's overview does not name {p}");
+    }
+}
+
+/// The library's core (`default-features = false`) compiles no web server, command line,
+/// plotting or progress bars (issue 31): `cargo tree` over its normal dependencies.
+#[test]
+fn the_core_leaves_out_server_cli_and_plots() {
+    let out = std::process::Command::new(env!("CARGO"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["tree", "-e", "normal", "--no-default-features", "-p", "ferrite", "--prefix", "none", "--offline"])
+        .output()
+        .expect("cargo runs");
+    assert!(out.status.success(), "cargo tree failed: {}", String::from_utf8_lossy(&out.stderr));
+    let tree = String::from_utf8_lossy(&out.stdout);
+    let crates: BTreeSet<&str> = tree.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    assert!(crates.contains("tract-onnx") && crates.contains("image"), "the core keeps detection and models: {crates:?}");
+    for left_out in ["axum", "hyper", "tokio", "clap", "plotters", "indicatif", "tracing-subscriber"] {
+        assert!(!crates.contains(left_out), "`default-features = false` still depends on {left_out}");
     }
 }

@@ -21,7 +21,7 @@ fn brief_training_on_real_faces_beats_chance() {
 fn default_model_and_ferplus_val(root: &std::path::Path) -> (ferrite::model::Network, ferrite::model::file::ModelHeader, ferrite::data::Dataset) {
     let device = ferrite::device::inference_device();
     let (net, header) = ferrite::model::embedded::default_model(&device).expect("embedded model");
-    let tau = header.meta.get("prior_correction").and_then(|v| v.as_f64()).unwrap_or(0.0) as f32;
+    let tau = header.meta.prior_correction as f32;
     let (net, header) = ferrite::model::infer::correct_priors(net, header, -tau).expect("undo the prior correction");
     let opts = ferrite::data::LoadOptions { contrast: header.contrast(), ..Default::default() };
     let mode = ferrite::data::ferplus::LabelMode::Majority;
@@ -44,7 +44,7 @@ fn embedded_model_keeps_its_stated_accuracy_on_a_subset() {
     let faces: Vec<u8> = keep.iter().flat_map(|&i| all.face(i).to_vec()).collect();
     let subset = ferrite::data::Dataset::from_faces(faces, keep.iter().map(|&i| all.labels[i]).collect());
     let acc = evaluate(&net, &subset, &device).accuracy;
-    let stated = header.meta["val_accuracy"].as_f64().expect("the training run's val accuracy");
+    let stated = header.meta.val_accuracy.expect("the training run's val accuracy");
     let n = subset.len() as f64;
     let band = 3.0 * (stated * (1.0 - stated) / n).sqrt();
     eprintln!("embedded model ({}): {:.2}% on {} val faces (every sixth), stated {:.2}% +- {:.2}", header.spec.arch, 100.0 * acc, subset.len(), 100.0 * stated, 100.0 * band);
@@ -63,9 +63,9 @@ fn embedded_models_keep_their_stated_accuracy() {
     let device = ferrite::device::inference_device();
     let (net, header, val) = default_model_and_ferplus_val(&root);
     let acc = evaluate(&net, &val, &device).accuracy;
-    let stated = header.meta["val_accuracy"].as_f64().expect("the training run's val accuracy");
+    let stated = header.meta.val_accuracy.expect("the training run's val accuracy");
     eprintln!("embedded default model: {:.2}% FER+ majority on {} val faces (stated {:.2}%)", 100.0 * acc, val.len(), 100.0 * stated);
-    assert!(header.meta["labels"].as_str().is_some_and(|l| l.starts_with("ferplus")), "{:?}", header.meta);
+    assert!(header.meta.labels.as_deref().is_some_and(|l| l.starts_with("ferplus")), "{:?}", header.meta);
     assert!((acc - stated).abs() <= 0.006, "f16 model {acc:.4} vs its f32 run {stated:.4}");
 
     let (net, header) = ferrite::model::embedded::named("fer2013", &device).expect("embedded fer2013 model");

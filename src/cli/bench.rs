@@ -42,7 +42,7 @@ pub fn run(args: BenchArgs, ctx: &Ctx) -> Result<()> {
         let (net, header, name) = if inference_only && !embedded && model.is_none() {
             let spec = net_args.spec(None)?;
             let net = ferrite::model::Network::new(&spec, &device);
-            (net, modelfile::ModelHeader::new(spec, serde_json::Value::Null), "random weights".to_string())
+            (net, modelfile::ModelHeader::new(spec, Default::default()), "random weights".to_string())
         } else {
             load_model(model.as_deref(), &device, matmul)?
         };

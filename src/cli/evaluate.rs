@@ -74,16 +74,13 @@ pub fn run(args: EvaluateArgs, ctx: &Ctx) -> Result<()> {
     let ferplus = ferplus.then_some(votes);
     let (net, header) = ferrite::model::infer::correct_priors(net, header, prior_correction)?;
     if detect {
-        use ferrite::vision::analyzer::{Analyzer, AnalyzerConfig};
-        let mut config = AnalyzerConfig { tta, contrast: opts.contrast, ..AnalyzerConfig::default() };
-        crop.apply(&mut config)?;
-        let detector = ferrite::vision::blazeface::BlazeFace::new(config.detector.clone()).context("building the face detector")?;
-        let analyzer = Analyzer::from_parts(Box::new(detector), &net, config).context("compiling the expression model")?;
+        let builder = ferrite::Analyzer::builder().network(net, header.clone()).tta(tta).contrast(Some(opts.contrast));
+        let analyzer = crop.apply(builder).build().context("building the analyzer")?;
         let report = ferrite::eval::photos::evaluate_photos(&analyzer, data).with_context(|| format!("evaluating {}", data.display()))?;
         println!(
             "model {model_name} ({}), full pipeline (detector, largest face), test-time augmentation: {tta:?}, prior correction {}",
             header.spec.arch,
-            header.meta.get("prior_correction").and_then(|v| v.as_f64()).unwrap_or(0.0)
+            header.meta.prior_correction
         );
         print!("{}", report.to_text());
         if let Some(dir) = out {
@@ -112,7 +109,7 @@ pub fn run(args: EvaluateArgs, ctx: &Ctx) -> Result<()> {
         header.spec.arch,
         if ferplus.is_some() { "FER+ majority" } else { "the data's own" },
         opts.contrast,
-        header.meta.get("prior_correction").and_then(|v| v.as_f64()).unwrap_or(0.0)
+        header.meta.prior_correction
     );
     print!("{}", report.to_text());
     if !ds.skipped.is_empty() {

@@ -78,11 +78,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
     if let Some(data) = &class_priors_from {
         let opts = LoadOptions { usage: data.is_file().then(|| "Training".to_string()), ..Default::default() };
         let ds = Dataset::load(data, &opts).with_context(|| format!("loading {}", data.display()))?;
-        if let Some(m) = header.meta.as_object_mut() {
-            m.insert("class_priors".into(), serde_json::json!(ds.class_priors()));
-        } else {
-            header.meta = serde_json::json!({ "class_priors": ds.class_priors() });
-        }
+        header.meta.class_priors = Some(ds.class_priors());
     }
     let (net, mut header) = ferrite::model::infer::correct_priors(net, header, prior_correction)?;
     if let Some(c) = contrast {

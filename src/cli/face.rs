@@ -1,12 +1,8 @@
 //! The face options `detect`, `video` and `serve` share, and the analyzer they build.
 
-use super::load_model;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
-use ferrite::kernels::Matmul;
-use ferrite::model::infer::Tta;
-use ferrite::vision::analyzer::AnalyzerConfig;
-use ferrite::vision::blazeface::DetectorModel;
+use ferrite::{Analyzer, AnalyzerBuilder, DetectorModel, ModelSource, Tta};
 use std::path::PathBuf;
 
 /// How faces are found and cut out: shared by `detect`, `video`, `serve` (through
@@ -33,16 +29,9 @@ impl CropArgs {
     /// The flags' defaults.
     pub const DEFAULT: CropArgs = CropArgs { margin: 0.15, pad_retry: 1.0, detector: DetectorModel::Both, no_align: false };
 
-    /// Check the values and set them in `config`.
-    pub fn apply(&self, config: &mut AnalyzerConfig) -> Result<()> {
-        if !(0.0..=1.0).contains(&self.margin) || !(0.0..=2.0).contains(&self.pad_retry) {
-            bail!("--margin must be in [0, 1] and --pad-retry in [0, 2]");
-        }
-        config.margin = self.margin;
-        config.align = !self.no_align;
-        config.detector.pad_retry = self.pad_retry;
-        config.detector.model = self.detector;
-        Ok(())
+    /// Set these options on `builder` (the library checks them).
+    pub fn apply(&self, builder: AnalyzerBuilder) -> AnalyzerBuilder {
+        builder.margin(self.margin).pad_retry(self.pad_retry).detector(self.detector).align(!self.no_align)
     }
 }
 
@@ -69,32 +58,14 @@ pub struct FaceArgs {
 }
 
 impl FaceArgs {
-    pub fn analyzer(&self) -> Result<ferrite::vision::analyzer::Analyzer> {
-        use ferrite::vision::analyzer::Analyzer;
-        use ferrite::vision::blazeface::{BlazeFace, BlazeFaceConfig};
-        if !(0.0..=1.0).contains(&self.abstain) || self.min_score.is_some_and(|m| !(0.0..=1.0).contains(&m)) {
-            bail!("--abstain and --min-score must be between 0 and 1");
-        }
-        if !(1..=6).contains(&self.tiles) {
-            bail!("--tiles must be in 1..=6");
-        }
-        let mut config = AnalyzerConfig {
-            abstain_below: self.abstain,
-            detector: BlazeFaceConfig {
-                min_score: self.min_score,
-                tiles: self.tiles,
-                ..BlazeFaceConfig::default()
-            },
-            tta: self.tta,
-            ..AnalyzerConfig::default()
-        };
-        self.crop.apply(&mut config)?;
-        let device = ferrite::device::inference_device();
-        // (The analyzer runs the network compiled by tract: the precision of ferrite's kernels
-        // does not apply.)
-        let (net, header, _) = load_model(self.model.as_deref(), &device, Matmul::F32)?;
-        let config = AnalyzerConfig { contrast: header.contrast(), ..config };
-        let detector = BlazeFace::new(config.detector.clone()).context("building the face detector")?;
-        Analyzer::from_parts(Box::new(detector), &net, config).context("compiling the expression model")
+    /// The analyzer these options describe (checked and assembled by the library).
+    pub fn analyzer(&self) -> Result<Analyzer> {
+        let builder = Analyzer::builder()
+            .model(ModelSource::from_arg(self.model.as_deref()))
+            .min_score(self.min_score)
+            .abstain(self.abstain)
+            .tiles(self.tiles)
+            .tta(self.tta);
+        self.crop.apply(builder).build().context("building the analyzer")
     }
 }

@@ -16,7 +16,8 @@ mod video;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use ferrite::kernels::{Matmul, MatmulPrecision};
-use ferrite::model::file::{ModelHeader, ModelSource};
+use ferrite::ModelSource;
+use ferrite::model::file::ModelHeader;
 use ferrite::model::{Arch, ModelSpec, Network};
 use std::path::Path;
 
@@ -152,7 +153,7 @@ pub fn load_model(model: Option<&Path>, device: &burn::tensor::Device, matmul: M
     let name = source.name();
     let (net, header) = source.load(device).with_context(|| match &source {
         ModelSource::Embedded(e) => format!("loading the embedded model '{e}'"),
-        ModelSource::Path(_) => format!("loading model {name}"),
+        _ => format!("loading model {name}"),
     })?;
     Ok((net.with_matmul(matmul), header, name))
 }

@@ -3,7 +3,7 @@
 use super::face::FaceArgs;
 use anyhow::{Context, Result};
 use clap::Args;
-use ferrite::model::file::ModelSource;
+use ferrite::ModelSource;
 
 #[derive(Args)]
 pub struct ServeArgs {

@@ -3,7 +3,7 @@
 
 use super::detect::{CSV_PROBS, face_csv_fields};
 use super::face::FaceArgs;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 use ferrite::plot::TimelinePoint;
 use ferrite::vision::analyzer::{VideoAnalyzer, VideoOptions};
@@ -79,19 +79,7 @@ struct StageTimes {
 }
 
 fn check(opts: &VideoOptions) -> Result<()> {
-    if !(0.0..=5.0).contains(&opts.tracker.smooth_seconds) {
-        bail!("--smooth-seconds must be between 0 and 5");
-    }
-    if !(0.0..=0.5).contains(&opts.tracker.hysteresis) {
-        bail!("--hysteresis must be between 0 and 0.5");
-    }
-    if !(0.0..=1.0).contains(&opts.cut_threshold) {
-        bail!("--cut-threshold must be between 0 and 1");
-    }
-    if opts.detect_every == 0 {
-        bail!("--detect-every must be at least 1");
-    }
-    Ok(())
+    Ok(opts.validate()?)
 }
 
 /// The per-frame, per-face CSV with its header written.

@@ -43,7 +43,8 @@ const CLASS_OF_COLUMN: [Option<Emotion>; 8] = [
 pub struct Votes(pub [u16; 10]);
 
 /// How FER+ votes become training targets (the FER+ paper's four modes, Barsoum et al. 2016).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum LabelMode {
     /// One-hot on the majority emotion ([`Votes::majority`]).

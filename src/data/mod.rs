@@ -205,8 +205,13 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
 /// palette TIFFs read, truncated JPEGs refused), naming the file on failure.
 pub fn decode_image(path: &Path) -> Result<image::DynamicImage> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    crate::data::imageio::decode(&bytes, None).map_err(|e| Error::BadImage {
-        path: path.to_path_buf(),
+    decode_bytes(&bytes, path)
+}
+
+/// Decode image bytes as [`decode_image`] does a file's; errors call them `name`.
+pub fn decode_bytes(bytes: &[u8], name: &Path) -> Result<image::DynamicImage> {
+    crate::data::imageio::decode(bytes, None).map_err(|e| Error::BadImage {
+        path: name.to_path_buf(),
         message: e.to_string(),
     })
 }

@@ -11,7 +11,8 @@ pub const FACE_SIZE: usize = 48;
 pub const FACE_PIXELS: usize = FACE_SIZE * FACE_SIZE;
 
 /// The contrast step of [`to_face`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Contrast {
     /// Histogram-equalise every face (the default). FER2013's image-folder JPEGs are already

@@ -9,7 +9,7 @@
 /// dst (m x n, row-major) = [dst +] lhs (m x k) . rhs (k x n) with bf16 products and f32 sums,
 /// on the calling thread; operands as in [`super::gemm::gemm`] (bounds checked there). The
 /// token proves the CPU runs the instructions.
-pub(crate) fn gemm(cpu: super::cpu::Avx512Bf16, dst: &mut [f32], mnk: [usize; 3], accumulate: bool, lhs: super::gemm::Mat, rhs: super::gemm::Mat) {
+pub(crate) fn gemm(cpu: super::cpu::Avx512Bf16, dst: &mut [f32], mnk: [usize; 3], accumulate: bool, lhs: super::Mat, rhs: super::Mat) {
     let _ = cpu;
     #[cfg(target_arch = "x86_64")]
     SCRATCH.with_borrow_mut(|s| {
@@ -109,7 +109,7 @@ mod imp {
     /// The CPU runs AVX512F/BW/BF16, and every element the operands' strides address lies
     /// inside their slices.
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    pub(super) unsafe fn gemm(s: &mut Scratch, dst: &mut [f32], [m, n, k]: [usize; 3], acc: bool, (a, ars, acs): super::super::gemm::Mat, (b, brs, bcs): super::super::gemm::Mat) {
+    pub(super) unsafe fn gemm(s: &mut Scratch, dst: &mut [f32], [m, n, k]: [usize; 3], acc: bool, (a, ars, acs): super::super::Mat, (b, brs, bcs): super::super::Mat) {
         if m == 0 || n == 0 {
             return;
         }

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 /// as a user asks for it (`--matmul`, a training config). flex's own operations (the dense
 /// layers, the first 1-channel convolution) stay f32. [`Matmul::new`] turns it into what the
 /// kernels run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum MatmulPrecision {
     /// f32 operands, products and sums.
@@ -46,7 +47,7 @@ impl Matmul {
         #[cfg(feature = "cuda")]
         if p == MatmulPrecision::Bf16 {
             return Err(crate::error::Error::Unsupported {
-                what: "--matmul bf16 selects ferrite's CPU kernels, which a CUDA build does not run; use f32",
+                what: "bf16 matrix products are ferrite's CPU kernels, which a CUDA build does not run; use f32",
             });
         }
         match p {
@@ -66,8 +67,7 @@ impl Matmul {
     }
 }
 
-/// A matrix operand of [`gemm`]: (data, row stride, column stride).
-pub(crate) type Mat<'a> = (&'a [f32], usize, usize);
+pub(crate) use super::Mat;
 
 /// dst (m x n, row-major) = [dst +] lhs (m x k) . rhs (k x n) on the calling thread, in
 /// precision `p`: f32 through the `gemm` crate, or bf16 products with f32 sums

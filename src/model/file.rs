@@ -7,6 +7,7 @@
 use crate::emotion::Emotion;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
+use crate::model::meta::ModelMeta;
 use crate::model::{ModelSpec, Network};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::store::ModuleRecord;
@@ -22,13 +23,13 @@ pub struct ModelHeader {
     pub spec: ModelSpec,
     /// Class names in output order; must match `Emotion`.
     pub classes: Vec<String>,
-    /// Free-form facts (training run, epoch, validation accuracy).
-    #[serde(default)]
-    pub meta: serde_json::Value,
+    /// The model's contract (preprocessing, class priors, prior correction) and provenance.
+    #[serde(default, deserialize_with = "crate::model::meta::lenient_meta")]
+    pub meta: ModelMeta,
 }
 
 impl ModelHeader {
-    pub fn new(spec: ModelSpec, meta: serde_json::Value) -> Self {
+    pub fn new(spec: ModelSpec, meta: ModelMeta) -> Self {
         ModelHeader {
             spec,
             classes: Emotion::ALL.iter().map(|e| e.name().to_string()).collect(),
@@ -39,25 +40,18 @@ impl ModelHeader {
     /// The contrast step the model was trained with (`meta.contrast`; models without it, and
     /// every model trained from 2026-12-01 on, equalise). Inference feeds it faces in that form.
     pub fn contrast(&self) -> crate::data::preprocess::Contrast {
-        self.meta
-            .get("contrast")
-            .and_then(|v| serde_json::from_value(v.clone()).ok())
-            .unwrap_or_default()
+        self.meta.contrast
     }
 
     /// Record the contrast step in `meta.contrast`.
     pub fn set_contrast(&mut self, contrast: crate::data::preprocess::Contrast) {
-        if !self.meta.is_object() {
-            self.meta = serde_json::json!({});
-        }
-        if let Some(m) = self.meta.as_object_mut() {
-            m.insert("contrast".into(), serde_json::json!(contrast));
-        }
+        self.meta.contrast = contrast;
     }
 }
 
 /// How weights are stored in a model file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     #[default]
@@ -171,9 +165,10 @@ pub fn ensemble(parts: Vec<(Network, ModelHeader)>) -> Result<(Network, ModelHea
             Network::Ensemble(members) => {
                 nets.extend(members);
                 specs.extend(header.spec.members);
-                match header.meta.get("members").and_then(|m| m.as_array()) {
-                    Some(m) => metas.extend(m.iter().cloned()),
-                    None => metas.push(header.meta),
+                if header.meta.members.is_empty() {
+                    metas.push(header.meta);
+                } else {
+                    metas.extend(header.meta.members);
                 }
             }
             single => {
@@ -185,7 +180,7 @@ pub fn ensemble(parts: Vec<(Network, ModelHeader)>) -> Result<(Network, ModelHea
     }
     let spec = ModelSpec::ensemble(specs);
     spec.validate()?;
-    Ok((Network::Ensemble(nets), ModelHeader::new(spec, serde_json::json!({ "members": metas }))))
+    Ok((Network::Ensemble(nets), ModelHeader::new(spec, ModelMeta { members: metas, ..ModelMeta::default() })))
 }
 
 /// Gathers every float tensor of a module (parameters and BatchNorm running statistics), in
@@ -262,7 +257,7 @@ pub fn average(parts: Vec<(Network, ModelHeader)>) -> Result<(Network, ModelHead
     let device = device.unwrap_or_default();
     // A fresh network, so the result shares no running-statistics storage with a part.
     let net = Network::new(&spec, &device).map(&mut Scatter(means.into_iter()));
-    Ok((net, ModelHeader::new(spec, serde_json::json!({ "averaged": metas }))))
+    Ok((net, ModelHeader::new(spec, ModelMeta { averaged: metas, ..ModelMeta::default() })))
 }
 
 /// Write a model file atomically.
@@ -293,49 +288,8 @@ pub fn run_dir_model(dir: &Path) -> PathBuf {
     if f.exists() { f } else { dir.join(BEST_MODEL_FILE) }
 }
 
-/// Where a model comes from, as a user names it (`--model`): a model compiled into the binary
-/// (no name, or `embedded:NAME`), or a model file or training run directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ModelSource {
-    Embedded(String),
-    /// A model file, or a run directory (its [`run_dir_model`]).
-    Path(PathBuf),
-}
-
-impl ModelSource {
-    /// The source `--model ARG` names (none: the embedded default model).
-    pub fn from_arg(arg: Option<&Path>) -> ModelSource {
-        match arg {
-            None => ModelSource::Embedded("default".into()),
-            Some(p) => match p.to_str().and_then(|s| s.strip_prefix("embedded:")) {
-                Some(name) => ModelSource::Embedded(name.to_string()),
-                None => ModelSource::Path(p.to_path_buf()),
-            },
-        }
-    }
-
-    /// How reports and errors name the model: `<embedded NAME model>` or the file read.
-    pub fn name(&self) -> String {
-        match self {
-            ModelSource::Embedded(name) => format!("<embedded {name} model>"),
-            ModelSource::Path(p) => model_file(p).display().to_string(),
-        }
-    }
-
-    /// The network (in inference mode) and its header.
-    pub fn load(&self, device: &Device) -> Result<(Network, ModelHeader)> {
-        match self {
-            ModelSource::Embedded(name) => crate::model::embedded::named(name, device),
-            ModelSource::Path(p) => {
-                let (net, header) = load(&model_file(p), device)?;
-                Ok((burn::module::Module::valid(&net), header))
-            }
-        }
-    }
-}
-
-/// The file to read for `--model PATH`: the path itself, or a run directory's model.
-fn model_file(p: &Path) -> PathBuf {
+/// The file to read for a model path: the path itself, or a run directory's model.
+pub fn model_file(p: &Path) -> PathBuf {
     if p.is_dir() { run_dir_model(p) } else { p.to_path_buf() }
 }
 
@@ -353,10 +307,10 @@ mod tests {
         let net = Network::new(&spec, &device).valid();
         let dir = crate::fsutil::TempDir::new().unwrap();
         let path = dir.path().join("m.ferrite");
-        save(&path, &net, &ModelHeader::new(spec.clone(), serde_json::json!({"k": 1}))).unwrap();
+        save(&path, &net, &ModelHeader::new(spec.clone(), ModelMeta::from_json(serde_json::json!({"k": 1})))).unwrap();
         let (back, header) = load(&path, &device).unwrap();
         assert_eq!(header.spec, spec);
-        assert_eq!(header.meta["k"], 1);
+        assert_eq!(header.meta.extra["k"], 1);
         let faces: Vec<u8> = (0..3 * FACE_PIXELS).map(|i| (i * 31 % 256) as u8).collect();
         let x = crate::data::preprocess::faces_tensor(&faces, &device);
         let a = net.forward(x.clone()).into_data().try_into_vec::<f32>().unwrap();
@@ -370,7 +324,7 @@ mod tests {
         let device = crate::device::inference_device();
         let spec = ModelSpec::new(Arch::Compact);
         let net = Network::new(&spec, &device).valid();
-        let header = ModelHeader::new(spec, serde_json::Value::Null);
+        let header = ModelHeader::new(spec, ModelMeta::from_json(serde_json::Value::Null));
         let full = encode(&net, &header).unwrap();
         let half = encode_with(&net, &header, Precision::F16).unwrap();
         assert!(half.len() * 10 < full.len() * 6, "{} vs {}", half.len(), full.len());
@@ -393,15 +347,15 @@ mod tests {
         let part = |width: usize, seed: u32| {
             let mut spec = ModelSpec::new(Arch::Compact);
             spec.width = Some(width);
-            (Network::new(&spec, &device).valid(), ModelHeader::new(spec, serde_json::json!({ "seed": seed })))
+            (Network::new(&spec, &device).valid(), ModelHeader::new(spec, ModelMeta::from_json(serde_json::json!({ "seed": seed }))))
         };
         let (net, header) = ensemble(vec![part(4, 1), part(6, 2)]).unwrap();
         assert_eq!(header.spec.arch, Arch::Ensemble);
-        assert_eq!(header.meta["members"][1]["seed"], 2);
+        assert_eq!(header.meta.members[1].extra["seed"], 2);
         // An ensemble given as a part contributes its members.
         let (bigger, bigger_header) = ensemble(vec![(net.clone(), header.clone()), part(4, 3)]).unwrap();
         assert_eq!(bigger.members().len(), 3);
-        assert_eq!(bigger_header.meta["members"].as_array().unwrap().len(), 3);
+        assert_eq!(bigger_header.meta.members.len(), 3);
         let faces: Vec<u8> = (0..3 * FACE_PIXELS).map(|i| (i * 17 % 256) as u8).collect();
         let x = crate::data::preprocess::faces_tensor(&faces, &device);
         let want = net.forward(x.clone()).into_data().try_into_vec::<f32>().unwrap();
@@ -437,7 +391,7 @@ mod tests {
                 })
                 .collect();
             let net = net.map(&mut Scatter(shifted.into_iter()));
-            (net, ModelHeader::new(spec.clone(), serde_json::json!({ "epoch": seed })))
+            (net, ModelHeader::new(spec.clone(), ModelMeta::from_json(serde_json::json!({ "epoch": seed }))))
         };
         let parts = vec![part(1), part(2), part(6)];
         let gathered: Vec<Vec<TensorData>> = parts
@@ -449,7 +403,7 @@ mod tests {
             })
             .collect();
         let (avg, header) = average(parts).unwrap();
-        assert_eq!(header.meta["averaged"][2]["epoch"], 6);
+        assert_eq!(header.meta.averaged[2].epoch, Some(6));
         let mut g = Gather(Vec::new());
         avg.visit(&mut g);
         assert_eq!(g.0.len(), gathered[0].len());
@@ -472,7 +426,7 @@ mod tests {
         // Another width is another architecture.
         let mut wider = spec.clone();
         wider.width = Some(6);
-        let other = (Network::new(&wider, &device), ModelHeader::new(wider, serde_json::Value::Null));
+        let other = (Network::new(&wider, &device), ModelHeader::new(wider, ModelMeta::from_json(serde_json::Value::Null)));
         let err = average(vec![part(1), other]).unwrap_err().to_string();
         assert!(err.contains("model 2") && err.contains("architecture"), "{err}");
         assert!(average(Vec::new()).is_err());
@@ -487,7 +441,7 @@ mod tests {
         assert!(err.contains("bad.ferrite") && err.contains("signature"), "{err}");
         let spec = ModelSpec::new(Arch::Reference);
         let net = Network::new(&spec, &device);
-        let bytes = encode(&net, &ModelHeader::new(spec, serde_json::Value::Null)).unwrap();
+        let bytes = encode(&net, &ModelHeader::new(spec, ModelMeta::from_json(serde_json::Value::Null))).unwrap();
         let err = decode(&bytes[..bytes.len() / 2], p, &device).unwrap_err().to_string();
         assert!(err.contains("bad.ferrite"), "{err}");
         let err = decode(&bytes[..20], p, &device).unwrap_err().to_string();

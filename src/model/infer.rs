@@ -29,7 +29,8 @@ pub fn predict_probs(net: &Network, faces: &[u8], device: &Device) -> Vec<[f32; 
 }
 
 /// Test-time augmentation: average the probabilities of transformed copies of each face.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Tta {
     /// The face as is.
@@ -169,15 +170,7 @@ where
 
 /// The class priors a model file records (`meta.class_priors`: the mean training target).
 pub fn class_priors(header: &crate::model::file::ModelHeader) -> Option<[f64; Emotion::COUNT]> {
-    let v = header.meta.get("class_priors")?.as_array()?;
-    if v.len() != Emotion::COUNT {
-        return None;
-    }
-    let mut p = [0.0; Emotion::COUNT];
-    for (a, b) in p.iter_mut().zip(v) {
-        *a = b.as_f64().filter(|x| x.is_finite() && *x >= 0.0)?;
-    }
-    Some(p)
+    header.meta.class_priors
 }
 
 /// Prior correction (post-hoc logit adjustment, Menon et al. 2021): add `-tau * ln(prior_k)`
@@ -201,15 +194,8 @@ pub fn correct_priors(
         crate::Error::Model("the model records no class priors (meta.class_priors); retrain or export it with ferrite >= 0.1 training".into())
     })?;
     let offset = priors.map(|p| -(tau as f64 * p.max(1e-6).ln()) as f32);
-    let before = header.meta.get("prior_correction").and_then(|v| v.as_f64()).unwrap_or(0.0);
-    if let Some(m) = header.meta.as_object_mut() {
-        let total = before + tau as f64;
-        if total.abs() < 1e-6 {
-            m.remove("prior_correction");
-        } else {
-            m.insert("prior_correction".into(), serde_json::json!(total));
-        }
-    }
+    let total = header.meta.prior_correction + tau as f64;
+    header.meta.prior_correction = if total.abs() < 1e-6 { 0.0 } else { total };
     Ok((net.shift_logits(&offset), header))
 }
 
@@ -235,7 +221,7 @@ mod tests {
         spec.width = Some(4);
         let net = burn::module::Module::valid(&Network::new(&spec, &device));
         let priors = [0.1, 0.02, 0.1, 0.25, 0.3, 0.13, 0.1];
-        let header = crate::model::file::ModelHeader::new(spec.clone(), serde_json::json!({ "class_priors": priors }));
+        let header = crate::model::file::ModelHeader::new(spec.clone(), crate::model::meta::ModelMeta { class_priors: Some(priors), ..Default::default() });
         let faces: Vec<u8> = (0..2 * FACE_PIXELS).map(|i| (i * 13 % 256) as u8).collect();
         let before = predict_probs(&net, &faces, &device);
         let (fixed, h) = correct_priors(net, header.clone(), 1.0).unwrap();
@@ -247,12 +233,12 @@ mod tests {
                 assert!((a[k] as f64 - want).abs() < 1e-5, "class {k}: {} vs {want}", a[k]);
             }
         }
-        assert_eq!(h.meta["prior_correction"], serde_json::json!(1.0));
+        assert_eq!(h.meta.prior_correction, 1.0);
         // Half the correction twice is the whole; none is the identity; no priors is an error.
         let (half, h2) = correct_priors(fixed.clone(), header.clone(), 0.0).unwrap();
         assert_eq!(predict_probs(&half, &faces, &device), after);
-        assert!(h2.meta.get("prior_correction").is_none());
-        let bare = crate::model::file::ModelHeader::new(spec, serde_json::json!({}));
+        assert_eq!(h2.meta.prior_correction, 0.0);
+        let bare = crate::model::file::ModelHeader::new(spec, Default::default());
         assert!(correct_priors(fixed, bare, 0.5).unwrap_err().to_string().contains("class priors"));
     }
 

@@ -7,8 +7,10 @@ pub mod ensemble;
 pub mod file;
 pub mod infer;
 pub mod layers;
+pub mod meta;
 pub mod onnx;
 pub mod reference;
+pub mod source;
 pub mod summary;
 
 use crate::error::{Error, Result};
@@ -24,7 +26,8 @@ pub use layers::{Layer, LayerKind, LayerRow, Pass, Tape};
 pub use reference::{ReferenceCnn, ReferenceConfig};
 
 /// The architectures ferrite can build (`--arch`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Arch {
     /// The FER2013 tutorials' CNN: 4 conv blocks, 2 dense blocks, 4,478,727 parameters.
@@ -34,7 +37,7 @@ pub enum Arch {
     Compact,
     /// Several trained networks (`ModelSpec::members`) whose class probabilities are averaged.
     /// Built from trained models (`ferrite export --model A --model B`), never trained as one.
-    #[value(skip)]
+    #[cfg_attr(feature = "cli", value(skip))]
     Ensemble,
 }
 
@@ -141,7 +144,7 @@ impl ModelSpec {
         }
         match (self.arch.default_width(), self.width) {
             (None, Some(w)) => Err(Error::Config(format!(
-                "architecture '{}' has a fixed width; --width {w} does not apply",
+                "architecture '{}' has a fixed width; a width ({w}) does not apply",
                 self.arch
             ))),
             (Some(_), Some(w)) if !(4..=256).contains(&w) => {
@@ -151,7 +154,7 @@ impl ModelSpec {
         }?;
         if self.arch != Arch::Compact && (self.crop.is_some() || self.stem_convs.is_some()) {
             return Err(Error::Config(format!(
-                "--crop and --stem-convs apply to the compact architecture, not '{}'",
+                "crop and stem convolutions apply to the compact architecture, not '{}'",
                 self.arch
             )));
         }

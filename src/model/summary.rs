@@ -136,13 +136,17 @@ impl Summary {
     pub fn write_diagram(&self, path: &std::path::Path) -> Result<()> {
         match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()) {
             Some(e) if e == "svg" => crate::fsutil::write_atomic(path, self.to_svg().as_bytes()),
+            #[cfg(feature = "plot")]
             Some(e) if e == "png" => layer_diagram(self, path),
+            #[cfg(not(feature = "plot"))]
+            Some(e) if e == "png" => Err(Error::Unsupported { what: "PNG diagrams need ferrite's `plot` feature; write .svg" }),
             _ => Err(Error::Config(format!("{}: diagram must end in .svg or .png", path.display()))),
         }
     }
 }
 
 /// The layer diagram of [`Summary::to_svg`] as PNG.
+#[cfg(feature = "plot")]
 fn layer_diagram(summary: &Summary, path: &std::path::Path) -> Result<()> {
     use crate::draw::{perr, render_png};
     use plotters::prelude::*;

@@ -148,7 +148,7 @@ pub(crate) fn save_checkpoint(
     let dst = run.checkpoints().join(&dir_name);
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let header = ModelHeader::new(cfg.spec.clone(), serde_json::json!({ "epoch": state.epoch }));
+    let header = ModelHeader::new(cfg.spec.clone(), crate::model::meta::ModelMeta::at_epoch(state.epoch));
     write_atomic(&tmp.join("model.ferrite"), &modelfile::encode(net, &header)?)?;
     let optim_bytes = optim
         .into_bytes()

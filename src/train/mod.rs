@@ -16,6 +16,7 @@ use crate::data::ferplus::{FerPlusConfig, LabelMode};
 use crate::fsutil::write_atomic;
 use crate::model::{ModelSpec, Network};
 use crate::model::file::{self as modelfile, ModelHeader};
+use crate::model::meta::ModelMeta;
 use crate::data::preprocess::{FACE_PIXELS, batch_tensor};
 use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
@@ -303,14 +304,15 @@ fn fit(
             state.best_epoch = epoch;
             let header = ModelHeader::new(
                 cfg.spec.clone(),
-                serde_json::json!({
-                    "epoch": epoch,
-                    "val_accuracy": report.accuracy,
-                    "val_macro_f1": report.macro_f1,
-                    "labels": label_set_name(cfg),
-                    "class_priors": priors,
-                    "contrast": cfg.contrast,
-                }),
+                ModelMeta {
+                    epoch: Some(epoch),
+                    val_accuracy: Some(report.accuracy),
+                    val_macro_f1: Some(report.macro_f1),
+                    labels: Some(label_set_name(cfg)),
+                    class_priors: Some(priors),
+                    contrast: cfg.contrast,
+                    ..ModelMeta::default()
+                },
             );
             modelfile::save(&run.best(), &net.valid(), &header)?;
         }

@@ -179,7 +179,7 @@ fn resume_repeats_an_uninterrupted_run() {
     assert!(e.contains("m.csv, line 2") && e.contains("expected 10 fields"), "{e}");
     assert!(part.join("curves.png").exists() && part.join("model.ferrite").exists());
     // A second `train` into the same directory is refused.
-    assert!(train_on(&cfg, &part, &tr, &va, quiet()).unwrap_err().to_string().contains("--resume"));
+    assert!(train_on(&cfg, &part, &tr, &va, quiet()).unwrap_err().to_string().contains("resume it"));
 }
 
 #[test]

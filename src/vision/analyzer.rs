@@ -1,12 +1,15 @@
 //! Faces in the wild: detect faces, classify each crop, abstain when unsure, track over video.
 //!
-//! `Analyzer::new()` builds the embedded detector and expression model once;
-//! `analyze(&DynamicImage)` gives one `Face` per face found. `VideoAnalyzer` adds detection every
-//! N frames, tracking with stable ids in between and smoothing of probabilities.
+//! `Analyzer::builder()...build()` (settings in [`crate::vision::builder`]) builds the detector
+//! and expression model once; `analyze(&DynamicImage)` gives one `Face` per face found,
+//! `analyze_many` many images in parallel, `predict` face crops. `VideoAnalyzer` adds detection
+//! every N frames, tracking with stable ids in between and smoothing of probabilities.
 
 use crate::vision::annotate::Painter;
-use crate::vision::blazeface::{BlazeFace, BlazeFaceConfig};
-use crate::vision::detect::{BBox, Detection, Detector, crop_face_rotated};
+use crate::vision::blazeface::BlazeFaceConfig;
+use crate::vision::detect::{BBox, Detection, Detector, Landmarks, crop_face_rotated};
+use crate::model::file::ModelHeader;
+use crate::model::meta::ModelMeta;
 use crate::emotion::Emotion;
 use crate::error::Result;
 use crate::emotion::argmax;
@@ -56,20 +59,57 @@ fn yes() -> bool {
 }
 
 /// One face: where, how sure the detector is, the seven probabilities and the label.
+///
+/// Serialised (JSON output of the command line, the server and the Python package) as
+/// `{"box": {"x", "y", "w", "h"}, "score", "label", "probabilities": {"angry": ..}, "landmarks"}`
+/// (`label` is `"uncertain"` when abstaining; `landmarks` only when the detector gave them).
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Face {
     pub bbox: BBox,
     pub score: f32,
+    /// The six BlazeFace landmarks in image pixels (eyes, nose tip, mouth, ear tragions).
+    pub landmarks: Option<Landmarks>,
+    /// Probabilities in [`Emotion`] order, summing to 1.
     pub probs: [f32; Emotion::COUNT],
     /// The top class, or `None` (uncertain) when its probability is below the threshold.
     pub label: Option<Emotion>,
 }
 
+impl Serialize for Face {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("box", &self.bbox)?;
+        m.serialize_entry("score", &self.score)?;
+        m.serialize_entry("label", self.label_name())?;
+        m.serialize_entry("probabilities", &Probabilities(&self.probs))?;
+        if let Some(l) = &self.landmarks {
+            m.serialize_entry("landmarks", l)?;
+        }
+        m.end()
+    }
+}
+
+/// Probabilities serialised as a map from class name, in [`Emotion`] order.
+pub struct Probabilities<'a>(pub &'a [f32; Emotion::COUNT]);
+
+impl Serialize for Probabilities<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(Emotion::COUNT))?;
+        for e in Emotion::ALL {
+            m.serialize_entry(e.name(), &self.0[e.index()])?;
+        }
+        m.end()
+    }
+}
+
 impl Face {
-    fn new(bbox: BBox, score: f32, probs: [f32; Emotion::COUNT], abstain_below: f32) -> Face {
+    fn new(d: &Detection, probs: [f32; Emotion::COUNT], abstain_below: f32) -> Face {
         let top = argmax(&probs);
         let label = (probs[top] >= abstain_below).then_some(Emotion::ALL[top]);
-        Face { bbox, score, probs, label }
+        Face { bbox: d.bbox, score: d.score, landmarks: d.landmarks, probs, label }
     }
 
     /// The label's name, or "uncertain".
@@ -83,18 +123,9 @@ impl Face {
         (Emotion::ALL[k], self.probs[k])
     }
 
-    /// The face as JSON: box, detector score, label, probabilities by class name.
+    /// The face as JSON (its `Serialize` form).
     pub fn to_json(&self) -> serde_json::Value {
-        let probs: serde_json::Map<String, serde_json::Value> = Emotion::ALL
-            .iter()
-            .map(|e| (e.name().to_string(), serde_json::json!((self.probs[e.index()] * 1e4).round() / 1e4)))
-            .collect();
-        serde_json::json!({
-            "box": {"x": self.bbox.x.round(), "y": self.bbox.y.round(), "w": self.bbox.w.round(), "h": self.bbox.h.round()},
-            "score": (self.score * 1e4).round() / 1e4,
-            "label": self.label_name(),
-            "probabilities": probs,
-        })
+        serde_json::to_value(self).unwrap_or_default()
     }
 
     /// Colour for drawing: the emotion's, white when uncertain.
@@ -112,42 +143,97 @@ impl Face {
     }
 }
 
-/// Detector + expression model, built once and shared.
+/// An image to analyse: already decoded, or a file or bytes that [`Analyzer::analyze_many`]
+/// decodes on its worker threads.
+pub trait ImageInput: Sync {
+    /// The decoded image (errors name the file).
+    fn decode(&self) -> Result<std::borrow::Cow<'_, DynamicImage>>;
+}
+
+impl ImageInput for DynamicImage {
+    fn decode(&self) -> Result<std::borrow::Cow<'_, DynamicImage>> {
+        Ok(std::borrow::Cow::Borrowed(self))
+    }
+}
+
+impl ImageInput for std::path::Path {
+    fn decode(&self) -> Result<std::borrow::Cow<'_, DynamicImage>> {
+        crate::data::decode_image(self).map(std::borrow::Cow::Owned)
+    }
+}
+
+impl ImageInput for std::path::PathBuf {
+    fn decode(&self) -> Result<std::borrow::Cow<'_, DynamicImage>> {
+        self.as_path().decode()
+    }
+}
+
+impl<T: ImageInput + ?Sized> ImageInput for &T {
+    fn decode(&self) -> Result<std::borrow::Cow<'_, DynamicImage>> {
+        (**self).decode()
+    }
+}
+
+/// Encoded image bytes (JPEG, PNG, BMP, TIFF, GIF) and the name errors give them.
+pub struct EncodedImage<'a> {
+    pub name: &'a str,
+    pub bytes: &'a [u8],
+}
+
+impl ImageInput for EncodedImage<'_> {
+    fn decode(&self) -> Result<std::borrow::Cow<'_, DynamicImage>> {
+        crate::data::decode_bytes(self.bytes, std::path::Path::new(self.name)).map(std::borrow::Cow::Owned)
+    }
+}
+
+/// A pool of `n` threads (at least 1) for the analyzer's parallel work.
+pub(crate) fn thread_pool(n: usize) -> Result<rayon::ThreadPool> {
+    let bad = |why: String| crate::Error::Setting { name: "threads", value: n.to_string(), expected: why };
+    if n == 0 {
+        return Err(bad("at least 1".into()));
+    }
+    rayon::ThreadPoolBuilder::new().num_threads(n).build().map_err(|e| bad(format!("a thread count this system can start ({e})")))
+}
+
+/// Detector + expression model, built once and shared between threads
+/// ([`Analyzer::builder`], in [`crate::vision::builder`], makes one).
 pub struct Analyzer {
     detector: Box<dyn Detector>,
     model: FastModel,
     painter: Painter,
-    pub config: AnalyzerConfig,
+    config: AnalyzerConfig,
+    meta: ModelMeta,
+    pool: Option<rayon::ThreadPool>,
 }
 
 impl Analyzer {
-    /// The embedded detector and expression model with default settings.
-    pub fn new() -> Result<Analyzer> {
-        Analyzer::with_config(AnalyzerConfig::default())
-    }
-
-    /// The embedded detector and expression model.
-    pub fn with_config(config: AnalyzerConfig) -> Result<Analyzer> {
-        let device = crate::device::inference_device();
-        let (net, header) = crate::model::embedded::default_model(&device)?;
-        let config = AnalyzerConfig {
-            contrast: header.contrast(),
-            ..config
-        };
-        let detector = BlazeFace::new(config.detector.clone())?;
-        Analyzer::from_parts(Box::new(detector), &net, config)
-    }
-
-    /// Any detector and model (e.g. a model file the user trained). The model is compiled once
-    /// for single-face inference (`onnx::FastModel`); its BatchNorm statistics are used as in
-    /// inference mode.
-    pub fn from_parts(detector: Box<dyn Detector>, net: &Network, config: AnalyzerConfig) -> Result<Analyzer> {
+    /// Put the parts together ([`crate::AnalyzerBuilder::build`] checked them). The model is compiled
+    /// once for single-face inference (`onnx::FastModel`), BatchNorm in inference mode.
+    pub(crate) fn assemble(
+        detector: Box<dyn Detector>,
+        net: &Network,
+        header: ModelHeader,
+        config: AnalyzerConfig,
+        pool: Option<rayon::ThreadPool>,
+    ) -> Result<Analyzer> {
         Ok(Analyzer {
             detector,
             model: FastModel::new(net)?,
             painter: Painter::new(),
             config,
+            meta: header.meta,
+            pool,
         })
+    }
+
+    /// The settings in force (read-only: build another analyzer to change them).
+    pub fn config(&self) -> &AnalyzerConfig {
+        &self.config
+    }
+
+    /// The model's contract and provenance (contrast, class priors, prior correction).
+    pub fn meta(&self) -> &ModelMeta {
+        &self.meta
     }
 
     /// Find and classify every face in an image (any colour type or bit depth).
@@ -156,15 +242,67 @@ impl Analyzer {
         self.analyze_rgb(&rgb)
     }
 
+    /// [`analyze`](Self::analyze) for an RGB image.
     pub fn analyze_rgb(&self, rgb: &RgbImage) -> Result<Vec<Face>> {
         let dets = self.detector.detect(rgb)?;
         let gray = image::imageops::grayscale(rgb);
         let probs = self.classify(&gray, &dets)?;
-        Ok(dets
-            .iter()
-            .zip(probs)
-            .map(|(d, p)| Face::new(d.bbox, d.score, p, self.config.abstain_below))
-            .collect())
+        Ok(dets.iter().zip(probs).map(|(d, p)| Face::new(d, p, self.config.abstain_below)).collect())
+    }
+
+    /// Analyse many images in parallel (decoding included), on the analyzer's threads
+    /// ([`crate::AnalyzerBuilder::threads`]); one result per input, in order.
+    pub fn analyze_many<I: ImageInput>(&self, inputs: &[I]) -> Vec<Result<Vec<Face>>> {
+        self.analyze_on(inputs, self.pool.as_ref())
+    }
+
+    /// [`analyze_many`](Self::analyze_many) on `threads` threads for this call (`None`: the
+    /// analyzer's own).
+    pub fn analyze_many_on<I: ImageInput>(&self, inputs: &[I], threads: Option<usize>) -> Result<Vec<Result<Vec<Face>>>> {
+        match threads {
+            None => Ok(self.analyze_many(inputs)),
+            Some(n) => Ok(self.analyze_on(inputs, Some(&thread_pool(n)?))),
+        }
+    }
+
+    fn analyze_on<I: ImageInput>(&self, inputs: &[I], pool: Option<&rayon::ThreadPool>) -> Vec<Result<Vec<Face>>> {
+        use rayon::prelude::*;
+        let run = || inputs.par_iter().map(|i| self.analyze(i.decode()?.as_ref())).collect();
+        match pool {
+            Some(pool) => pool.install(run),
+            None => run(),
+        }
+    }
+
+    /// Expression probabilities of face crops (no detector): each image, any size or colour,
+    /// is made a 48x48 face with the model's own preprocessing; test-time views as set.
+    pub fn predict(&self, crops: &[DynamicImage]) -> Result<Vec<[f32; Emotion::COUNT]>> {
+        let mut faces = Vec::with_capacity(crops.len() * FACE_PIXELS);
+        for c in crops {
+            faces.extend(crate::data::preprocess::to_face(c, self.config.contrast));
+        }
+        self.predict_faces(&faces)
+    }
+
+    /// Probabilities of faces already in the model's form: 48x48 gray, row-major, one after
+    /// another, preprocessed (see [`crate::data::preprocess::to_face`]).
+    pub fn predict_faces(&self, faces: &[u8]) -> Result<Vec<[f32; Emotion::COUNT]>> {
+        if !faces.len().is_multiple_of(FACE_PIXELS) {
+            return Err(crate::Error::Setting {
+                name: "faces",
+                value: format!("{} bytes", faces.len()),
+                expected: format!("a multiple of {FACE_PIXELS} (48x48 faces)"),
+            });
+        }
+        if faces.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.model.probs_tta(faces, self.config.tta)
+    }
+
+    /// Frame-by-frame analysis of a video at `fps` with tracking and smoothing.
+    pub fn video(&self, fps: f64, opts: VideoOptions) -> Result<VideoAnalyzer<&Analyzer>> {
+        VideoAnalyzer::checked(self, fps, opts)
     }
 
     /// Expression probabilities of the detected faces (test-time views averaged per face),
@@ -197,15 +335,19 @@ impl Analyzer {
     }
 }
 
-/// A face in a video frame with its track id (probabilities smoothed over time).
-#[derive(Debug, Clone, PartialEq)]
+/// A face in a video frame with its track id (probabilities smoothed over time); serialised as
+/// the face with an `"id"`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct TrackedFace {
     pub id: u32,
+    #[serde(flatten)]
     pub face: Face,
 }
 
 /// Results for one video frame.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct FrameResult {
     pub index: usize,
     /// Seconds from the start (index / fps).
@@ -229,6 +371,20 @@ pub struct VideoOptions {
     /// from one shot to the next) and the detector runs on it. 0 = never.
     #[serde(default = "default_cut_threshold")]
     pub cut_threshold: f32,
+}
+
+impl VideoOptions {
+    /// Check the settings: `detect_every` >= 1, `cut_threshold` in [0, 1], and the tracker's
+    /// ([`TrackerConfig::validate`]).
+    pub fn validate(&self) -> Result<()> {
+        if self.detect_every == 0 {
+            return Err(crate::Error::Setting { name: "detect_every", value: "0".into(), expected: "at least 1".into() });
+        }
+        if !(0.0..=1.0).contains(&self.cut_threshold) {
+            return Err(crate::Error::Setting { name: "cut_threshold", value: self.cut_threshold.to_string(), expected: "a number in [0, 1]".into() });
+        }
+        self.tracker.validate()
+    }
 }
 
 fn default_cut_threshold() -> f32 {
@@ -276,10 +432,22 @@ impl<A: std::ops::Deref<Target = Analyzer>> VideoAnalyzer<A> {
     /// The tracker labels faces `uncertain` with the analyzer's `abstain_below` (held by the
     /// tracker's hysteresis), whatever `opts.tracker.abstain` says.
     pub fn new(analyzer: A, fps: f64, opts: VideoOptions) -> VideoAnalyzer<A> {
-        let tracker = TrackerConfig {
-            abstain: analyzer.config.abstain_below,
-            ..opts.tracker.clone()
-        };
+        let abstain = analyzer.config.abstain_below;
+        VideoAnalyzer::with_tracker(analyzer, fps, opts, abstain)
+    }
+
+    /// [`new`](Self::new) with the options checked ([`VideoOptions::validate`]) and `fps`
+    /// finite and not negative (0: unknown, taken as 25).
+    pub fn checked(analyzer: A, fps: f64, opts: VideoOptions) -> Result<VideoAnalyzer<A>> {
+        opts.validate()?;
+        if !fps.is_finite() || fps < 0.0 {
+            return Err(crate::Error::Setting { name: "fps", value: fps.to_string(), expected: "a positive number".into() });
+        }
+        Ok(VideoAnalyzer::new(analyzer, fps, opts))
+    }
+
+    fn with_tracker(analyzer: A, fps: f64, opts: VideoOptions, abstain: f32) -> VideoAnalyzer<A> {
+        let tracker = TrackerConfig { abstain, ..opts.tracker.clone() };
         VideoAnalyzer {
             analyzer,
             tracker: Tracker::new(tracker),
@@ -320,18 +488,17 @@ impl<A: std::ops::Deref<Target = Analyzer>> VideoAnalyzer<A> {
             self.carried.clone()
         };
         let t1 = std::time::Instant::now();
-        let boxes: Vec<BBox> = found.iter().map(|f| f.bbox).collect();
         let probs = self.analyzer.classify(&gray, &found)?;
         self.detect_s += (t1 - t0).as_secs_f64();
         self.classify_s += t1.elapsed().as_secs_f64();
-        let faces: Vec<(BBox, [f32; Emotion::COUNT])> = boxes.iter().copied().zip(probs).collect();
+        let faces: Vec<(BBox, [f32; Emotion::COUNT])> = found.iter().map(|f| f.bbox).zip(probs).collect();
         let ids = self.tracker.update(&faces, (1.0 / self.fps) as f32);
         let abstain = self.analyzer.config.abstain_below;
         let tracked = found
             .iter()
             .zip(ids)
             .map(|(d, (id, smoothed))| {
-                let mut face = Face::new(d.bbox, d.score, smoothed, abstain);
+                let mut face = Face::new(d, smoothed, abstain);
                 // The tracker's label (or uncertain), held against flicker.
                 face.label = self.tracker.label(id);
                 TrackedFace { id, face }
@@ -365,23 +532,26 @@ mod tests {
     fn abstains_below_the_threshold() {
         let mut p = [0.1f32; Emotion::COUNT];
         p[3] = 0.4;
-        let f = Face::new(BBox::new(0.0, 0.0, 10.0, 10.0), 0.9, p, 0.5);
+        let d = Detection::new(BBox::new(0.0, 0.0, 10.0, 10.0), 0.9);
+        let f = Face::new(&d, p, 0.5);
         assert_eq!(f.label, None);
         assert_eq!(f.label_name(), "uncertain");
         assert!(f.caption().starts_with("uncertain (happy"));
-        let f = Face::new(f.bbox, 0.9, p, 0.3);
+        let f = Face::new(&d, p, 0.3);
         assert_eq!(f.label, Some(Emotion::Happy));
-        assert_eq!(f.to_json()["label"], "happy");
+        let json = f.to_json();
+        assert_eq!(json["label"], "happy");
+        assert_eq!(json["box"]["w"], 10.0);
+        assert_eq!(json["probabilities"]["happy"].as_f64().unwrap() as f32, 0.4);
+        assert!(json.get("landmarks").is_none());
     }
 
     /// The embedded model behind a detector that finds one fixed face in every image.
     fn one_face_analyzer() -> Analyzer {
         // Decoding a model file initialises a network first: a draw from the global generator.
         let _rng = crate::rng_lock();
-        let device = crate::device::inference_device();
-        let (net, _) = crate::model::embedded::default_model(&device).unwrap();
         let det = Fixed(vec![Detection::new(BBox::new(10.0, 10.0, 40.0, 40.0), 0.9)]);
-        Analyzer::from_parts(Box::new(det), &net, AnalyzerConfig::default()).unwrap()
+        Analyzer::builder().custom_detector(Box::new(det)).build().unwrap()
     }
 
     #[test]

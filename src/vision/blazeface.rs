@@ -24,7 +24,8 @@ pub static FULL_RANGE_ONNX: &[u8] = include_bytes!("../../models/face_detection_
 pub const INPUT: usize = 256;
 
 /// Which packaged detector model(s) to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum DetectorModel {
     /// BlazeFace "back" (256x256): small and distant faces.

@@ -5,6 +5,8 @@
 pub mod analyzer;
 pub mod annotate;
 pub mod blazeface;
+pub mod builder;
 pub mod detect;
 pub mod track;
+#[cfg(feature = "video")]
 pub mod video;

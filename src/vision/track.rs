@@ -26,6 +26,21 @@ pub struct TrackerConfig {
     pub abstain: f32,
 }
 
+impl TrackerConfig {
+    /// Check the settings: `smooth_seconds` in [0, 5], `hysteresis` in [0, 0.5], `min_iou` and
+    /// `abstain` in [0, 1].
+    pub fn validate(&self) -> crate::Result<()> {
+        let checks: [(&'static str, f32, f32); 4] =
+            [("smooth_seconds", self.smooth_seconds, 5.0), ("hysteresis", self.hysteresis, 0.5), ("min_iou", self.min_iou, 1.0), ("abstain", self.abstain, 1.0)];
+        for (name, v, hi) in checks {
+            if !(v.is_finite() && (0.0..=hi).contains(&v)) {
+                return Err(crate::Error::Setting { name, value: v.to_string(), expected: format!("a number in [0, {hi}]") });
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for TrackerConfig {
     fn default() -> Self {
         TrackerConfig {

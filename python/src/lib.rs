@@ -1,0 +1,311 @@
+//! `ferrite._ferrite`: the thin PyO3 layer under the `ferrite` Python package. Settings go
+//! straight to `ferrite::Analyzer::builder()` (the library checks them), images arrive as a path,
+//! encoded bytes or raw pixels (the Python layer turns numpy arrays and PIL images into those),
+//! results go back as the library's own JSON, and every library error becomes the Python
+//! exception `ferrite._errors` names for it (mapped once, in [`to_py`]). The GIL is released
+//! while Rust works.
+
+use ferrite::data::LoadOptions;
+use ferrite::vision::video::{FrameReader, VideoInfo};
+use ferrite::{Analyzer, DetectorModel, EncodedImage, Error, ImageInput, ModelSource, Tta, VideoAnalyzer, VideoOptions};
+use image::DynamicImage;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyTuple, PyType};
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// The Python exception for a library error: `ferrite.FileNotFoundError` for a missing file,
+/// `ferrite.ImageError` (a `ValueError`) for bytes that are not an image, `ferrite.SettingError`
+/// (a `ValueError`) for a bad setting, ... all deriving from `ferrite.Error`.
+fn to_py(e: Error) -> PyErr {
+    let class = match &e {
+        Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => "FileNotFoundError",
+        Error::Io { .. } => "IOError",
+        Error::BadImage { .. } => "ImageError",
+        Error::Setting { .. } | Error::Config(_) | Error::Unsupported { .. } => "SettingError",
+        Error::BadDataset { .. } | Error::BadCsvRow { .. } => "DataError",
+        Error::BadModelFile { .. } | Error::Model(_) | Error::Incompatible(_) => "ModelError",
+        Error::Video { .. } | Error::VideoIo { .. } => "VideoError",
+        _ => "Error",
+    };
+    Python::attach(|py| {
+        let message = e.to_string();
+        match py.import("ferrite._errors").and_then(|m| m.getattr(class)) {
+            Ok(cls) => match cls.cast_into::<PyType>() {
+                Ok(t) => PyErr::from_type(t, message),
+                Err(_) => pyo3::exceptions::PyRuntimeError::new_err(message),
+            },
+            Err(import) => import,
+        }
+    })
+}
+
+/// A library result as a Python one.
+fn py<T>(r: ferrite::Result<T>) -> PyResult<T> {
+    r.map_err(to_py)
+}
+
+/// A setting given as a string (`"both"`, `"flip"`), read as the library's enum.
+fn choice<T: serde::de::DeserializeOwned>(name: &'static str, value: &str, choices: &str) -> ferrite::Result<T> {
+    serde_json::from_value(serde_json::Value::String(value.to_string())).map_err(|_| Error::Setting {
+        name,
+        value: format!("{value:?}"),
+        expected: format!("one of {choices}"),
+    })
+}
+
+fn tta(value: &str) -> ferrite::Result<Tta> {
+    choice("tta", value, "none, flip, ten, thirty, ninety")
+}
+
+/// An image from Python: a file, encoded bytes, or raw 8-bit pixels (gray, RGB or RGBA rows).
+/// The Python layer passes a path (`str`), `("bytes", data, name)` or
+/// `("pixels", data, width, height, channels)`.
+enum Input {
+    Path(PathBuf),
+    Encoded(Vec<u8>, String),
+    Pixels(Vec<u8>, u32, u32, u8),
+}
+
+impl Input {
+    fn from_py(obj: &Bound<'_, PyAny>) -> PyResult<Input> {
+        let Ok(t) = obj.cast::<PyTuple>() else {
+            return Ok(Input::Path(obj.extract()?));
+        };
+        let tag: String = t.get_item(0)?.extract()?;
+        let data = t.get_item(1)?;
+        let bytes = data.cast::<PyBytes>().map_err(|_| pyo3::exceptions::PyTypeError::new_err("image data must be bytes"))?.as_bytes().to_vec();
+        match tag.as_str() {
+            "bytes" => Ok(Input::Encoded(bytes, t.get_item(2)?.extract()?)),
+            "pixels" => Ok(Input::Pixels(bytes, t.get_item(2)?.extract()?, t.get_item(3)?.extract()?, t.get_item(4)?.extract()?)),
+            other => Err(pyo3::exceptions::PyTypeError::new_err(format!("unknown image form {other:?}"))),
+        }
+    }
+
+    fn many(objs: &Bound<'_, PyAny>) -> PyResult<Vec<Input>> {
+        objs.try_iter()?.map(|o| Input::from_py(&o?)).collect()
+    }
+}
+
+impl ImageInput for Input {
+    fn decode(&self) -> ferrite::Result<Cow<'_, DynamicImage>> {
+        match self {
+            Input::Path(p) => p.decode(),
+            Input::Encoded(bytes, name) => EncodedImage { name, bytes }.decode().map(|c| Cow::Owned(c.into_owned())),
+            Input::Pixels(data, width, height, channels) => {
+                let (w, h) = (*width, *height);
+                let bad = || Error::Setting {
+                    name: "image",
+                    value: format!("{} bytes for {w}x{h}x{channels}", data.len()),
+                    expected: "a uint8 array of shape HxW, HxWx3 or HxWx4".into(),
+                };
+                let data = data.clone();
+                let img = match channels {
+                    1 => image::GrayImage::from_raw(w, h, data).map(DynamicImage::ImageLuma8),
+                    3 => image::RgbImage::from_raw(w, h, data).map(DynamicImage::ImageRgb8),
+                    4 => image::RgbaImage::from_raw(w, h, data).map(DynamicImage::ImageRgba8),
+                    _ => None,
+                };
+                match img {
+                    Some(img) if w > 0 && h > 0 => Ok(Cow::Owned(img)),
+                    _ => Err(bad()),
+                }
+            }
+        }
+    }
+}
+
+/// JSON text of a serialisable value (the Python layer parses it).
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+/// The analyzer: built once from its settings, shared between Python threads.
+#[pyclass(frozen, module = "ferrite._ferrite")]
+struct NativeAnalyzer {
+    inner: Arc<Analyzer>,
+}
+
+#[pymethods]
+impl NativeAnalyzer {
+    #[new]
+    #[pyo3(signature = (model=None, detector="both", tta="none", abstain=0.4, margin=0.15, align=true, min_score=None, tiles=1, pad_retry=1.0, prior_correction=0.0, threads=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        model: Option<String>,
+        detector: &str,
+        tta: &str,
+        abstain: f32,
+        margin: f32,
+        align: bool,
+        min_score: Option<f32>,
+        tiles: u32,
+        pad_retry: f32,
+        prior_correction: f32,
+        threads: Option<usize>,
+    ) -> PyResult<NativeAnalyzer> {
+        let detector: DetectorModel = py(choice("detector", detector, "back, full, both"))?;
+        let tta = py(self::tta(tta))?;
+        let builder = Analyzer::builder()
+            .model(model.map(ModelSource::from).unwrap_or_default())
+            .detector(detector)
+            .tta(tta)
+            .abstain(abstain)
+            .margin(margin)
+            .align(align)
+            .min_score(min_score)
+            .tiles(tiles)
+            .pad_retry(pad_retry)
+            .prior_correction(prior_correction)
+            .threads(threads);
+        let inner = py(py.detach(|| builder.build()))?;
+        Ok(NativeAnalyzer { inner: Arc::new(inner) })
+    }
+
+    /// The faces in one image, as JSON.
+    fn analyze(&self, py: Python<'_>, image: &Bound<'_, PyAny>) -> PyResult<String> {
+        let image = Input::from_py(image)?;
+        let a = &self.inner;
+        py(py.detach(|| a.analyze(&image.decode()?).map(|f| json(&f))))
+    }
+
+    /// The faces in each image (JSON), or the error for that image, decoded and analysed in
+    /// parallel.
+    #[pyo3(signature = (images, threads=None))]
+    fn analyze_many(&self, py: Python<'_>, images: &Bound<'_, PyAny>, threads: Option<usize>) -> PyResult<Vec<Py<PyAny>>> {
+        let images = Input::many(images)?;
+        let a = &self.inner;
+        let results = py(py.detach(|| a.analyze_many_on(&images, threads)))?;
+        results
+            .into_iter()
+            .map(|r| match r {
+                Ok(faces) => Ok(json(&faces).into_pyobject(py)?.into_any().unbind()),
+                Err(e) => Ok(to_py(e).into_value(py).into_any()),
+            })
+            .collect()
+    }
+
+    /// The seven probabilities of each face crop (no detector).
+    fn predict(&self, py: Python<'_>, crops: &Bound<'_, PyAny>) -> PyResult<Vec<[f32; ferrite::Emotion::COUNT]>> {
+        let crops = Input::many(crops)?;
+        let a = &self.inner;
+        py(py.detach(|| {
+            let images = crops.iter().map(|c| c.decode().map(Cow::into_owned)).collect::<ferrite::Result<Vec<_>>>()?;
+            a.predict(&images)
+        }))
+    }
+
+    /// The model's contract and provenance, as JSON.
+    fn model_meta(&self) -> String {
+        json(self.inner.meta())
+    }
+
+    /// Frames of a video file, camera or stream URL, analysed with tracking and smoothing.
+    #[pyo3(signature = (source, detect_every=3, smooth_seconds=0.3, max_frames=None))]
+    fn video(&self, py: Python<'_>, source: String, detect_every: usize, smooth_seconds: f32, max_frames: Option<usize>) -> PyResult<NativeVideo> {
+        let mut opts = VideoOptions { detect_every, ..VideoOptions::default() };
+        opts.tracker.smooth_seconds = smooth_seconds;
+        let analyzer = self.inner.clone();
+        let (info, reader, video) = py(py.detach(move || {
+            opts.validate()?;
+            let info = ferrite::vision::video::probe(&source)?;
+            let reader = FrameReader::open(&source, &info)?;
+            let video = VideoAnalyzer::checked(analyzer, info.fps, opts)?;
+            Ok::<_, Error>((info, reader, video))
+        }))?;
+        Ok(NativeVideo { state: Mutex::new(VideoState { reader, video, left: max_frames }), info })
+    }
+}
+
+struct VideoState {
+    reader: FrameReader,
+    video: VideoAnalyzer<Arc<Analyzer>>,
+    left: Option<usize>,
+}
+
+/// An iterator of analysed video frames (JSON), ffmpeg decoding ahead.
+#[pyclass(frozen, module = "ferrite._ferrite")]
+struct NativeVideo {
+    state: Mutex<VideoState>,
+    info: VideoInfo,
+}
+
+#[pymethods]
+impl NativeVideo {
+    /// (width, height, frames per second).
+    #[getter]
+    fn info(&self) -> (u32, u32, f64) {
+        (self.info.width, self.info.height, self.info.fps)
+    }
+
+    /// The next frame as JSON, or None at the end.
+    fn next_frame(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        py(py.detach(|| {
+            let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if s.left == Some(0) {
+                return Ok(None);
+            }
+            let Some(frame) = s.reader.next_frame()? else { return Ok(None) };
+            s.left = s.left.map(|n| n - 1);
+            let r = s.video.process(&frame)?;
+            Ok(Some(json(&r)))
+        }))
+    }
+}
+
+/// Scores of a model on a labelled data set (image folder or FER2013 CSV), as JSON.
+#[pyfunction]
+#[pyo3(signature = (data, model=None, ferplus=false, votes=None, tta="none", usage=None, skip_bad=false, prior_correction=0.0))]
+#[allow(clippy::too_many_arguments)]
+fn evaluate(
+    py: Python<'_>,
+    data: PathBuf,
+    model: Option<String>,
+    ferplus: bool,
+    votes: Option<PathBuf>,
+    tta: &str,
+    usage: Option<String>,
+    skip_bad: bool,
+    prior_correction: f32,
+) -> PyResult<String> {
+    let tta = self::tta(tta).map_err(to_py)?;
+    let source = model.map(ModelSource::from).unwrap_or_default();
+    py(py.detach(move || {
+        let device = ferrite::device::inference_device();
+        let (net, header) = source.load(&device)?;
+        let opts = LoadOptions { skip_bad, usage, max_per_class: None, contrast: header.contrast() };
+        let (net, header) = ferrite::model::infer::correct_priors(net, header, prior_correction)?;
+        let ds = if ferplus {
+            ferrite::train::load_ferplus(&data, &opts, ferrite::data::ferplus::LabelMode::Majority, votes.as_deref())?
+        } else {
+            ferrite::data::Dataset::load(&data, &opts)?
+        };
+        let report = ferrite::eval::evaluate_tta(&net, &ds, &device, tta);
+        Ok(serde_json::json!({
+            "model": source.name(),
+            "labels": if ferplus { "ferplus-majority" } else { "own" },
+            "skipped": ds.skipped.len(),
+            "model_meta": header.meta,
+            "report": report,
+        })
+        .to_string())
+    }))
+}
+
+/// The class names in output order (ferrite's one `Emotion` enum).
+#[pyfunction]
+fn emotions() -> Vec<&'static str> {
+    ferrite::Emotion::ALL.iter().map(|e| e.name()).collect()
+}
+
+#[pymodule]
+fn _ferrite(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<NativeAnalyzer>()?;
+    m.add_class::<NativeVideo>()?;
+    m.add_function(wrap_pyfunction!(evaluate, m)?)?;
+    m.add_function(wrap_pyfunction!(emotions, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
