@@ -42,7 +42,7 @@ fn to_py(e: Error) -> PyErr {
 }
 
 /// A library result as a Python one.
-fn py<T>(r: ferrite::Result<T>) -> PyResult<T> {
+fn ok<T>(r: ferrite::Result<T>) -> PyResult<T> {
     r.map_err(to_py)
 }
 
@@ -146,8 +146,8 @@ impl NativeAnalyzer {
         prior_correction: f32,
         threads: Option<usize>,
     ) -> PyResult<NativeAnalyzer> {
-        let detector: DetectorModel = py(choice("detector", detector, "back, full, both"))?;
-        let tta = py(self::tta(tta))?;
+        let detector: DetectorModel = ok(choice("detector", detector, "back, full, both"))?;
+        let tta = ok(self::tta(tta))?;
         let builder = Analyzer::builder()
             .model(model.map(ModelSource::from).unwrap_or_default())
             .detector(detector)
@@ -160,7 +160,7 @@ impl NativeAnalyzer {
             .pad_retry(pad_retry)
             .prior_correction(prior_correction)
             .threads(threads);
-        let inner = py(py.detach(|| builder.build()))?;
+        let inner = ok(py.detach(|| builder.build()))?;
         Ok(NativeAnalyzer { inner: Arc::new(inner) })
     }
 
@@ -168,7 +168,7 @@ impl NativeAnalyzer {
     fn analyze(&self, py: Python<'_>, image: &Bound<'_, PyAny>) -> PyResult<String> {
         let image = Input::from_py(image)?;
         let a = &self.inner;
-        py(py.detach(|| a.analyze(&image.decode()?).map(|f| json(&f))))
+        ok(py.detach(|| a.analyze(image.decode()?.as_ref()).map(|f| json(&f))))
     }
 
     /// The faces in each image (JSON), or the error for that image, decoded and analysed in
@@ -177,7 +177,7 @@ impl NativeAnalyzer {
     fn analyze_many(&self, py: Python<'_>, images: &Bound<'_, PyAny>, threads: Option<usize>) -> PyResult<Vec<Py<PyAny>>> {
         let images = Input::many(images)?;
         let a = &self.inner;
-        let results = py(py.detach(|| a.analyze_many_on(&images, threads)))?;
+        let results = ok(py.detach(|| a.analyze_many_on(&images, threads)))?;
         results
             .into_iter()
             .map(|r| match r {
@@ -191,7 +191,7 @@ impl NativeAnalyzer {
     fn predict(&self, py: Python<'_>, crops: &Bound<'_, PyAny>) -> PyResult<Vec<[f32; ferrite::Emotion::COUNT]>> {
         let crops = Input::many(crops)?;
         let a = &self.inner;
-        py(py.detach(|| {
+        ok(py.detach(|| {
             let images = crops.iter().map(|c| c.decode().map(Cow::into_owned)).collect::<ferrite::Result<Vec<_>>>()?;
             a.predict(&images)
         }))
@@ -208,7 +208,7 @@ impl NativeAnalyzer {
         let mut opts = VideoOptions { detect_every, ..VideoOptions::default() };
         opts.tracker.smooth_seconds = smooth_seconds;
         let analyzer = self.inner.clone();
-        let (info, reader, video) = py(py.detach(move || {
+        let (info, reader, video) = ok(py.detach(move || {
             opts.validate()?;
             let info = ferrite::vision::video::probe(&source)?;
             let reader = FrameReader::open(&source, &info)?;
@@ -242,7 +242,7 @@ impl NativeVideo {
 
     /// The next frame as JSON, or None at the end.
     fn next_frame(&self, py: Python<'_>) -> PyResult<Option<String>> {
-        py(py.detach(|| {
+        ok(py.detach(|| {
             let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
             if s.left == Some(0) {
                 return Ok(None);
@@ -272,7 +272,7 @@ fn evaluate(
 ) -> PyResult<String> {
     let tta = self::tta(tta).map_err(to_py)?;
     let source = model.map(ModelSource::from).unwrap_or_default();
-    py(py.detach(move || {
+    ok(py.detach(move || {
         let device = ferrite::device::inference_device();
         let (net, header) = source.load(&device)?;
         let opts = LoadOptions { skip_bad, usage, max_per_class: None, contrast: header.contrast() };

@@ -211,7 +211,10 @@ pub fn run(a: TrainArgs, ctx: &Ctx) -> Result<()> {
             train_votes: a.train_votes.clone(),
             val_votes: a.val_votes.clone(),
         });
-        ferrite::train::train(&cfg, &out, opts).with_context(|| format!("training into {}", out.display()))?
+        match ferrite::train::train(&cfg, &out, opts) {
+            Err(e @ ferrite::Error::RunExists { .. }) => bail!("{e} (`--resume {}` continues it)", out.display()),
+            r => r.with_context(|| format!("training into {}", out.display()))?,
+        }
     };
     let s = &outcome.state;
     println!(

@@ -126,10 +126,7 @@ impl Dataset {
 
     /// Read a data set: a folder with one subfolder per class, or a FER2013 CSV file.
     pub fn load(path: &Path, opts: &LoadOptions) -> Result<Dataset> {
-        let meta = std::fs::metadata(path).map_err(|e| Error::BadDataset {
-            path: path.to_path_buf(),
-            message: format!("cannot open data set: {e}"),
-        })?;
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
         let ds = if crate::data::ferplus::is_ferplus_folder(path) {
             crate::data::ferplus::load_folder(path, crate::data::ferplus::LabelMode::Majority, opts)?.0
         } else if meta.is_dir() {
@@ -481,8 +478,9 @@ mod tests {
     fn missing_and_empty_folders_are_clear_errors() {
         let dir = crate::fsutil::TempDir::new().unwrap();
         let missing = dir.path().join("nope");
-        let err = Dataset::load(&missing, &LoadOptions::default()).unwrap_err().to_string();
-        assert!(err.contains("nope") && err.contains("cannot open"), "{err}");
+        let err = Dataset::load(&missing, &LoadOptions::default()).unwrap_err();
+        assert!(matches!(&err, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound), "{err}");
+        assert!(err.to_string().contains("nope"), "{err}");
         let err = Dataset::load(dir.path(), &LoadOptions::default()).unwrap_err().to_string();
         assert!(err.contains("no class folders"), "{err}");
         std::fs::create_dir(dir.path().join("fear")).unwrap();
