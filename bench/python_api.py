@@ -62,7 +62,10 @@ print(f"largest probability difference from `ferrite detect` JSON: {worst:.2e}")
 if fer_python:
     script = r'''
 import sys, time, cv2
-from fer import FER
+try:
+    from fer import FER
+except ImportError:  # fer >= 25: the class lives in fer.fer
+    from fer.fer import FER
 paths = sys.argv[1:]
 det = FER()
 det.detect_emotions(cv2.imread(paths[0]))
@@ -72,7 +75,10 @@ for p in paths:
     faces += len(det.detect_emotions(cv2.imread(p)))
 print((time.perf_counter() - t) / len(paths), faces)
 '''
-    out = subprocess.run([fer_python, "-c", script, *map(str, photos)], check=True, capture_output=True, text=True).stdout.split()
+    run = subprocess.run([fer_python, "-c", script, *map(str, photos)], capture_output=True, text=True)
+    if run.returncode != 0:
+        sys.exit(f"PyPI fer failed:\n{run.stderr[-3000:]}")
+    out = run.stdout.split()
     fer_s, fer_faces = float(out[-2]), int(out[-1])
     ours = sum(len(f) for f in a1.analyze_many(photos))
     print(f"\nPyPI fer detect_emotions: {1000 * fer_s:.1f} ms per photo ({fer_s / py_per_photo:.2f}x ferrite's), "

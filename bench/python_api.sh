@@ -26,7 +26,7 @@ fer_python=""
 if [ "${FER:-0}" = 1 ]; then
   fer_venv="$root/bench/.venv-fer"
   [ -x "$fer_venv/bin/python" ] || python3 -m venv "$fer_venv"
-  "$fer_venv/bin/pip" install --quiet fer tensorflow-cpu
+  "$fer_venv/bin/pip" install --quiet fer tensorflow-cpu "setuptools<81"
   fer_python="$fer_venv/bin/python"
 fi
 "$venv/bin/python" bench/python_api.py "$root/target/release/ferrite" "$tmp/photos" "$one" "$fer_python"
