@@ -250,12 +250,17 @@ class Analyzer:
 
     def analyze_video(
         self, source: Union[str, "os.PathLike[str]"], detect_every: int = 3, smooth_seconds: float = 0.3,
-        max_frames: Optional[int] = None,
+        max_frames: Optional[int] = None, start_frame: int = 0,
     ) -> "Video":
         """The frames of a video file, camera (``/dev/video0``) or stream URL, with faces
         tracked (ids) and probabilities smoothed over ``smooth_seconds``; the detector runs on
-        every ``detect_every``-th frame."""
-        return Video(self._native.video(os.fspath(source), detect_every, smooth_seconds, max_frames))
+        every ``detect_every``-th frame. ``start_frame`` and ``max_frames`` cut a segment out
+        (frames before it are decoded, not analysed; tracking starts afresh at it; frame indices
+        and times stay those of the whole video)."""
+        if start_frame < 0:
+            raise SettingError(f"setting `start_frame` = {start_frame}: expected 0 or more")
+        native = self._native.video(os.fspath(source), detect_every, smooth_seconds, max_frames, start_frame)
+        return Video(native, start_frame)
 
     def __reduce__(self) -> Tuple[Any, Tuple[Dict[str, Any]]]:
         return (_restore, (self._settings,))
@@ -304,9 +309,9 @@ class Frame:
 
     __slots__ = ("index", "time", "detected", "cut", "faces")
 
-    def __init__(self, d: Dict[str, Any]) -> None:
-        self.index: int = d["index"]
-        self.time: float = d["time_s"]
+    def __init__(self, d: Dict[str, Any], start: int = 0, fps: float = 0.0) -> None:
+        self.index: int = start + d["index"]
+        self.time: float = self.index / fps if start and fps > 0 else d["time_s"]
         self.detected: bool = d["detected"]
         self.cut: bool = d["cut"]
         self.faces: List[Face] = [Face(f) for f in d["faces"]]
@@ -323,8 +328,9 @@ class Video:
     """An iterator of :class:`Frame`; frames already seen are kept for :meth:`rows`,
     :meth:`to_csv` and :meth:`to_pandas` (which read the rest of the video first)."""
 
-    def __init__(self, native: Any) -> None:
+    def __init__(self, native: Any, start: int = 0) -> None:
         self._native = native
+        self._start = start
         self.frames: List[Frame] = []
         self.width, self.height, self.fps = native.info
 
@@ -335,7 +341,7 @@ class Video:
         text = self._native.next_frame()
         if text is None:
             raise StopIteration
-        frame = Frame(json.loads(text))
+        frame = Frame(json.loads(text), self._start, self.fps)
         self.frames.append(frame)
         return frame
 
@@ -383,11 +389,11 @@ class Video:
 
 def analyze_video(
     source: Union[str, "os.PathLike[str]"], detect_every: int = 3, smooth_seconds: float = 0.3,
-    max_frames: Optional[int] = None, **options: Any,
+    max_frames: Optional[int] = None, start_frame: int = 0, **options: Any,
 ) -> Video:
     """The frames of a video file, camera or stream URL (ffmpeg reads it), faces tracked and
     smoothed; ``options`` are :class:`Analyzer`'s settings."""
-    return _analyzer(options).analyze_video(source, detect_every, smooth_seconds, max_frames)
+    return _analyzer(options).analyze_video(source, detect_every, smooth_seconds, max_frames, start_frame)
 
 
 def evaluate(

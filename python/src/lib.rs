@@ -202,9 +202,10 @@ impl NativeAnalyzer {
         json(self.inner.meta())
     }
 
-    /// Frames of a video file, camera or stream URL, analysed with tracking and smoothing.
-    #[pyo3(signature = (source, detect_every=3, smooth_seconds=0.3, max_frames=None))]
-    fn video(&self, py: Python<'_>, source: String, detect_every: usize, smooth_seconds: f32, max_frames: Option<usize>) -> PyResult<NativeVideo> {
+    /// Frames of a video file, camera or stream URL, analysed with tracking and smoothing;
+    /// the first `start_frame` frames are decoded and passed over (a segment of a long video).
+    #[pyo3(signature = (source, detect_every=3, smooth_seconds=0.3, max_frames=None, start_frame=0))]
+    fn video(&self, py: Python<'_>, source: String, detect_every: usize, smooth_seconds: f32, max_frames: Option<usize>, start_frame: usize) -> PyResult<NativeVideo> {
         let mut opts = VideoOptions { detect_every, ..VideoOptions::default() };
         opts.tracker.smooth_seconds = smooth_seconds;
         let analyzer = self.inner.clone();
@@ -215,7 +216,7 @@ impl NativeAnalyzer {
             let video = VideoAnalyzer::checked(analyzer, info.fps, opts)?;
             Ok::<_, Error>((info, reader, video))
         }))?;
-        Ok(NativeVideo { state: Mutex::new(VideoState { reader, video, left: max_frames }), info })
+        Ok(NativeVideo { state: Mutex::new(VideoState { reader, video, left: max_frames, skip: start_frame }), info })
     }
 }
 
@@ -223,6 +224,8 @@ struct VideoState {
     reader: FrameReader,
     video: VideoAnalyzer<Arc<Analyzer>>,
     left: Option<usize>,
+    /// Frames still to pass over before the first one analysed.
+    skip: usize,
 }
 
 /// An iterator of analysed video frames (JSON), ffmpeg decoding ahead.
@@ -244,6 +247,13 @@ impl NativeVideo {
     fn next_frame(&self, py: Python<'_>) -> PyResult<Option<String>> {
         ok(py.detach(|| {
             let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            while s.skip > 0 {
+                if s.reader.next_frame()?.is_none() {
+                    s.skip = 0;
+                    return Ok(None);
+                }
+                s.skip -= 1;
+            }
             if s.left == Some(0) {
                 return Ok(None);
             }

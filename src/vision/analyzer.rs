@@ -244,10 +244,19 @@ impl Analyzer {
 
     /// [`analyze`](Self::analyze) for an RGB image.
     pub fn analyze_rgb(&self, rgb: &RgbImage) -> Result<Vec<Face>> {
-        let dets = self.detector.detect(rgb)?;
+        let dets = self.detect(rgb)?;
         let gray = image::imageops::grayscale(rgb);
         let probs = self.classify(&gray, &dets)?;
         Ok(dets.iter().zip(probs).map(|(d, p)| Face::new(d, p, self.config.abstain_below)).collect())
+    }
+
+    /// The detector's faces, on the analyzer's threads when it has its own
+    /// ([`crate::AnalyzerBuilder::threads`]: the detector's models run side by side on them).
+    fn detect(&self, rgb: &RgbImage) -> Result<Vec<Detection>> {
+        match &self.pool {
+            Some(pool) if pool.current_thread_index().is_none() => pool.install(|| self.detector.detect(rgb)),
+            _ => self.detector.detect(rgb),
+        }
     }
 
     /// Analyse many images in parallel (decoding included), on the analyzer's threads
@@ -483,7 +492,7 @@ impl<A: std::ops::Deref<Target = Analyzer>> VideoAnalyzer<A> {
         let detected = cut || index.is_multiple_of(self.opts.detect_every.max(1));
         let t0 = std::time::Instant::now();
         let found: Vec<Detection> = if detected {
-            self.analyzer.detector.detect(frame)?
+            self.analyzer.detect(frame)?
         } else {
             self.carried.clone()
         };

@@ -185,7 +185,8 @@ impl AnalyzerBuilder {
         self
     }
 
-    /// Threads [`Analyzer::analyze_many`] uses, at least 1 (default: rayon's pool, all cores).
+    /// Threads the analyzer works on, at least 1: [`Analyzer::analyze_many`]'s images and each
+    /// image's detector models share them (default: rayon's pool, all cores).
     pub fn threads(mut self, threads: Option<usize>) -> Self {
         self.threads = threads;
         self
