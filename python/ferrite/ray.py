@@ -2,8 +2,8 @@
 
 A Ray Data pipeline: the inputs are listed (files, folders and globs on any filesystem pyarrow
 reaches), long videos are cut into segments of frames, ``map_batches`` sends each item to an
-actor that holds one :class:`ferrite.Analyzer`, and each item's rows are written as one Parquet
-file (atomically, named by the item) under ``OUTPUT/data/``. A re-run with the same output skips
+actor that holds one :class:`ferrite.Analyzer`, and each batch of items is written as one Parquet
+file (atomically; its metadata lists the items) under ``OUTPUT/data/``. A re-run with the same output skips
 the items already written; a crash of the driver loses at most the items in flight. Install with
 ``pip install './python[ray]'``; run as ``python -m ferrite.ray analyze INPUT... --output OUT``.
 
@@ -33,8 +33,12 @@ import ferrite
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif"}
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
 
-#: Frames per video segment by default (12 s at 25 fps): the unit of work a worker takes.
+#: Frames per video segment by default (12 s at 25 fps): a video's unit of work.
 SEGMENT_FRAMES = 300
+#: Items (images or video segments) a worker takes at a time, written as one Parquet file.
+BATCH_SIZE = 16
+#: The Parquet metadata key that lists a file's items.
+ITEMS_KEY = "ferrite_items"
 
 
 def _pa():
@@ -211,17 +215,22 @@ class Worker:
             if tmp:
                 shutil.rmtree(tmp, ignore_errors=True)
 
-    def _write(self, key: str, rows: List[Dict[str, Any]]) -> None:
+    def _write(self, keys: List[str], rows: List[Dict[str, Any]]) -> None:
+        """One Parquet file for the batch, named by its items, which its metadata lists: written
+        under a temporary name and moved into place, so it is there whole or not at all."""
         pa = _pa()
-        table = pa.Table.from_pylist(rows, schema=_schema())
+        schema = _schema().with_metadata({ITEMS_KEY: json.dumps(keys)})
+        table = pa.Table.from_pylist(rows, schema=schema)
+        name = hashlib.sha1("\0".join(keys).encode()).hexdigest()[:24]
         data = f"{self.root}/data"
         self.fs.create_dir(data, recursive=True)
-        tmp = f"{data}/.tmp-{key}-{uuid.uuid4().hex}.parquet"
+        tmp = f"{data}/.tmp-{name}-{uuid.uuid4().hex}.parquet"
         pa.parquet.write_table(table, tmp, filesystem=self.fs)
-        self.fs.move(tmp, f"{data}/{key}.parquet")
+        self.fs.move(tmp, f"{data}/{name}.parquet")
 
     def __call__(self, batch: Dict[str, Any]) -> Dict[str, List[Any]]:
         out: Dict[str, List[Any]] = {"key": [], "source": [], "kind": [], "frames": [], "faces": [], "error": [], "labels": []}
+        all_rows: List[Dict[str, Any]] = []
         for i in range(len(batch["key"])):
             item = {k: batch[k][i] for k in batch}
             item = {k: (v.item() if hasattr(v, "item") else v) for k, v in item.items()}
@@ -232,7 +241,7 @@ class Worker:
                 error = str(e) or type(e).__name__
                 rows, frames = [dict(source=item["source"], kind=item["kind"], segment=int(item["segment"]),
                                      model=self.model, version=ferrite.__version__, error=error)], 0
-            self._write(item["key"], rows)
+            all_rows.extend(rows)
             out["key"].append(item["key"])
             out["source"].append(item["source"])
             out["kind"].append(item["kind"])
@@ -244,22 +253,27 @@ class Worker:
                 if r.get("label"):
                     counts[r["label"]] = counts.get(r["label"], 0) + 1
             out["labels"].append(json.dumps(counts))
+        self._write(out["key"], all_rows)
         return out
 
 
 def done_keys(output: str) -> set:
-    """The items an earlier run wrote completely (their final Parquet file exists)."""
+    """The items an earlier run wrote completely: those its Parquet files list."""
     pa = _pa()
     fs, root = _filesystem(output)
     infos = fs.get_file_info(pa.fs.FileSelector(f"{root}/data", allow_not_found=True))
-    return {os.path.basename(i.path)[: -len(".parquet")] for i in infos
-            if i.type == pa.fs.FileType.File and i.path.endswith(".parquet") and not os.path.basename(i.path).startswith(".")}
+    done: set = set()
+    for i in infos:
+        if i.type == pa.fs.FileType.File and i.path.endswith(".parquet") and not os.path.basename(i.path).startswith("."):
+            meta = pa.parquet.read_schema(i.path, filesystem=fs).metadata or {}
+            done.update(json.loads(meta.get(ITEMS_KEY.encode(), b"[]")))
+    return done
 
 
 def run(
     inputs: Sequence[str], output: str, address: Optional[str] = None, workers: int = 2, cpus_per_worker: float = 1.0,
     detect_every: int = 3, smooth_seconds: float = 0.3, segment_frames: int = SEGMENT_FRAMES,
-    settings: Optional[Dict[str, Any]] = None,
+    settings: Optional[Dict[str, Any]] = None, batch_size: int = BATCH_SIZE,
 ) -> Dict[str, Any]:
     """Analyse every input on the Ray cluster at ``address`` (default: the one ``ray.init``
     finds, or a local one) with ``workers`` actors; write rows under ``output`` and return the
@@ -270,6 +284,8 @@ def run(
     ferrite.Analyzer(**settings)  # every setting checked here, before the cluster is asked
     if workers < 1:
         raise ferrite.SettingError(f"setting `workers` = {workers}: expected at least 1")
+    if batch_size < 1:
+        raise ferrite.SettingError(f"setting `batch_size` = {batch_size}: expected at least 1")
     started = time.perf_counter()
     items = plan(inputs, segment_frames)
     done = done_keys(output)
@@ -278,12 +294,17 @@ def run(
         ray.init(address=address, log_to_driver=False)
     summaries: List[Dict[str, Any]] = []
     if todo:
-        ds = ray.data.from_items(todo, override_num_blocks=len(todo))
+        # Images first, video segments after; a block is one batch, so a retried batch is the
+        # same items and rewrites the same file.
+        todo.sort(key=lambda i: (i["kind"] != "image", i["source"], i["segment"]))
+        # At least four batches per worker, so that a few long items (video segments) spread.
+        batch = max(1, min(batch_size, -(-len(todo) // (4 * workers))))
+        ds = ray.data.from_items(todo, override_num_blocks=-(-len(todo) // batch))
         ds = ds.map_batches(
             Worker,
             fn_constructor_kwargs=dict(settings=settings, output=output, detect_every=detect_every,
                                        smooth_seconds=smooth_seconds, threads=max(1, int(cpus_per_worker))),
-            batch_size=1,
+            batch_size=batch,
             compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=cpus_per_worker,
         )
@@ -336,6 +357,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     a.add_argument("--detect-every", type=int, default=3, help="videos: run the detector every K frames")
     a.add_argument("--smooth-seconds", type=float, default=0.3)
     a.add_argument("--segment-frames", type=int, default=SEGMENT_FRAMES, help="videos: frames per unit of work")
+    a.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="items a worker takes at a time (one Parquet file)")
     a.add_argument("--model", help="embedded:NAME, a model file or a run directory")
     a.add_argument("--detector", default="both", choices=["both", "back", "full"])
     a.add_argument("--tta", default="none", choices=["none", "flip", "ten", "thirty", "ninety"])
@@ -350,7 +372,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     align=not args.no_align, min_score=args.min_score, tiles=args.tiles, pad_retry=args.pad_retry)
     try:
         summary = run(args.inputs, args.output, args.address, args.workers, args.cpus_per_worker, args.detect_every,
-                      args.smooth_seconds, args.segment_frames, settings)
+                      args.smooth_seconds, args.segment_frames, settings, args.batch_size)
     except ferrite.Error as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

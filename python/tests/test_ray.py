@@ -54,7 +54,7 @@ ip link set lo up
 trap 'ray stop --force >/dev/null 2>&1 || true' EXIT
 ray start --head --num-cpus=1 --port={port} --include-dashboard=false --disable-usage-stats --temp-dir="{ray_tmp}" > "{out}/head.log" 2>&1
 ray start --address=127.0.0.1:{port} --num-cpus=1 --node-manager-port={nm} --disable-usage-stats > "{out}/node2.log" 2>&1
-job() {{ "{python}" -m ferrite.ray analyze {inputs} --output "{out}/result" --address 127.0.0.1:{port} --workers 2 --detect-every 2 --segment-frames 12; }}
+job() {{ "{python}" -m ferrite.ray analyze {inputs} --output "{out}/result" --address 127.0.0.1:{port} --workers 2 --detect-every 2 --segment-frames 12 --batch-size 2; }}
 job > "{out}/first.out" 2> "{out}/first.log" &
 pid=$!
 # Midway (a few items written), kill the second node's raylet: its actor dies with it. (Found by
@@ -107,7 +107,9 @@ def test_ray_job_on_two_nodes_matches_the_cli(tmp_path):
         shutil.rmtree(ray_tmp, ignore_errors=True)
     logs = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(out.glob("*.log")) + sorted(out.glob("*.txt")))
     assert r.returncode == 0, f"{r.stdout}\n{r.stderr}\n{logs}"
-    assert "killed" in (out / "kill.txt").read_text(), logs
+    kill = (out / "kill.txt").read_text()
+    assert "killed" in kill, logs
+    before = int(kill.split("outputs before the kill: ")[1].split()[0])
 
     first = json.loads((out / "first.json").read_text())
     second = json.loads((out / "second.json").read_text())
@@ -121,7 +123,10 @@ def test_ray_job_on_two_nodes_matches_the_cli(tmp_path):
     assert [e["source"] for e in first["errors"]] == [str(inputs / "corrupt.jpg")]
 
     table = ferrite.ray.read(str(out / "result")).to_pylist()
-    assert len(list((out / "result" / "data").glob("*.parquet"))) == items
+    assert len(ferrite.ray.done_keys(str(out / "result"))) == items
+    files = len(list((out / "result" / "data").glob("*.parquet")))
+    assert files == -(-items // 2), "a file per batch of 2"
+    assert before < files, f"the raylet was killed midway ({before} of {files} files written), not after the job"
     keys = [(r["source"], r["segment"], r["frame"], r["face"]) for r in table]
     assert len(keys) == len(set(keys)), "no row written twice"
     errors = [r for r in table if r["error"]]
