@@ -183,25 +183,48 @@ class Worker:
         self.detect_every = detect_every
         self.smooth_seconds = smooth_seconds
 
-    def _rows(self, item: Dict[str, Any]) -> Tuple[List[Dict[str, Any]], int]:
-        base = dict(source=item["source"], kind=item["kind"], segment=int(item["segment"]), model=self.model,
+    def _base(self, item: Dict[str, Any]) -> Dict[str, Any]:
+        return dict(source=item["source"], kind=item["kind"], segment=int(item["segment"]), model=self.model,
                     version=ferrite.__version__, error=None)
-        rows: List[Dict[str, Any]] = []
 
-        def face_row(frame: int, time_s: float, k: int, f: ferrite.Face, track: Optional[str]) -> Dict[str, Any]:
-            x, y, w, h = f.box
-            return dict(base, frame=frame, time_s=time_s, face=k, track_id=track, x=x, y=y, w=w, h=h,
-                        score=f.score, label=f.label, **f.probabilities)
+    @staticmethod
+    def _face_row(base: Dict[str, Any], frame: int, time_s: float, k: int, f: ferrite.Face, track: Optional[str]) -> Dict[str, Any]:
+        x, y, w, h = f.box
+        return dict(base, frame=frame, time_s=time_s, face=k, track_id=track, x=x, y=y, w=w, h=h,
+                    score=f.score, label=f.label, **f.probabilities)
 
-        if item["kind"] == "image":
+    def _images(self, items: List[Dict[str, Any]]) -> List[Any]:
+        """Each image's faces (or its error), the batch decoded and analysed in one call."""
+        inputs: List[Any] = []
+        for item in items:
             source = item["source"]
             if "://" in source:
-                fs, path = _filesystem(source)
-                with fs.open_input_stream(path) as s:
-                    faces = self.analyzer.analyze(s.read())
+                try:
+                    fs, path = _filesystem(source)
+                    with fs.open_input_stream(path) as s:
+                        inputs.append(("bytes", s.read(), source))
+                except OSError as e:
+                    inputs.append(ferrite.IOError(f"{source}: {e}"))
             else:
-                faces = self.analyzer.analyze(source)
-            return [face_row(0, 0.0, k, f, None) for k, f in enumerate(faces)], 1
+                inputs.append(source)
+        readable = [i for i in inputs if not isinstance(i, BaseException)]
+        results = iter(self.analyzer._native.analyze_many(readable, None) if readable else [])
+        out: List[Any] = []
+        for i in inputs:
+            if isinstance(i, BaseException):
+                out.append(i)
+            else:
+                r = next(results)
+                out.append(r if isinstance(r, BaseException) else ferrite._faces(r))
+        return out
+
+    def _rows(self, item: Dict[str, Any], faces: Any = None) -> Tuple[List[Dict[str, Any]], int]:
+        base = self._base(item)
+        rows: List[Dict[str, Any]] = []
+        if item["kind"] == "image":
+            if isinstance(faces, BaseException):
+                raise faces
+            return [self._face_row(base, 0, 0.0, k, f, None) for k, f in enumerate(faces)], 1
         local, tmp = _local_copy(item["source"])
         try:
             video = self.analyzer.analyze_video(local, self.detect_every, self.smooth_seconds,
@@ -209,7 +232,7 @@ class Worker:
             frames = 0
             for fr in video:
                 frames += 1
-                rows.extend(face_row(fr.index, fr.time, k, f, f"{item['segment']}-{f.id}") for k, f in enumerate(fr.faces))
+                rows.extend(self._face_row(base, fr.index, fr.time, k, f, f"{item['segment']}-{f.id}") for k, f in enumerate(fr.faces))
             return rows, frames
         finally:
             if tmp:
@@ -231,12 +254,14 @@ class Worker:
     def __call__(self, batch: Dict[str, Any]) -> Dict[str, List[Any]]:
         out: Dict[str, List[Any]] = {"key": [], "source": [], "kind": [], "frames": [], "faces": [], "error": [], "labels": []}
         all_rows: List[Dict[str, Any]] = []
-        for i in range(len(batch["key"])):
-            item = {k: batch[k][i] for k in batch}
-            item = {k: (v.item() if hasattr(v, "item") else v) for k, v in item.items()}
+        items = [{k: (batch[k][i].item() if hasattr(batch[k][i], "item") else batch[k][i]) for k in batch}
+                 for i in range(len(batch["key"]))]
+        images = [i for i in items if i["kind"] == "image"]
+        analysed = dict(zip((i["key"] for i in images), self._images(images))) if images else {}
+        for item in items:
             error = None
             try:
-                rows, frames = self._rows(item)
+                rows, frames = self._rows(item, analysed.get(item["key"]))
             except ferrite.Error as e:
                 error = str(e) or type(e).__name__
                 rows, frames = [dict(source=item["source"], kind=item["kind"], segment=int(item["segment"]),
