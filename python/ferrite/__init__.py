@@ -16,6 +16,7 @@ HxWx3 RGB or HxWx4 RGBA; ``bgr=True`` for OpenCV frames) or a PIL image.
 from __future__ import annotations
 
 import csv
+import inspect
 import io
 import json
 import os
@@ -157,13 +158,10 @@ def _faces(text: str) -> List[Face]:
     return [Face(d) for d in json.loads(text)]
 
 
-_SETTINGS = ("model", "detector", "tta", "abstain", "margin", "align", "min_score", "tiles", "pad_retry", "prior_correction", "threads")
-
-
 class Analyzer:
     """The face detector and an expression model, built once; safe to share between threads.
 
-    :param model: ``None`` (the embedded default), ``"embedded:fer2013"`` (the model trained on
+    :param model: the embedded default model, ``"embedded:fer2013"`` (the model trained on
         FER2013's own labels), a model file or a training run directory.
     :param detector: ``"both"`` (default), ``"back"`` (small, distant faces) or ``"full"``
         (large, near, turned faces).
@@ -177,35 +175,34 @@ class Analyzer:
     :param prior_correction: divide by the class priors to this power, on top of the model's own.
     :param threads: threads :meth:`analyze_many` uses (default: all cores).
 
-    Every setting is checked when the analyzer is built: a bad one raises :class:`SettingError`
+    A setting left ``None`` takes the library's default (given above). Every setting is checked
+    when the analyzer is built: a bad one raises :class:`SettingError`
     naming it. An analyzer pickles by its settings (multiprocessing, cluster frameworks).
     """
 
     def __init__(
         self,
         model: Optional[Union[str, "os.PathLike[str]"]] = None,
-        detector: str = "both",
-        tta: str = "none",
-        abstain: float = 0.4,
-        margin: float = 0.15,
-        align: bool = True,
+        detector: Optional[str] = None,
+        tta: Optional[str] = None,
+        abstain: Optional[float] = None,
+        margin: Optional[float] = None,
+        align: Optional[bool] = None,
         min_score: Optional[float] = None,
-        tiles: int = 1,
-        pad_retry: float = 1.0,
-        prior_correction: float = 0.0,
+        tiles: Optional[int] = None,
+        pad_retry: Optional[float] = None,
+        prior_correction: Optional[float] = None,
         threads: Optional[int] = None,
     ) -> None:
-        if model is not None:
-            model = os.fspath(model)
-        self._settings: Dict[str, Any] = dict(
-            model=model, detector=detector, tta=tta, abstain=abstain, margin=margin, align=align,
-            min_score=min_score, tiles=tiles, pad_retry=pad_retry, prior_correction=prior_correction, threads=threads,
-        )
+        given = dict(model=model, detector=detector, tta=tta, abstain=abstain, margin=margin, align=align,
+                     min_score=min_score, tiles=tiles, pad_retry=pad_retry, prior_correction=prior_correction, threads=threads)
+        # Only the settings given: every default lives in the library (ferrite::AnalyzerBuilder).
+        self._settings: Dict[str, Any] = {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in given.items() if v is not None}
         self._native = _ferrite.NativeAnalyzer(**self._settings)
 
     @property
     def settings(self) -> Dict[str, Any]:
-        """The settings this analyzer was built with."""
+        """The settings this analyzer was built with (those given; the rest are the defaults)."""
         return dict(self._settings)
 
     @property
@@ -266,14 +263,11 @@ class Analyzer:
         return (_restore, (self._settings,))
 
     def __repr__(self) -> str:
-        changed = ", ".join(f"{k}={v!r}" for k, v in self._settings.items() if v != _DEFAULTS[k])
-        return f"ferrite.Analyzer({changed})"
+        return f"ferrite.Analyzer({', '.join(f'{k}={v!r}' for k, v in self._settings.items())})"
 
 
-_DEFAULTS: Dict[str, Any] = dict(
-    model=None, detector="both", tta="none", abstain=0.4, margin=0.15, align=True,
-    min_score=None, tiles=1, pad_retry=1.0, prior_correction=0.0, threads=None,
-)
+#: The names of :class:`Analyzer`'s settings.
+_SETTINGS: Tuple[str, ...] = tuple(inspect.signature(Analyzer.__init__).parameters)[1:]
 
 
 def _restore(settings: Dict[str, Any]) -> Analyzer:

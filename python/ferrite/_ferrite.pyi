@@ -20,15 +20,15 @@ class NativeAnalyzer:
     def __init__(
         self,
         model: Optional[str] = ...,
-        detector: str = ...,
-        tta: str = ...,
-        abstain: float = ...,
-        margin: float = ...,
-        align: bool = ...,
+        detector: Optional[str] = ...,
+        tta: Optional[str] = ...,
+        abstain: Optional[float] = ...,
+        margin: Optional[float] = ...,
+        align: Optional[bool] = ...,
         min_score: Optional[float] = ...,
-        tiles: int = ...,
-        pad_retry: float = ...,
-        prior_correction: float = ...,
+        tiles: Optional[int] = ...,
+        pad_retry: Optional[float] = ...,
+        prior_correction: Optional[float] = ...,
         threads: Optional[int] = ...,
     ) -> None: ...
     def analyze(self, image: Any) -> str: ...

@@ -202,21 +202,14 @@ class Worker:
                 try:
                     fs, path = _filesystem(source)
                     with fs.open_input_stream(path) as s:
-                        inputs.append(("bytes", s.read(), source))
+                        inputs.append(s.read())
                 except OSError as e:
                     inputs.append(ferrite.IOError(f"{source}: {e}"))
             else:
                 inputs.append(source)
         readable = [i for i in inputs if not isinstance(i, BaseException)]
-        results = iter(self.analyzer._native.analyze_many(readable, None) if readable else [])
-        out: List[Any] = []
-        for i in inputs:
-            if isinstance(i, BaseException):
-                out.append(i)
-            else:
-                r = next(results)
-                out.append(r if isinstance(r, BaseException) else ferrite._faces(r))
-        return out
+        results = iter(self.analyzer.analyze_many(readable, errors="return") if readable else [])
+        return [i if isinstance(i, BaseException) else next(results) for i in inputs]
 
     def _rows(self, item: Dict[str, Any], faces: Any = None) -> Tuple[List[Dict[str, Any]], int]:
         base = self._base(item)
@@ -264,6 +257,8 @@ class Worker:
                 rows, frames = self._rows(item, analysed.get(item["key"]))
             except ferrite.Error as e:
                 error = str(e) or type(e).__name__
+                if item["source"] not in error:  # (bytes read from an object store are unnamed)
+                    error = f"{item['source']}: {error}"
                 rows, frames = [dict(source=item["source"], kind=item["kind"], segment=int(item["segment"]),
                                      model=self.model, version=ferrite.__version__, error=error)], 0
             all_rows.extend(rows)
@@ -384,17 +379,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     a.add_argument("--segment-frames", type=int, default=SEGMENT_FRAMES, help="videos: frames per unit of work")
     a.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="items a worker takes at a time (one Parquet file)")
     a.add_argument("--model", help="embedded:NAME, a model file or a run directory")
-    a.add_argument("--detector", default="both", choices=["both", "back", "full"])
-    a.add_argument("--tta", default="none", choices=["none", "flip", "ten", "thirty", "ninety"])
-    a.add_argument("--abstain", type=float, default=0.4)
-    a.add_argument("--margin", type=float, default=0.15)
+    a.add_argument("--detector", choices=["both", "back", "full"])
+    a.add_argument("--tta", choices=["none", "flip", "ten", "thirty", "ninety"])
+    a.add_argument("--abstain", type=float)
+    a.add_argument("--margin", type=float)
     a.add_argument("--no-align", action="store_true")
     a.add_argument("--min-score", type=float)
-    a.add_argument("--tiles", type=int, default=1)
-    a.add_argument("--pad-retry", type=float, default=1.0)
+    a.add_argument("--tiles", type=int)
+    a.add_argument("--pad-retry", type=float)
     args = p.parse_args(argv)
-    settings = dict(model=args.model, detector=args.detector, tta=args.tta, abstain=args.abstain, margin=args.margin,
-                    align=not args.no_align, min_score=args.min_score, tiles=args.tiles, pad_retry=args.pad_retry)
+    # Analyzer options left out keep the library's defaults (ferrite.Analyzer).
+    given = dict(model=args.model, detector=args.detector, tta=args.tta, abstain=args.abstain, margin=args.margin,
+                 align=False if args.no_align else None, min_score=args.min_score, tiles=args.tiles, pad_retry=args.pad_retry)
+    settings = {k: v for k, v in given.items() if v is not None}
     try:
         summary = run(args.inputs, args.output, args.address, args.workers, args.cpus_per_worker, args.detect_every,
                       args.smooth_seconds, args.segment_frames, settings, args.batch_size)

@@ -59,13 +59,13 @@ fn tta(value: &str) -> ferrite::Result<Tta> {
     choice("tta", value, "none, flip, ten, thirty, ninety")
 }
 
-/// An image from Python: a file, encoded bytes, or raw 8-bit pixels (gray, RGB or RGBA rows).
-/// The Python layer passes a path (`str`), `("bytes", data, name)` or
-/// `("pixels", data, width, height, channels)`.
+/// An image from Python: a file, encoded bytes, or raw 8-bit pixels (gray, RGB or RGBA rows,
+/// made an image as they arrive). The Python layer passes a path (`str`), `("bytes", data, name)`
+/// or `("pixels", data, width, height, channels)`.
 enum Input {
     Path(PathBuf),
     Encoded(Vec<u8>, String),
-    Pixels(Vec<u8>, u32, u32, u8),
+    Image(DynamicImage),
 }
 
 impl Input {
@@ -78,7 +78,24 @@ impl Input {
         let bytes = data.cast::<PyBytes>().map_err(|_| pyo3::exceptions::PyTypeError::new_err("image data must be bytes"))?.as_bytes().to_vec();
         match tag.as_str() {
             "bytes" => Ok(Input::Encoded(bytes, t.get_item(2)?.extract()?)),
-            "pixels" => Ok(Input::Pixels(bytes, t.get_item(2)?.extract()?, t.get_item(3)?.extract()?, t.get_item(4)?.extract()?)),
+            "pixels" => {
+                let (w, h, channels): (u32, u32, u8) = (t.get_item(2)?.extract()?, t.get_item(3)?.extract()?, t.get_item(4)?.extract()?);
+                let len = bytes.len();
+                let img = match channels {
+                    1 => image::GrayImage::from_raw(w, h, bytes).map(DynamicImage::ImageLuma8),
+                    3 => image::RgbImage::from_raw(w, h, bytes).map(DynamicImage::ImageRgb8),
+                    4 => image::RgbaImage::from_raw(w, h, bytes).map(DynamicImage::ImageRgba8),
+                    _ => None,
+                };
+                match img {
+                    Some(img) if w > 0 && h > 0 => Ok(Input::Image(img)),
+                    _ => Err(to_py(Error::Setting {
+                        name: "image",
+                        value: format!("{len} bytes for {w}x{h}x{channels}"),
+                        expected: "a uint8 array of shape HxW, HxWx3 or HxWx4".into(),
+                    })),
+                }
+            }
             other => Err(pyo3::exceptions::PyTypeError::new_err(format!("unknown image form {other:?}"))),
         }
     }
@@ -93,25 +110,7 @@ impl ImageInput for Input {
         match self {
             Input::Path(p) => p.decode(),
             Input::Encoded(bytes, name) => EncodedImage { name, bytes }.decode().map(|c| Cow::Owned(c.into_owned())),
-            Input::Pixels(data, width, height, channels) => {
-                let (w, h) = (*width, *height);
-                let bad = || Error::Setting {
-                    name: "image",
-                    value: format!("{} bytes for {w}x{h}x{channels}", data.len()),
-                    expected: "a uint8 array of shape HxW, HxWx3 or HxWx4".into(),
-                };
-                let data = data.clone();
-                let img = match channels {
-                    1 => image::GrayImage::from_raw(w, h, data).map(DynamicImage::ImageLuma8),
-                    3 => image::RgbImage::from_raw(w, h, data).map(DynamicImage::ImageRgb8),
-                    4 => image::RgbaImage::from_raw(w, h, data).map(DynamicImage::ImageRgba8),
-                    _ => None,
-                };
-                match img {
-                    Some(img) if w > 0 && h > 0 => Ok(Cow::Owned(img)),
-                    _ => Err(bad()),
-                }
-            }
+            Input::Image(img) => Ok(Cow::Borrowed(img)),
         }
     }
 }
@@ -129,38 +128,53 @@ struct NativeAnalyzer {
 
 #[pymethods]
 impl NativeAnalyzer {
+    /// Each setting left `None` keeps the library's default (`ferrite::AnalyzerBuilder`).
     #[new]
-    #[pyo3(signature = (model=None, detector="both", tta="none", abstain=0.4, margin=0.15, align=true, min_score=None, tiles=1, pad_retry=1.0, prior_correction=0.0, threads=None))]
+    #[pyo3(signature = (model=None, detector=None, tta=None, abstain=None, margin=None, align=None, min_score=None, tiles=None, pad_retry=None, prior_correction=None, threads=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         model: Option<String>,
-        detector: &str,
-        tta: &str,
-        abstain: f32,
-        margin: f32,
-        align: bool,
+        detector: Option<&str>,
+        tta: Option<&str>,
+        abstain: Option<f32>,
+        margin: Option<f32>,
+        align: Option<bool>,
         min_score: Option<f32>,
-        tiles: u32,
-        pad_retry: f32,
-        prior_correction: f32,
+        tiles: Option<u32>,
+        pad_retry: Option<f32>,
+        prior_correction: Option<f32>,
         threads: Option<usize>,
     ) -> PyResult<NativeAnalyzer> {
-        let detector: DetectorModel = ok(choice("detector", detector, "back, full, both"))?;
-        let tta = ok(self::tta(tta))?;
-        let builder = Analyzer::builder()
-            .model(model.map(ModelSource::from).unwrap_or_default())
-            .detector(detector)
-            .tta(tta)
-            .abstain(abstain)
-            .margin(margin)
-            .align(align)
-            .min_score(min_score)
-            .tiles(tiles)
-            .pad_retry(pad_retry)
-            .prior_correction(prior_correction)
-            .threads(threads);
-        let inner = ok(py.detach(|| builder.build()))?;
+        let mut b = Analyzer::builder().min_score(min_score).threads(threads);
+        if let Some(m) = model {
+            b = b.model(m);
+        }
+        if let Some(d) = detector {
+            b = b.detector(ok(choice::<DetectorModel>("detector", d, "back, full, both"))?);
+        }
+        if let Some(t) = tta {
+            b = b.tta(ok(self::tta(t))?);
+        }
+        if let Some(v) = abstain {
+            b = b.abstain(v);
+        }
+        if let Some(v) = margin {
+            b = b.margin(v);
+        }
+        if let Some(v) = align {
+            b = b.align(v);
+        }
+        if let Some(v) = tiles {
+            b = b.tiles(v);
+        }
+        if let Some(v) = pad_retry {
+            b = b.pad_retry(v);
+        }
+        if let Some(v) = prior_correction {
+            b = b.prior_correction(v);
+        }
+        let inner = ok(py.detach(|| b.build()))?;
         Ok(NativeAnalyzer { inner: Arc::new(inner) })
     }
 
@@ -287,11 +301,7 @@ fn evaluate(
         let (net, header) = source.load(&device)?;
         let opts = LoadOptions { skip_bad, usage, max_per_class: None, contrast: header.contrast() };
         let (net, header) = ferrite::model::infer::correct_priors(net, header, prior_correction)?;
-        let ds = if ferplus {
-            ferrite::train::load_ferplus(&data, &opts, ferrite::data::ferplus::LabelMode::Majority, votes.as_deref())?
-        } else {
-            ferrite::data::Dataset::load(&data, &opts)?
-        };
+        let ds = ferrite::train::load_labelled(&data, &opts, ferplus.then_some(votes.as_deref()))?;
         let report = ferrite::eval::evaluate_tta(&net, &ds, &device, tta);
         Ok(serde_json::json!({
             "model": source.name(),

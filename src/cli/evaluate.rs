@@ -6,7 +6,7 @@ use super::{Ctx, load_model};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use ferrite::data::preprocess::Contrast;
-use ferrite::data::{Dataset, LoadOptions};
+use ferrite::data::LoadOptions;
 use ferrite::model::infer::Tta;
 use ferrite::plot;
 use std::path::PathBuf;
@@ -98,11 +98,8 @@ pub fn run(args: EvaluateArgs, ctx: &Ctx) -> Result<()> {
         }
         return Ok(());
     }
-    let ds = match &ferplus {
-        None => Dataset::load(data, &opts),
-        Some(votes) => ferrite::train::load_ferplus(data, &opts, ferrite::data::ferplus::LabelMode::Majority, votes.as_deref()),
-    }
-    .with_context(|| format!("loading {}", data.display()))?;
+    let ds = ferrite::train::load_labelled(data, &opts, ferplus.as_ref().map(|v| v.as_deref()))
+        .with_context(|| format!("loading {}", data.display()))?;
     let report = ferrite::eval::evaluate_tta(&net, &ds, &device, tta);
     println!(
         "model {model_name} ({}), labels: {}, contrast {:?}, test-time augmentation: {tta:?}, prior correction {}",

@@ -57,7 +57,7 @@ pub fn run(args: VideoArgs) -> Result<()> {
         tracker: ferrite::vision::track::TrackerConfig { smooth_seconds, hysteresis, ..Default::default() },
         cut_threshold,
     };
-    check(&opts)?;
+    opts.validate()?;
     let outputs = Outputs { video: out.as_deref(), csv: csv.as_deref(), plot: plot.as_deref(), show };
     video(&source, outputs, opts, max_frames, &face)
 }
@@ -76,10 +76,6 @@ struct StageTimes {
     decode_s: f64,
     draw_s: f64,
     encode_s: f64,
-}
-
-fn check(opts: &VideoOptions) -> Result<()> {
-    Ok(opts.validate()?)
 }
 
 /// The per-frame, per-face CSV with its header written.

@@ -22,10 +22,10 @@ mod winograd;
 pub use gemm::{Matmul, MatmulPrecision};
 pub use replica::Replica;
 
-/// SplitMix64's additive constant (2^64 / golden ratio).
 /// A matrix operand of [`gemm::gemm`]: (data, row stride, column stride).
 pub(crate) type Mat<'a> = (&'a [f32], usize, usize);
 
+/// SplitMix64's additive constant (2^64 / golden ratio).
 pub(crate) const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// SplitMix64's output function: a bijective mix of the 64 bits of `z`.

@@ -38,6 +38,16 @@ pub fn load_data(cfg: &TrainConfig) -> Result<(Dataset, Dataset)> {
     }
 }
 
+/// A labelled data set to score: with its own labels (`ferplus` None), or FER+'s majority
+/// (`ferplus` Some: the vote file, or None to find it beside the data). Evaluation in the
+/// command line and the Python package both read data this way.
+pub fn load_labelled(path: &Path, opts: &LoadOptions, ferplus: Option<Option<&Path>>) -> Result<Dataset> {
+    match ferplus {
+        None => Dataset::load(path, opts),
+        Some(votes) => load_ferplus(path, opts, LabelMode::Majority, votes),
+    }
+}
+
 /// Load a data set with FER+ labels in `mode`: a FER+ folder with its `label.csv`, or a
 /// FER2013 folder or CSV joined with `votes` (default: [`crate::data::ferplus::default_votes`]).
 pub fn load_ferplus(path: &Path, opts: &LoadOptions, mode: LabelMode, votes: Option<&Path>) -> Result<Dataset> {

@@ -441,22 +441,7 @@ impl<A: std::ops::Deref<Target = Analyzer>> VideoAnalyzer<A> {
     /// The tracker labels faces `uncertain` with the analyzer's `abstain_below` (held by the
     /// tracker's hysteresis), whatever `opts.tracker.abstain` says.
     pub fn new(analyzer: A, fps: f64, opts: VideoOptions) -> VideoAnalyzer<A> {
-        let abstain = analyzer.config.abstain_below;
-        VideoAnalyzer::with_tracker(analyzer, fps, opts, abstain)
-    }
-
-    /// [`new`](Self::new) with the options checked ([`VideoOptions::validate`]) and `fps`
-    /// finite and not negative (0: unknown, taken as 25).
-    pub fn checked(analyzer: A, fps: f64, opts: VideoOptions) -> Result<VideoAnalyzer<A>> {
-        opts.validate()?;
-        if !fps.is_finite() || fps < 0.0 {
-            return Err(crate::Error::Setting { name: "fps", value: fps.to_string(), expected: "a positive number".into() });
-        }
-        Ok(VideoAnalyzer::new(analyzer, fps, opts))
-    }
-
-    fn with_tracker(analyzer: A, fps: f64, opts: VideoOptions, abstain: f32) -> VideoAnalyzer<A> {
-        let tracker = TrackerConfig { abstain, ..opts.tracker.clone() };
+        let tracker = TrackerConfig { abstain: analyzer.config.abstain_below, ..opts.tracker.clone() };
         VideoAnalyzer {
             analyzer,
             tracker: Tracker::new(tracker),
@@ -468,6 +453,16 @@ impl<A: std::ops::Deref<Target = Analyzer>> VideoAnalyzer<A> {
             detect_s: 0.0,
             classify_s: 0.0,
         }
+    }
+
+    /// [`new`](Self::new) with the options checked ([`VideoOptions::validate`]) and `fps`
+    /// finite and not negative (0: unknown, taken as 25).
+    pub fn checked(analyzer: A, fps: f64, opts: VideoOptions) -> Result<VideoAnalyzer<A>> {
+        opts.validate()?;
+        if !fps.is_finite() || fps < 0.0 {
+            return Err(crate::Error::Setting { name: "fps", value: fps.to_string(), expected: "a positive number".into() });
+        }
+        Ok(VideoAnalyzer::new(analyzer, fps, opts))
     }
 
     /// The analyzer this video uses.
