@@ -40,7 +40,7 @@ host, port = sys.argv[2].rsplit(":", 1)
 s = socket.create_connection((host, int(port)))
 s.settimeout(18)
 if sys.argv[1] == "stalled":
-    s.sendall(b"POST /api/v1/analyze HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\n\xff\xd8\xff")
+    s.sendall(b"POST /api/v1/analyze HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\n\xff\xd8\xff")
     print(s.recv(64).decode(errors="replace").split(" ")[1])
 else:
     print("closed" if s.recv(1) == b"" else "data")

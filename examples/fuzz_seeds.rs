@@ -24,7 +24,7 @@ fn encode(img: &DynamicImage, format: ImageFormat) -> anyhow::Result<Vec<u8>> {
 fn main() -> anyhow::Result<()> {
     let out = PathBuf::from(std::env::args().nth(1).ok_or_else(|| anyhow::anyhow!("usage: fuzz_seeds OUT_DIR"))?);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let photo = ferrite::data::imageio::decode(&std::fs::read(root.join("tests/fixtures/photos/astronaut.jpg"))?, None)?;
+    let photo = ferrite::data::imageio::decode(&std::fs::read(root.join("tests/fixtures/photos/astronaut.jpg"))?, &Default::default())?;
 
     // Images: 32x32 and 20x12, colour and gray, every format.
     let mut images: Vec<(String, Vec<u8>)> = Vec::new();
@@ -70,6 +70,14 @@ fn main() -> anyhow::Result<()> {
         format!("Usage,Image name,{cols}\nTraining,fer0000000.png,4,0,0,1,3,2,0,0,0,0\nTraining,,0,0,0,0,0,0,0,0,0,10\n").as_bytes(),
     )?;
     write(&ferplus, "label.csv", b"fer0000000.png,\"(0, 0, 48, 48)\",4,0,0,1,3,2,0,0,0,0\n")?;
+
+    // A teacher file (distillation targets).
+    let names: Vec<&str> = Emotion::ALL.iter().map(|e| e.name()).collect();
+    write(
+        &out.join("teacher_file"),
+        "teacher.csv",
+        format!("file,{}\nangry/a.jpg,0.7,0.1,0,0,0.2,0,0\n\"sad/b c.jpg\",0,0,0,0,0.5,0.5,0\n", names.join(",")).as_bytes(),
+    )?;
 
     // A tiny model file, and a one-epoch run of it packed for the resume target.
     let mut spec = ModelSpec::new(Arch::Compact);

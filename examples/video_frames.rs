@@ -6,7 +6,7 @@ use ferrite::{Analyzer, VideoOptions};
 
 fn main() -> ferrite::Result<()> {
     let path = std::env::args().nth(1).unwrap_or_else(|| "tests/fixtures/photos/astronaut.jpg".into());
-    let photo = ferrite::data::decode_image(std::path::Path::new(&path))?.to_rgb8();
+    let photo = ferrite::data::decode_image(std::path::Path::new(&path), &Default::default())?.to_rgb8();
     let analyzer = Analyzer::builder().build()?;
     let mut video = analyzer.video(10.0, VideoOptions { detect_every: 3, ..VideoOptions::default() })?;
     for shift in 0..10 {

@@ -1,4 +1,6 @@
-//! Atomic file writes (write to a temporary file in the same folder, then rename).
+//! Atomic file writes (write to a temporary file in the same folder, then rename), and input
+//! files read within a size limit (regular files only: never a FIFO or device that blocks or
+//! never ends).
 
 use crate::error::{Error, Result};
 use std::io::Write;
@@ -52,9 +54,71 @@ pub fn write_atomic_with(
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
+/// Largest input file read by default (an image or a data file): 256 MiB.
+pub const MAX_INPUT_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Read a whole input file of at most `max_bytes`: only a regular file (a FIFO, socket or
+/// device, given or found in a folder, is refused by name before it is opened, so nothing
+/// blocks or reads without end); a larger file is an error naming it.
+pub fn read_input(path: &Path, max_bytes: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let refuse = |what: String| Error::io(path, std::io::Error::new(std::io::ErrorKind::InvalidInput, what));
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        return Err(refuse(format!("not a regular file ({}); only files are read", file_kind(&meta))));
+    }
+    if meta.len() > max_bytes {
+        return Err(refuse(format!("{} bytes, more than the {max_bytes} read", meta.len())));
+    }
+    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    // The file may have been swapped or grown since: read no more than the limit regardless.
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    f.take(max_bytes + 1).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(refuse(format!("more than the {max_bytes} bytes read")));
+    }
+    Ok(bytes)
+}
+
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_dir() {
+        "a folder"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a plain file"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_regular_files_within_the_limit_are_read() {
+        let dir = TempDir::new().unwrap();
+        let f = dir.path().join("a.bin");
+        std::fs::write(&f, [7u8; 100]).unwrap();
+        assert_eq!(read_input(&f, 100).unwrap().len(), 100);
+        let e = read_input(&f, 99).unwrap_err().to_string();
+        assert!(e.contains("a.bin") && e.contains("100 bytes"), "{e}");
+        let e = read_input(Path::new("/dev/zero"), MAX_INPUT_BYTES).unwrap_err().to_string();
+        assert!(e.contains("/dev/zero") && e.contains("a device"), "{e}");
+        let fifo = dir.path().join("pipe.jpg");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = read_input(&fifo, MAX_INPUT_BYTES).unwrap_err().to_string();
+        assert!(e.contains("pipe.jpg") && e.contains("a FIFO"), "{e}");
+        let e = read_input(dir.path(), MAX_INPUT_BYTES).unwrap_err().to_string();
+        assert!(e.contains("a folder"), "{e}");
+    }
 
     #[test]
     fn atomic_write_replaces_and_leaves_no_temp() {

@@ -225,3 +225,41 @@ fn video_timeline_keeps_ids_and_rows_survive_a_truncated_file() {
     let o = ferrite(&["video", junk.to_str().unwrap()]);
     assert!(!o.status.success() && text(&o).contains("junk.mp4"), "{}", text(&o));
 }
+
+/// A segment read from frame N (by seeking, for a constant-rate file) holds exactly the frames
+/// a reader from the start gives from frame N on, with B-frames and key frames every 25.
+#[test]
+fn a_reader_opened_at_a_frame_gives_the_frames_from_there() {
+    need_ffmpeg();
+    use ferrite::vision::video::{FrameReader, probe};
+    let dir = ferrite::fsutil::TempDir::new().unwrap();
+    let video = dir.path().join("gop.mp4");
+    let make = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=96x64:rate=25:duration=4"])
+        .args(["-c:v", "libx264", "-g", "25", "-bf", "2", "-pix_fmt", "yuv420p"])
+        .arg(&video)
+        .output()
+        .unwrap();
+    assert!(make.status.success(), "{}", text(&make));
+    let src = video.to_str().unwrap();
+    let info = probe(src).unwrap();
+    assert!(info.constant_rate, "{info:?}");
+    let all = {
+        let mut r = FrameReader::open(src, &info).unwrap();
+        std::iter::from_fn(|| r.next_frame().unwrap()).collect::<Vec<_>>()
+    };
+    assert_eq!(all.len(), 100);
+    for start in [1, 24, 25, 26, 37, 99, 100, 150] {
+        let mut r = FrameReader::open_at(src, &info, start).unwrap();
+        let got: Vec<_> = std::iter::from_fn(|| r.next_frame().unwrap()).collect();
+        let want = &all[start.min(all.len())..];
+        assert_eq!(got.len(), want.len(), "from frame {start}");
+        assert!(got.iter().zip(want).all(|(a, b)| a == b), "from frame {start}: other pixels");
+    }
+    // A stream without a steady rate is decoded from the start and its first frames passed
+    // over, with the same result.
+    let varying = ferrite::vision::video::VideoInfo { constant_rate: false, ..info.clone() };
+    let mut r = FrameReader::open_at(src, &varying, 37).unwrap();
+    let got: Vec<_> = std::iter::from_fn(|| r.next_frame().unwrap()).collect();
+    assert!(got.len() == 63 && got.iter().zip(&all[37..]).all(|(a, b)| a == b));
+}

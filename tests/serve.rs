@@ -22,9 +22,13 @@ fn start(opts: ServeOptions) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, s
 }
 
 fn start_with(opts: ServeOptions, limits: Limits) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, std::thread::JoinHandle<()>) {
+    start_source(opts, limits, None)
+}
+
+fn start_source(opts: ServeOptions, limits: Limits, source: Option<String>) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, std::thread::JoinHandle<()>) {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let state = AppState::from_shared(analyzer(), "embedded", limits, None);
+    let state = AppState::from_shared(analyzer(), "embedded", limits, source);
     let handle = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         rt.block_on(async move {
@@ -57,7 +61,7 @@ fn read_to_close(s: &mut TcpStream, limit: Duration) -> (Vec<u8>, Option<Duratio
     (got, None)
 }
 
-const HEALTH: &[u8] = b"GET /api/v1/health HTTP/1.1\r\nHost: t\r\n\r\n";
+const HEALTH: &[u8] = b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
 
 #[test]
 fn idle_and_stalled_connections_are_closed_after_the_header_timeout() {
@@ -67,7 +71,7 @@ fn idle_and_stalled_connections_are_closed_after_the_header_timeout() {
     let mut idle = TcpStream::connect(addr).unwrap();
     // Sends half a request head, then stalls.
     let mut stalled = TcpStream::connect(addr).unwrap();
-    stalled.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: t\r\n").unwrap();
+    stalled.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n").unwrap();
     // A whole request, answered, then the connection stays open and idle (keep-alive).
     let mut kept = TcpStream::connect(addr).unwrap();
     kept.write_all(HEALTH).unwrap();
@@ -93,7 +97,7 @@ fn idle_websocket_sessions_are_closed() {
         let mut s = TcpStream::connect(addr).unwrap();
         write!(
             s,
-            "GET /api/v1/ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n"
+            "GET /api/v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n"
         )
         .unwrap();
         s
@@ -138,7 +142,7 @@ fn shutdown_lets_the_request_in_flight_finish_and_refuses_new_ones() {
     let (addr, stop, handle) = start(ServeOptions::default());
     let jpeg = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/photos/group1.jpg")).unwrap();
     let mut s = TcpStream::connect(addr).unwrap();
-    write!(s, "POST /api/v1/analyze HTTP/1.1\r\nHost: t\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n", jpeg.len()).unwrap();
+    write!(s, "POST /api/v1/analyze HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n", jpeg.len()).unwrap();
     s.write_all(&jpeg[..jpeg.len() / 2]).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     stop.send(()).unwrap();
@@ -185,4 +189,292 @@ fn ferrite_serve_stops_cleanly_on_sigterm() {
         assert!(started.elapsed() < Duration::from_secs(10), "still running 10 s after SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[path = "common/hostile.rs"]
+mod hostile;
+
+/// A client-to-server WebSocket frame (masked, as RFC 6455 requires of clients).
+fn ws_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x80 | opcode];
+    match payload.len() {
+        n if n < 126 => f.push(0x80 | n as u8),
+        n if n < 65536 => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    let mask = [0x11, 0x22, 0x33, 0x44];
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+/// Open a WebSocket session on `addr`; the stream after the 101 answer (checked).
+fn ws_open(addr: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET /api/v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut b).unwrap();
+        head.push(b[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    s
+}
+
+/// Write `bytes` until done, the peer closes, or writes block for `stall`; bytes written.
+fn write_until_stalled(s: &mut TcpStream, bytes: &[u8], stall: Duration) -> usize {
+    s.set_write_timeout(Some(stall)).unwrap();
+    let mut sent = 0;
+    while sent < bytes.len() {
+        match s.write(&bytes[sent..(sent + 65536).min(bytes.len())]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => sent += n,
+        }
+    }
+    sent
+}
+
+/// A `ferrite serve` process on a free loopback port (under `prlimit --as=CAP` when given),
+/// killed when dropped.
+struct ServeProcess {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl ServeProcess {
+    fn start(cap: Option<u64>, args: &[&str]) -> ServeProcess {
+        let mut cmd = match cap {
+            Some(c) => {
+                let mut c2 = std::process::Command::new("prlimit");
+                c2.arg(format!("--as={c}")).arg(env!("CARGO_BIN_EXE_ferrite"));
+                c2
+            }
+            None => std::process::Command::new(env!("CARGO_BIN_EXE_ferrite")),
+        };
+        let mut child = cmd
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        ServeProcess { child, addr }
+    }
+
+    /// Resident memory in bytes (VmRSS).
+    fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kb: u64 = status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).unwrap().parse().unwrap();
+        kb * 1024
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// POST `body` to /api/v1/analyze; the status code and body.
+fn post_image(addr: SocketAddr, body: &[u8], timeout: Duration) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(s, "POST /api/v1/analyze HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).unwrap();
+    s.write_all(body).unwrap();
+    let (reply, _) = read_to_close(&mut s, timeout);
+    let text = String::from_utf8_lossy(&reply).to_string();
+    let code = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, text)
+}
+
+/// Two million pings from a client that never reads: the pongs it does not take are capped,
+/// the session is closed, and the server's memory stays where it was.
+#[test]
+fn a_ping_flood_costs_bounded_memory() {
+    let server = ServeProcess::start(None, &[]);
+    let mut ws = ws_open(server.addr);
+    std::thread::sleep(Duration::from_millis(300));
+    let before = server.rss();
+    let pings: Vec<u8> = (0..2_000_000).flat_map(|_| ws_frame(0x9, b"")).collect();
+    let sent = write_until_stalled(&mut ws, &pings, Duration::from_secs(3));
+    std::thread::sleep(Duration::from_millis(500));
+    let after = server.rss();
+    eprintln!("ping flood: {sent} of {} bytes sent; server RSS {} -> {} MB", pings.len(), before >> 20, after >> 20);
+    assert!(after < before + (50 << 20), "RSS grew from {} to {} MB", before >> 20, after >> 20);
+}
+
+/// A client that floods control messages and never reads its replies loses its session (its
+/// writes stall past the write timeout), so the only slot is free again for the next client.
+#[test]
+fn a_websocket_that_does_not_read_is_closed() {
+    let limits = Limits { max_sessions: 1, write_timeout: Duration::from_secs(1), ..Limits::default() };
+    let (addr, _stop, _h) = start_with(ServeOptions { write_timeout: Duration::from_secs(1), ..Default::default() }, limits);
+    let mut flood = ws_open(addr);
+    let msgs: Vec<u8> = (0..400_000).flat_map(|_| ws_frame(0x1, br#"{"type":"ping"}"#)).collect();
+    let started = Instant::now();
+    write_until_stalled(&mut flood, &msgs, Duration::from_secs(4));
+    // Well within the 60 s idle limit, the slot is free again.
+    loop {
+        let mut s = TcpStream::connect(addr).unwrap();
+        write!(s, "GET /api/v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").unwrap();
+        let mut buf = [0u8; 12];
+        s.read_exact(&mut buf).unwrap();
+        if &buf == b"HTTP/1.1 101" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the flooding session still holds the slot");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// `/video_feed` viewers that never read are dropped after the write timeout: they do not hold
+/// the viewer slots for good.
+#[test]
+fn video_feed_viewers_that_do_not_read_are_dropped() {
+    let dir = ferrite::fsutil::TempDir::new().unwrap();
+    let video = dir.path().join("feed.mp4");
+    let make = std::process::Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/make_video.sh"))
+        .args([video.to_str().unwrap(), "2"])
+        .output()
+        .expect("bench/make_video.sh needs ffmpeg");
+    assert!(make.status.success());
+    let limits = Limits { max_viewers: 2, ..Limits::default() };
+    let opts = ServeOptions { write_timeout: Duration::from_secs(1), ..Default::default() };
+    let (addr, _stop, _h) = start_source(opts, limits, Some(video.display().to_string()));
+    let viewer = || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /video_feed HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+        let mut buf = [0u8; 12];
+        s.read_exact(&mut buf).unwrap();
+        (s, buf)
+    };
+    let (_a, a) = viewer();
+    let (_b, b) = viewer();
+    assert_eq!((&a, &b), (b"HTTP/1.1 200", b"HTTP/1.1 200"));
+    let started = Instant::now();
+    loop {
+        let (_c, c) = viewer();
+        if &c == b"HTTP/1.1 200" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "viewers that do not read hold the slots");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// One client address cannot hold every connection: past its cap its new connections are
+/// closed at once, while another address is still served.
+#[test]
+fn one_client_cannot_hold_every_connection() {
+    let (addr, _stop, _h) = start(ServeOptions { max_connections_per_client: 3, header_timeout: Duration::from_secs(30), ..Default::default() });
+    let held: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut extra = TcpStream::connect(addr).unwrap();
+    let _ = extra.write_all(HEALTH);
+    let (reply, closed) = read_to_close(&mut extra, Duration::from_secs(3));
+    assert!(reply.is_empty() && closed.is_some(), "{}", String::from_utf8_lossy(&reply));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let other = rt.block_on(async {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        sock.connect(addr).await.unwrap().into_std().unwrap()
+    });
+    other.set_nonblocking(false).unwrap();
+    let mut other = other;
+    other.write_all(HEALTH).unwrap();
+    let mut buf = [0u8; 12];
+    other.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"HTTP/1.1 200");
+    drop(held);
+}
+
+/// The storm: under a 2 GB address-space cap, four uploads of a 1 KB file that decodes to
+/// 8000 x 5000 pixels at once, with six live sessions sending it as frames, leave the server
+/// up; it then answers a normal photo correctly and its memory is back within 100 MB.
+#[test]
+fn the_server_survives_image_bombs_under_a_2gb_cap() {
+    let mut server = ServeProcess::start(Some(2_000_000_000), &[]);
+    let photo = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/photos/astronaut.jpg")).unwrap();
+    let (code, text) = post_image(server.addr, &photo, Duration::from_secs(30));
+    assert_eq!(code, 200, "{text}");
+    std::thread::sleep(Duration::from_millis(300));
+    let before = server.rss();
+    let bomb = hostile::rle8_bmp(8000, 5000);
+    let addr = server.addr;
+    let uploads: Vec<_> = (0..4)
+        .map(|_| {
+            let bomb = bomb.clone();
+            std::thread::spawn(move || post_image(addr, &bomb, Duration::from_secs(90)).0)
+        })
+        .collect();
+    let sessions: Vec<_> = (0..6)
+        .map(|_| {
+            let bomb = bomb.clone();
+            std::thread::spawn(move || {
+                let mut ws = ws_open(addr);
+                ws.write_all(&ws_frame(0x2, &bomb)).unwrap();
+                let (reply, _) = read_to_close_or(&mut ws, Duration::from_secs(60), b"\"type\"");
+                String::from_utf8_lossy(&reply).contains("\"type\"")
+            })
+        })
+        .collect();
+    let codes: Vec<u16> = uploads.into_iter().map(|h| h.join().unwrap()).collect();
+    let replies: Vec<bool> = sessions.into_iter().map(|h| h.join().unwrap()).collect();
+    eprintln!("bomb uploads: {codes:?}; live sessions answered: {replies:?}");
+    assert!(server.alive(), "the server died");
+    assert!(codes.iter().all(|c| [200, 413, 503].contains(c)), "{codes:?}");
+    assert!(replies.iter().all(|r| *r), "every live session got an answer");
+    let (code, text) = post_image(server.addr, &photo, Duration::from_secs(30));
+    assert_eq!(code, 200, "{text}");
+    assert!(text.contains("\"faces\":[{"), "{text}");
+    std::thread::sleep(Duration::from_millis(500));
+    let after = server.rss();
+    eprintln!("RSS before {} MB, after {} MB", before >> 20, after >> 20);
+    assert!(after < before + (100 << 20), "RSS {} -> {} MB", before >> 20, after >> 20);
+}
+
+/// Read until `needle` has arrived, the peer closes, or `limit` passes.
+fn read_to_close_or(s: &mut TcpStream, limit: Duration, needle: &[u8]) -> (Vec<u8>, Option<Duration>) {
+    let started = Instant::now();
+    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < limit {
+        match s.read(&mut buf) {
+            Ok(0) => return (got, Some(started.elapsed())),
+            Ok(n) => {
+                got.extend_from_slice(&buf[..n]);
+                if got.windows(needle.len()).any(|w| w == needle) {
+                    return (got, None);
+                }
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => return (got, Some(started.elapsed())),
+        }
+    }
+    (got, None)
 }

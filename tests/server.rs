@@ -265,3 +265,137 @@ async fn oversized_announcements_and_stalled_uploads_are_answered_at_once() {
     assert_json_error(s, &ct, &body, StatusCode::REQUEST_TIMEOUT, "did not arrive");
     assert!(started.elapsed() < std::time::Duration::from_secs(3), "{:?}", started.elapsed());
 }
+
+#[path = "common/hostile.rs"]
+mod hostile;
+
+/// Palette-colour TIFFs are read by the server as by the command line (they were refused with
+/// "RGBPalette ... unsupported" by the size check's header read).
+#[tokio::test]
+async fn palette_tiffs_are_read() {
+    let tiff = hostile::palette_tiff_lzw_bomb(64, 48, 64 * 48);
+    let (status, _, body) = call(Limits::default(), post("image/tiff", tiff)).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(json(&body)["width"], 64);
+}
+
+/// Images declaring more than the limits allow are refused from their header (413), and one
+/// that alone needs more memory than the server's decode budget too; a small budget taken by
+/// one image makes a second wait and then get 503.
+#[tokio::test]
+async fn decode_memory_is_budgeted_from_the_header() {
+    let bmp = hostile::rle8_bmp(8000, 5000);
+    let tight = Limits { max_pixels: 1_000_000, ..Limits::default() };
+    let (status, ct, body) = call(tight, post("image/bmp", bmp.clone())).await;
+    assert_json_error(status, &ct, &body, StatusCode::PAYLOAD_TOO_LARGE, "8000x5000");
+    let small_budget = Limits { max_decode_memory: 64 << 20, ..Limits::default() };
+    let (status, ct, body) = call(small_budget, post("image/bmp", bmp)).await;
+    assert_json_error(status, &ct, &body, StatusCode::PAYLOAD_TOO_LARGE, "memory");
+    // Budget for one 2000x1500 image at a time, and a short wait: of two at once, one is 503.
+    let jpeg = hostile::jpeg_declaring(2000, 1500);
+    let head = ferrite::data::imageio::header(&jpeg).unwrap();
+    let one = ferrite::data::imageio::DecodeLimits::memory_cost(&head);
+    let limits = Limits { max_decode_memory: one + one / 2, body_timeout: std::time::Duration::from_millis(50), ..Limits::default() };
+    let router = app(state(limits));
+    let (a, b) = tokio::join!(
+        router.clone().oneshot(post("image/jpeg", jpeg.clone())),
+        router.clone().oneshot(post("image/jpeg", jpeg.clone()))
+    );
+    let mut codes = [a.unwrap().status(), b.unwrap().status()];
+    codes.sort();
+    assert_eq!(codes[1], StatusCode::SERVICE_UNAVAILABLE, "{codes:?}");
+}
+
+/// Pages of other sites cannot drive the server: a foreign Host (DNS rebinding) or Origin is
+/// refused, the server's own and listed origins are served.
+#[tokio::test]
+async fn foreign_hosts_and_origins_are_refused() {
+    let req = |host: &str, origin: Option<&str>| {
+        let mut r = Request::post("/api/v1/analyze").header(header::CONTENT_TYPE, "image/jpeg").header(header::HOST, host);
+        if let Some(o) = origin {
+            r = r.header(header::ORIGIN, o);
+        }
+        r.body(Body::from(photo("astronaut.jpg"))).unwrap()
+    };
+    let limits = Limits { allowed_origins: vec!["http://app.example:3000".into()], ..Limits::default() };
+    for (host, origin, want) in [
+        ("127.0.0.1:8080", None, StatusCode::OK),
+        ("localhost:8080", Some("http://localhost:8080"), StatusCode::OK),
+        ("[::1]:8080", Some("http://[::1]:8080"), StatusCode::OK),
+        ("192.168.1.5:8080", Some("http://192.168.1.5:8080"), StatusCode::OK),
+        ("127.0.0.1:8080", Some("http://app.example:3000"), StatusCode::OK),
+        ("attacker.example:8080", None, StatusCode::FORBIDDEN),
+        ("127.0.0.1:8080", Some("http://evil.example"), StatusCode::FORBIDDEN),
+        ("127.0.0.1:8080", Some("http://127.0.0.1:9999"), StatusCode::FORBIDDEN),
+        ("127.0.0.1:8080", Some("null"), StatusCode::FORBIDDEN),
+    ] {
+        let (status, _, body) = call(limits.clone(), req(host, origin)).await;
+        assert_eq!(status, want, "Host {host}, Origin {origin:?}: {}", String::from_utf8_lossy(&body));
+    }
+    let ws = Request::get("/api/v1/ws")
+        .header(header::HOST, "127.0.0.1:8080")
+        .header(header::ORIGIN, "http://evil.example")
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(header::SEC_WEBSOCKET_VERSION, "13")
+        .header(header::SEC_WEBSOCKET_KEY, "dGhlIHNhbXBsZSBub25jZQ==")
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, _) = call(Limits::default(), ws).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+/// A source ffmpeg cannot decode: the client sees a generic 503 (never the source or ffmpeg's
+/// text), ffmpeg is started a few times with backoff, not in a loop, and not again for each
+/// viewer that asks after it failed.
+#[tokio::test]
+async fn a_broken_video_source_backs_off_and_keeps_its_secrets() {
+    let secret = "rtsp://admin:S3cretPass@127.0.0.1:1/stream1";
+    let state = AppState::from_shared(analyzer(), "embedded", Limits::default(), Some(secret.into()));
+    let (status, _, body) = {
+        let res = app(state.clone()).oneshot(get("/video_feed")).await.unwrap();
+        let status = res.status();
+        (status, (), res.into_body().collect().await.unwrap().to_bytes().to_vec())
+    };
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let text = String::from_utf8_lossy(&body);
+    assert!(!text.contains("S3cret") && !text.contains("rtsp") && !text.contains("127.0.0.1"), "{text}");
+
+    // A file whose frames cannot be decoded (its header can).
+    let dir = ferrite::fsutil::TempDir::new().unwrap();
+    let video = dir.path().join("broken.avi");
+    let make = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=10:duration=2", "-c:v", "mjpeg"])
+        .arg(&video)
+        .output()
+        .expect("ffmpeg (.ci/run installs it)");
+    assert!(make.status.success());
+    let mut bytes = std::fs::read(&video).unwrap();
+    let movi = bytes.windows(4).position(|w| w == b"movi").unwrap();
+    let end = bytes.windows(4).rposition(|w| w == b"idx1").unwrap_or(bytes.len());
+    for (i, b) in bytes[movi + 4..end].iter_mut().enumerate() {
+        if i % 8 != 0 {
+            *b = (i * 7) as u8;
+        }
+    }
+    std::fs::write(&video, bytes).unwrap();
+    let state = AppState::from_shared(analyzer(), "embedded", Limits::default(), Some(video.display().to_string()));
+    let router = app(state.clone());
+    let res = router.clone().oneshot(get("/video_feed")).await.unwrap();
+    let started = std::time::Instant::now();
+    if res.status() == StatusCode::OK {
+        // The stream ends once the decoder gives up.
+        let body = tokio::time::timeout(std::time::Duration::from_secs(30), res.into_body().collect()).await;
+        assert!(body.is_ok(), "the stream of a broken source ended");
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let reads = state.feed_reads_started();
+    assert!((1..=3).contains(&reads), "{reads} ffmpeg starts");
+    for _ in 0..5 {
+        let res = router.clone().oneshot(get("/video_feed")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert!(!String::from_utf8_lossy(&body).contains("broken.avi"));
+    }
+    assert_eq!(state.feed_reads_started(), reads, "no new ffmpeg for viewers after a failure");
+}

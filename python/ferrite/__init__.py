@@ -174,6 +174,9 @@ class Analyzer:
     :param pad_retry: when no face is found, search again padded by this fraction (0 = off).
     :param prior_correction: divide by the class priors to this power, on top of the model's own.
     :param threads: threads :meth:`analyze_many` uses (default: all cores).
+    :param max_pixels: largest image (width x height) a file or byte string may declare; a
+        larger one raises :class:`ImageError` from its header, before decoding (default 64
+        megapixels).
 
     A setting left ``None`` takes the library's default (given above). Every setting is checked
     when the analyzer is built: a bad one raises :class:`SettingError`
@@ -193,9 +196,11 @@ class Analyzer:
         pad_retry: Optional[float] = None,
         prior_correction: Optional[float] = None,
         threads: Optional[int] = None,
+        max_pixels: Optional[int] = None,
     ) -> None:
         given = dict(model=model, detector=detector, tta=tta, abstain=abstain, margin=margin, align=align,
-                     min_score=min_score, tiles=tiles, pad_retry=pad_retry, prior_correction=prior_correction, threads=threads)
+                     min_score=min_score, tiles=tiles, pad_retry=pad_retry, prior_correction=prior_correction, threads=threads,
+                     max_pixels=max_pixels)
         # Only the settings given: every default lives in the library (ferrite::AnalyzerBuilder).
         self._settings: Dict[str, Any] = {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in given.items() if v is not None}
         self._native = _ferrite.NativeAnalyzer(**self._settings)

@@ -7,6 +7,7 @@
 
 use ferrite::data::LoadOptions;
 use ferrite::vision::video::{FrameReader, VideoInfo};
+use ferrite::data::imageio::DecodeLimits;
 use ferrite::{Analyzer, DetectorModel, EncodedImage, Error, ImageInput, ModelSource, Tta, VideoAnalyzer, VideoOptions};
 use image::DynamicImage;
 use pyo3::prelude::*;
@@ -106,10 +107,10 @@ impl Input {
 }
 
 impl ImageInput for Input {
-    fn decode(&self) -> ferrite::Result<Cow<'_, DynamicImage>> {
+    fn decode(&self, limits: &DecodeLimits) -> ferrite::Result<Cow<'_, DynamicImage>> {
         match self {
-            Input::Path(p) => p.decode(),
-            Input::Encoded(bytes, name) => EncodedImage { name, bytes }.decode().map(|c| Cow::Owned(c.into_owned())),
+            Input::Path(p) => p.decode(limits),
+            Input::Encoded(bytes, name) => EncodedImage { name, bytes }.decode(limits).map(|c| Cow::Owned(c.into_owned())),
             Input::Image(img) => Ok(Cow::Borrowed(img)),
         }
     }
@@ -130,7 +131,7 @@ struct NativeAnalyzer {
 impl NativeAnalyzer {
     /// Each setting left `None` keeps the library's default (`ferrite::AnalyzerBuilder`).
     #[new]
-    #[pyo3(signature = (model=None, detector=None, tta=None, abstain=None, margin=None, align=None, min_score=None, tiles=None, pad_retry=None, prior_correction=None, threads=None))]
+    #[pyo3(signature = (model=None, detector=None, tta=None, abstain=None, margin=None, align=None, min_score=None, tiles=None, pad_retry=None, prior_correction=None, threads=None, max_pixels=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -145,6 +146,7 @@ impl NativeAnalyzer {
         pad_retry: Option<f32>,
         prior_correction: Option<f32>,
         threads: Option<usize>,
+        max_pixels: Option<u64>,
     ) -> PyResult<NativeAnalyzer> {
         let mut b = Analyzer::builder().min_score(min_score).threads(threads);
         if let Some(m) = model {
@@ -174,6 +176,9 @@ impl NativeAnalyzer {
         if let Some(v) = prior_correction {
             b = b.prior_correction(v);
         }
+        if let Some(v) = max_pixels {
+            b = b.max_pixels(v);
+        }
         let inner = ok(py.detach(|| b.build()))?;
         Ok(NativeAnalyzer { inner: Arc::new(inner) })
     }
@@ -182,7 +187,7 @@ impl NativeAnalyzer {
     fn analyze(&self, py: Python<'_>, image: &Bound<'_, PyAny>) -> PyResult<String> {
         let image = Input::from_py(image)?;
         let a = &self.inner;
-        ok(py.detach(|| a.analyze(image.decode()?.as_ref()).map(|f| json(&f))))
+        ok(py.detach(|| a.analyze(image.decode(&a.config().decode_limits)?.as_ref()).map(|f| json(&f))))
     }
 
     /// The faces in each image (JSON), or the error for that image, decoded and analysed in
@@ -206,7 +211,7 @@ impl NativeAnalyzer {
         let crops = Input::many(crops)?;
         let a = &self.inner;
         ok(py.detach(|| {
-            let images = crops.iter().map(|c| c.decode().map(Cow::into_owned)).collect::<ferrite::Result<Vec<_>>>()?;
+            let images = crops.iter().map(|c| c.decode(&a.config().decode_limits).map(Cow::into_owned)).collect::<ferrite::Result<Vec<_>>>()?;
             a.predict(&images)
         }))
     }
@@ -217,7 +222,8 @@ impl NativeAnalyzer {
     }
 
     /// Frames of a video file, camera or stream URL, analysed with tracking and smoothing;
-    /// the first `start_frame` frames are decoded and passed over (a segment of a long video).
+    /// it starts at frame `start_frame` (a segment of a long video; a constant-rate file is
+    /// sought by time, other sources are decoded from the start).
     #[pyo3(signature = (source, detect_every=3, smooth_seconds=0.3, max_frames=None, start_frame=0))]
     fn video(&self, py: Python<'_>, source: String, detect_every: usize, smooth_seconds: f32, max_frames: Option<usize>, start_frame: usize) -> PyResult<NativeVideo> {
         let mut opts = VideoOptions { detect_every, ..VideoOptions::default() };
@@ -226,11 +232,11 @@ impl NativeAnalyzer {
         let (info, reader, video) = ok(py.detach(move || {
             opts.validate()?;
             let info = ferrite::vision::video::probe(&source)?;
-            let reader = FrameReader::open(&source, &info)?;
+            let reader = FrameReader::open_at(&source, &info, start_frame)?;
             let video = VideoAnalyzer::checked(analyzer, info.fps, opts)?;
             Ok::<_, Error>((info, reader, video))
         }))?;
-        Ok(NativeVideo { state: Mutex::new(VideoState { reader, video, left: max_frames, skip: start_frame }), info })
+        Ok(NativeVideo { state: Mutex::new(VideoState { reader, video, left: max_frames }), info })
     }
 }
 
@@ -238,8 +244,6 @@ struct VideoState {
     reader: FrameReader,
     video: VideoAnalyzer<Arc<Analyzer>>,
     left: Option<usize>,
-    /// Frames still to pass over before the first one analysed.
-    skip: usize,
 }
 
 /// An iterator of analysed video frames (JSON), ffmpeg decoding ahead.
@@ -261,13 +265,6 @@ impl NativeVideo {
     fn next_frame(&self, py: Python<'_>) -> PyResult<Option<String>> {
         ok(py.detach(|| {
             let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            while s.skip > 0 {
-                if s.reader.next_frame()?.is_none() {
-                    s.skip = 0;
-                    return Ok(None);
-                }
-                s.skip -= 1;
-            }
             if s.left == Some(0) {
                 return Ok(None);
             }

@@ -327,3 +327,15 @@ def test_evaluate_matches_ferrite_evaluate(tmp_path):
     empty.mkdir()
     with pytest.raises(ferrite.DataError, match="empty"):
         ferrite.evaluate(empty)
+
+
+def test_max_pixels_refuses_large_images_from_their_header(tmp_path):
+    small = ferrite.Analyzer(max_pixels=1000)
+    with pytest.raises(ferrite.ImageError, match="astronaut.jpg"):
+        small.analyze(PHOTOS / "astronaut.jpg")
+    with pytest.raises(ferrite.SettingError, match="max_pixels"):
+        ferrite.Analyzer(max_pixels=0)
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    with pytest.raises(ferrite.Error, match="pipe.jpg"):
+        small.analyze(fifo)

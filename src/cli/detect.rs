@@ -84,7 +84,7 @@ fn detect(paths: &[PathBuf], out: Option<&Path>, format: FormatArg, face: &FaceA
         .enumerate()
         .map(|(i, path)| {
             let r = (|| -> Result<Vec<ferrite::vision::analyzer::Face>> {
-                let img = ferrite::data::decode_image(path)?;
+                let img = ferrite::data::decode_image(path, &analyzer.config().decode_limits)?;
                 let faces = analyzer.analyze(&img).with_context(|| format!("{}: detection failed", path.display()))?;
                 if let Some(dir) = out {
                     let mut rgb = img.to_rgb8();

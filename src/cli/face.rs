@@ -55,6 +55,10 @@ pub struct FaceArgs {
     pub crop: CropArgs,
     #[arg(long, value_enum, default_value = "none")]
     pub tta: Tta,
+    /// Largest image (width x height) a file may declare; larger ones are refused from their
+    /// header, before decoding (default: 64 megapixels).
+    #[arg(long)]
+    pub max_pixels: Option<u64>,
 }
 
 impl FaceArgs {
@@ -66,6 +70,10 @@ impl FaceArgs {
             .abstain(self.abstain)
             .tiles(self.tiles)
             .tta(self.tta);
+        let builder = match self.max_pixels {
+            Some(n) => builder.max_pixels(n),
+            None => builder,
+        };
         self.crop.apply(builder).build().context("building the analyzer")
     }
 }

@@ -29,25 +29,55 @@ pub struct ServeArgs {
     /// Most concurrent /video_feed viewers (they share one decoder).
     #[arg(long, default_value_t = 16)]
     pub max_viewers: usize,
+    /// A browser origin (http://host:port) whose pages may use this server, besides its own
+    /// address and localhost; repeat for more. Others' uploads and WebSockets get 403.
+    #[arg(long)]
+    pub allow_origin: Vec<String>,
+    /// Most connections one client address may hold open (default 64).
+    #[arg(long)]
+    pub max_connections_per_client: Option<usize>,
+    /// Memory in MiB that all images being decoded and analysed at once may take (uploads and
+    /// live frames; default 768). More waits, then gets 503.
+    #[arg(long)]
+    pub max_decode_mb: Option<u64>,
     #[command(flatten)]
     pub face: FaceArgs,
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
-    let ServeArgs { addr, source, max_upload_mb, max_sessions, max_connections, timeout_s, max_viewers, face } = args;
+    let ServeArgs {
+        addr,
+        source,
+        max_upload_mb,
+        max_sessions,
+        max_connections,
+        timeout_s,
+        max_viewers,
+        allow_origin,
+        max_connections_per_client,
+        max_decode_mb,
+        face,
+    } = args;
     let analyzer = face.analyzer()?;
     let model_name = ModelSource::from_arg(face.model.as_deref()).name();
+    let defaults = ferrite::server::Limits::default();
     let limits = ferrite::server::Limits {
         max_upload_bytes: max_upload_mb.max(1) * 1024 * 1024,
         max_sessions: max_sessions.max(1),
         max_viewers: max_viewers.max(1),
         body_timeout: std::time::Duration::from_secs(timeout_s.max(1)),
-        ..Default::default()
+        max_pixels: face.max_pixels.unwrap_or(defaults.max_pixels),
+        max_decode_memory: max_decode_mb.map_or(defaults.max_decode_memory, |m| m.max(1) * 1024 * 1024),
+        allowed_origins: allow_origin,
+        ..defaults
     };
+    let serve_defaults = ferrite::server::ServeOptions::default();
     let serve_opts = ferrite::server::ServeOptions {
         header_timeout: std::time::Duration::from_secs(timeout_s.max(1)),
         max_connections: max_connections.max(1),
-        ..Default::default()
+        max_connections_per_client: max_connections_per_client.unwrap_or(serve_defaults.max_connections_per_client),
+        write_timeout: limits.write_timeout,
+        ..serve_defaults
     };
     let state = ferrite::server::AppState::new(analyzer, model_name, limits, source);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -61,6 +91,5 @@ pub fn run(args: ServeArgs) -> Result<()> {
         let app = ferrite::server::app(state);
         ferrite::server::serve(listener, app, serve_opts, stop).await.context("server failed")
     })?;
-            
     Ok(())
 }

@@ -118,6 +118,17 @@ pub struct TrainArgs {
     /// FER+ votes for --val (default as for --train-votes).
     #[arg(long, requires = "ferplus")]
     pub val_votes: Option<PathBuf>,
+    /// Distillation: a teacher file (`file,angry,...,surprise` per training face, as
+    /// tools/teacher/teacher.cjs writes) mixed into each target with --teacher-weight.
+    #[arg(long)]
+    pub teacher: Option<PathBuf>,
+    /// Weight of the teacher in each target: (1 - w) * labels + w * teacher.
+    #[arg(long, default_value_t = 0.5, requires = "teacher")]
+    pub teacher_weight: f32,
+    /// Start from this model's weights (model file, run directory or embedded:NAME) instead of
+    /// a random initialisation: fine-tuning. Its network must match the one the flags describe.
+    #[arg(long)]
+    pub init: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -211,6 +222,11 @@ pub fn run(a: TrainArgs, ctx: &Ctx) -> Result<()> {
             train_votes: a.train_votes.clone(),
             val_votes: a.val_votes.clone(),
         });
+        cfg.teacher = a.teacher.map(|path| ferrite::data::teacher::TeacherConfig {
+            path,
+            weight: a.teacher_weight,
+        });
+        cfg.init = a.init;
         match ferrite::train::train(&cfg, &out, opts) {
             Err(e @ ferrite::Error::RunExists { .. }) => bail!("{e} (`--resume {}` continues it)", out.display()),
             r => r.with_context(|| format!("training into {}", out.display()))?,

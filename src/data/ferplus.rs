@@ -321,7 +321,7 @@ pub struct JoinStats {
 
 /// The key a face of `ds` has in a vote file: its path under `root` for image folders, `#ROW`
 /// for a CSV source (`file.csv:LINE`, `header_lines` lines before the first data row).
-fn face_key(source: &str, root: &Path, header_lines: usize) -> Option<String> {
+pub(crate) fn face_key(source: &str, root: &Path, header_lines: usize) -> Option<String> {
     if let Some((_, line)) = source.rsplit_once(':')
         && let Ok(line) = line.parse::<usize>()
         && !Path::new(source).exists()
@@ -375,7 +375,7 @@ pub fn apply(ds: Dataset, root: &Path, votes: &VoteTable, mode: LabelMode) -> Re
 }
 
 /// Lines before the first data row of a FER2013 CSV (1 with its `emotion,...` header).
-fn csv_header_lines(path: &Path) -> Result<usize> {
+pub(crate) fn csv_header_lines(path: &Path) -> Result<usize> {
     use std::io::BufRead;
     let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut first = String::new();

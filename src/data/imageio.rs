@@ -14,48 +14,123 @@ pub enum DecodeError {
     Empty,
     #[error("the image is truncated: {0}")]
     Truncated(String),
+    #[error("the image is {width}x{height}: too large (at most {max_side} px a side and {max_pixels} pixels are read)")]
+    TooLarge { width: u32, height: u32, max_side: u32, max_pixels: u64 },
     #[error("{0}")]
     Invalid(String),
 }
 
+/// What one image may cost: checked from its header before a pixel is decoded, and given to
+/// the decoders that take limits (the `image` crate's, and through it the TIFF decoder's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DecodeLimits {
+    /// Largest width or height in pixels.
+    pub max_side: u32,
+    /// Largest area in pixels.
+    pub max_pixels: u64,
+}
+
+impl Default for DecodeLimits {
+    /// 16384 px a side, 64 megapixels (a 61-megapixel camera's photos pass; a file that
+    /// claims 60000x60000 does not).
+    fn default() -> Self {
+        DecodeLimits { max_side: 16384, max_pixels: 64_000_000 }
+    }
+}
+
+impl DecodeLimits {
+    /// Bytes of memory an image of this header may take while it is decoded and analysed: the
+    /// decoded pixels plus 8 bytes a pixel for their RGB and gray copies and the detector's
+    /// working copies (measured: 7.3 bytes a pixel above the process's baseline for an
+    /// 8000 x 5000 image decoded to RGB, `ferrite --threads 1 detect`; `bench/hostile.sh`).
+    pub fn memory_cost(header: &ImageHeader) -> u64 {
+        header.width as u64 * header.height as u64 * (header.bytes_per_pixel as u64 + 8)
+    }
+
+    /// Whether an image of this header is within the limits; the error says by how much not.
+    pub fn check(&self, header: &ImageHeader) -> Result<(), DecodeError> {
+        let (w, h) = (header.width, header.height);
+        if w == 0 || h == 0 {
+            return Err(DecodeError::Empty);
+        }
+        if w > self.max_side || h > self.max_side || w as u64 * h as u64 > self.max_pixels {
+            return Err(DecodeError::TooLarge { width: w, height: h, max_side: self.max_side, max_pixels: self.max_pixels });
+        }
+        Ok(())
+    }
+}
+
+/// What an image's header says, read without decoding its pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageHeader {
+    pub width: u32,
+    pub height: u32,
+    /// Bytes a decoded pixel takes (1 for 8-bit gray up to 8 for 16-bit RGBA).
+    pub bytes_per_pixel: u8,
+}
+
 /// Decode image bytes (any format the build reads, palette TIFF included), turned upright by
-/// their EXIF orientation, within `limits` when given.
+/// their EXIF orientation, within `limits`: the header is read first and an image over the
+/// limits refused before any pixel memory is taken.
 ///
 /// A decoder that panics on a malformed file (zune-jpeg 0.5.15, the `image` crate's JPEG
 /// decoder, does on some: found by `fuzz/fuzz_targets/image_decode.rs`) gives an error, not a
 /// crash: the panic is caught here (the decoder owns nothing shared, so nothing is left half
-/// changed), and the default panic hook still prints the panic's own message.
-pub fn decode(bytes: &[u8], limits: Option<image::Limits>) -> Result<DynamicImage, DecodeError> {
+/// changed) and reported in the error; a panic hook that asks [`in_guarded_decoder`] can leave
+/// out its backtrace (the command line's does).
+pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<DynamicImage, DecodeError> {
     guarded(|| decode_unguarded(bytes, limits))
 }
 
-/// Width and height from the image's header (format guessed from the bytes), with the same
+/// The header of image bytes (format guessed from them; palette TIFFs too), with the same
 /// guard against decoder panics as `decode`.
-pub fn dimensions(bytes: &[u8]) -> Result<(u32, u32), DecodeError> {
+pub fn header(bytes: &[u8]) -> Result<ImageHeader, DecodeError> {
     guarded(|| {
         let reader = ImageReader::new(Cursor::new(bytes))
             .with_guessed_format()
             .map_err(|e| DecodeError::Invalid(e.to_string()))?;
-        if reader.format().is_none() {
-            return Err(DecodeError::UnknownFormat);
+        let format = reader.format().ok_or(DecodeError::UnknownFormat)?;
+        match reader.into_decoder() {
+            Ok(d) => {
+                let (width, height) = d.dimensions();
+                Ok(ImageHeader { width, height, bytes_per_pixel: d.color_type().bytes_per_pixel() })
+            }
+            Err(e) if format == ImageFormat::Tiff => palette_tiff_header(bytes).map_err(|p| tiff_error(e, p)),
+            Err(e) => Err(DecodeError::Invalid(e.to_string())),
         }
-        reader.into_dimensions().map_err(|e| DecodeError::Invalid(e.to_string()))
     })
 }
 
-/// Run a decoder call, turning its panic into an error.
+thread_local! {
+    /// Set while this thread runs a decoder under [`guarded`].
+    static IN_DECODER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the current thread is inside a guarded decoder call: a panic hook can stay quiet
+/// then (the panic is caught, reported as an error and logged as one line by `guarded`).
+pub fn in_guarded_decoder() -> bool {
+    IN_DECODER.with(|f| f.get())
+}
+
+/// Run a decoder call, turning its panic into an error (and one warning line in the log).
 fn guarded<T>(f: impl FnOnce() -> Result<T, DecodeError>) -> Result<T, DecodeError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+    let outer = IN_DECODER.with(|flag| flag.replace(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    IN_DECODER.with(|flag| flag.set(outer));
+    r.unwrap_or_else(|panic| {
         let why = panic
             .downcast_ref::<String>()
             .map(String::as_str)
             .or_else(|| panic.downcast_ref::<&str>().copied())
             .unwrap_or("unknown panic");
+        tracing::warn!("an image decoder panicked (caught; the file is refused): {why}");
         Err(DecodeError::Invalid(format!("the decoder failed on this file ({why})")))
     })
 }
 
-fn decode_unguarded(bytes: &[u8], limits: Option<image::Limits>) -> Result<DynamicImage, DecodeError> {
+fn decode_unguarded(bytes: &[u8], limits: &DecodeLimits) -> Result<DynamicImage, DecodeError> {
+    let head = header(bytes)?;
+    limits.check(&head)?;
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| DecodeError::Invalid(e.to_string()))?;
@@ -63,12 +138,15 @@ fn decode_unguarded(bytes: &[u8], limits: Option<image::Limits>) -> Result<Dynam
     if format == ImageFormat::Jpeg {
         check_jpeg_complete(bytes)?;
     }
-    if let Some(l) = limits.clone() {
-        reader.limits(l);
-    }
+    let mut l = image::Limits::default();
+    l.max_image_width = Some(limits.max_side);
+    l.max_image_height = Some(limits.max_side);
+    // The decoded pixels and the decoder's own buffers: twice the image at its depth.
+    l.max_alloc = Some(2 * head.width as u64 * head.height as u64 * head.bytes_per_pixel as u64 + (1 << 20));
+    reader.limits(l);
     let mut decoder = match reader.into_decoder() {
         Ok(d) => d,
-        Err(e) if format == ImageFormat::Tiff => return decode_palette_tiff(bytes, limits.as_ref()).map_err(|p| tiff_error(e, p)),
+        Err(e) if format == ImageFormat::Tiff => return decode_palette_tiff(bytes, limits).map_err(|p| tiff_error(e, p)),
         Err(e) => return Err(DecodeError::Invalid(e.to_string())),
     };
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
@@ -108,21 +186,30 @@ enum PaletteError {
 
 /// Decode a palette-colour ("RGB palette", photometric 3) TIFF: 1, 2, 4 or 8 bits per pixel,
 /// strips stored uncompressed, PackBits or LZW; the colour map turned into RGB.
-fn decode_palette_tiff(bytes: &[u8], limits: Option<&image::Limits>) -> Result<DynamicImage, PaletteError> {
+/// The header of a palette-colour TIFF (decoded to 8-bit RGB).
+fn palette_tiff_header(bytes: &[u8]) -> Result<ImageHeader, PaletteError> {
+    let (_, width, height) = open_palette_tiff(bytes)?;
+    Ok(ImageHeader { width, height, bytes_per_pixel: 3 })
+}
+
+/// A TIFF decoder on `bytes` if they hold a palette-colour image, with its size.
+fn open_palette_tiff(bytes: &[u8]) -> Result<(tiff::decoder::Decoder<Cursor<&[u8]>>, u32, u32), PaletteError> {
     use tiff::tags::Tag;
-    let bad = |m: &str| PaletteError::Bad(m.to_string());
     let mut dec = tiff::decoder::Decoder::new(Cursor::new(bytes)).map_err(|e| PaletteError::Bad(e.to_string()))?;
     let photometric: u16 = dec.find_tag_unsigned(Tag::PhotometricInterpretation).ok().flatten().unwrap_or(u16::MAX);
     if photometric != 3 {
         return Err(PaletteError::NotPalette);
     }
     let (w, h) = dec.dimensions().map_err(|e| PaletteError::Bad(e.to_string()))?;
-    if w == 0 || h == 0 {
-        return Err(bad("the image is empty (0 pixels)"));
-    }
-    let max_side = limits.and_then(|l| l.max_image_width.max(l.max_image_height)).unwrap_or(1 << 15);
-    if w > max_side || h > max_side {
-        return Err(PaletteError::Bad(format!("{w}x{h} is larger than {max_side} px a side")));
+    Ok((dec, w, h))
+}
+
+fn decode_palette_tiff(bytes: &[u8], limits: &DecodeLimits) -> Result<DynamicImage, PaletteError> {
+    use tiff::tags::Tag;
+    let bad = |m: &str| PaletteError::Bad(m.to_string());
+    let (mut dec, w, h) = open_palette_tiff(bytes)?;
+    if let Err(e) = limits.check(&ImageHeader { width: w, height: h, bytes_per_pixel: 3 }) {
+        return Err(PaletteError::Bad(e.to_string()));
     }
     let bits: u16 = dec.find_tag_unsigned(Tag::BitsPerSample).ok().flatten().unwrap_or(1);
     if !matches!(bits, 1 | 2 | 4 | 8) {
@@ -158,13 +245,23 @@ fn decode_palette_tiff(bytes: &[u8], limits: Option<&image::Limits>) -> Result<D
             1 => data.extend_from_slice(&strip[..strip.len().min(left)]),
             32773 => unpack_bits(strip, &mut data, left),
             5 => {
-                let mut out = Vec::new();
+                // Decoded straight into the pixel buffer and stopped where the image ends: a
+                // strip that expands past the image costs no memory beyond it.
                 let mut lzw = weezl::decode::Decoder::with_tiff_size_switch(weezl::BitOrder::Msb, 8);
-                let r = lzw.into_vec(&mut out).decode(strip);
-                if let Err(e) = r.status {
-                    return Err(PaletteError::Bad(format!("LZW data: {e}")));
+                let start = data.len();
+                data.resize(start + left, 0);
+                let (mut input, mut filled) = (strip, 0);
+                while filled < left {
+                    let r = lzw.decode_bytes(input, &mut data[start + filled..]);
+                    input = &input[r.consumed_in..];
+                    filled += r.consumed_out;
+                    match r.status {
+                        Ok(weezl::LzwStatus::Ok) => {}
+                        Ok(weezl::LzwStatus::Done | weezl::LzwStatus::NoProgress) => break,
+                        Err(e) => return Err(PaletteError::Bad(format!("LZW data: {e}"))),
+                    }
                 }
-                data.extend_from_slice(&out[..out.len().min(left)]);
+                data.truncate(start + filled);
             }
             c => return Err(PaletteError::Bad(format!("compression {c} is not read for palette images"))),
         }
@@ -261,17 +358,17 @@ pub(crate) mod tests {
     #[test]
     fn palette_tiffs_decode_through_their_colour_map() {
         let bytes = palette_tiff(6, 4, |x, y| ((x + y) % 3) as u8, &[[0, 0, 0], [65535, 0, 0], [0, 32768, 65535]]);
-        let img = decode(&bytes, None).unwrap().to_rgb8();
+        let img = decode(&bytes, &DecodeLimits::default()).unwrap().to_rgb8();
         assert_eq!(img.dimensions(), (6, 4));
         assert_eq!(img.get_pixel(0, 0).0, [0, 0, 0]);
         assert_eq!(img.get_pixel(1, 0).0, [255, 0, 0]);
         assert_eq!(img.get_pixel(2, 0).0, [0, 128, 255]);
         assert_eq!(img.get_pixel(1, 1).0, [0, 128, 255]);
         // Cut short: an error that says so, no panic.
-        let e = decode(&bytes[..bytes.len() - 5], None).unwrap_err().to_string();
+        let e = decode(&bytes[..bytes.len() - 5], &DecodeLimits::default()).unwrap_err().to_string();
         assert!(e.contains("palette TIFF") && e.contains("truncated"), "{e}");
         for n in [0, 8, 30, 100, 400] {
-            let _ = decode(&bytes[..n.min(bytes.len())], None);
+            let _ = decode(&bytes[..n.min(bytes.len())], &DecodeLimits::default());
         }
     }
 
@@ -309,11 +406,11 @@ pub(crate) mod tests {
     fn exif_orientation_is_applied() {
         // A 40x20 picture, left half black, right half white.
         let img = RgbImage::from_fn(40, 20, |x, _| if x < 20 { image::Rgb([0, 0, 0]) } else { image::Rgb([255, 255, 255]) });
-        let plain = decode(&jpeg_with_orientation(&img, 1), None).unwrap().to_luma8();
+        let plain = decode(&jpeg_with_orientation(&img, 1), &DecodeLimits::default()).unwrap().to_luma8();
         assert_eq!(plain.dimensions(), (40, 20));
         // Orientation 6: the camera was turned; shown rotated 90 degrees clockwise, 20x40, the
         // black half on top.
-        let turned = decode(&jpeg_with_orientation(&img, 6), None).unwrap().to_luma8();
+        let turned = decode(&jpeg_with_orientation(&img, 6), &DecodeLimits::default()).unwrap().to_luma8();
         assert_eq!(turned.dimensions(), (20, 40));
         assert!(turned.get_pixel(10, 5).0[0] < 40 && turned.get_pixel(10, 35).0[0] > 215);
     }
@@ -323,10 +420,10 @@ pub(crate) mod tests {
         let img = RgbImage::from_fn(64, 48, |x, y| image::Rgb([(x * 4) as u8, (y * 5) as u8, 90]));
         let mut jpeg = Vec::new();
         image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90).encode_image(&img).unwrap();
-        assert!(decode(&jpeg, None).is_ok());
-        let e = decode(&jpeg[..jpeg.len() / 2], None).unwrap_err();
+        assert!(decode(&jpeg, &DecodeLimits::default()).is_ok());
+        let e = decode(&jpeg[..jpeg.len() / 2], &DecodeLimits::default()).unwrap_err();
         assert!(matches!(e, DecodeError::Truncated(_)), "{e}");
-        assert_eq!(decode(b"hello, world", None).unwrap_err(), DecodeError::UnknownFormat);
+        assert_eq!(decode(b"hello, world", &DecodeLimits::default()).unwrap_err(), DecodeError::UnknownFormat);
     }
 
     /// A CMYK JPEG (as print workflows and some face data sets save them) comes out as the RGB
@@ -345,7 +442,7 @@ pub(crate) mod tests {
         }
         let mut bytes = Vec::new();
         jpeg_encoder::Encoder::new(&mut bytes, 95).encode(&cmyk, w, h, jpeg_encoder::ColorType::Cmyk).unwrap();
-        let img = decode(&bytes, None).unwrap().to_rgb8();
+        let img = decode(&bytes, &DecodeLimits::default()).unwrap().to_rgb8();
         assert_eq!(img.dimensions(), (w as u32, h as u32));
         let mut worst = 0i32;
         for (x, y, p) in img.enumerate_pixels() {
@@ -362,7 +459,7 @@ pub(crate) mod tests {
     #[test]
     fn a_jpeg_that_panics_the_decoder_is_an_error() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/image_decode/zune-jpeg-idct-panic.jpg");
-        let e = decode(&std::fs::read(path).unwrap(), None).unwrap_err();
+        let e = decode(&std::fs::read(path).unwrap(), &DecodeLimits::default()).unwrap_err();
         assert!(e.to_string().contains("the decoder failed on this file"), "{e}");
     }
 }

@@ -4,6 +4,7 @@ pub mod augment;
 pub mod ferplus;
 pub mod imageio;
 pub mod preprocess;
+pub mod teacher;
 
 use crate::emotion::Emotion;
 use crate::error::{Error, Result};
@@ -199,15 +200,16 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Decode one image file (`imageio::decode`: format from its bytes, EXIF orientation applied,
-/// palette TIFFs read, truncated JPEGs refused), naming the file on failure.
-pub fn decode_image(path: &Path) -> Result<image::DynamicImage> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    decode_bytes(&bytes, path)
+/// palette TIFFs read, truncated JPEGs refused) within `limits`, naming the file on failure.
+/// Only a regular file is read ([`crate::fsutil::read_input`]).
+pub fn decode_image(path: &Path, limits: &crate::data::imageio::DecodeLimits) -> Result<image::DynamicImage> {
+    let bytes = crate::fsutil::read_input(path, crate::fsutil::MAX_INPUT_BYTES)?;
+    decode_bytes(&bytes, path, limits)
 }
 
 /// Decode image bytes as [`decode_image`] does a file's; errors call them `name`.
-pub fn decode_bytes(bytes: &[u8], name: &Path) -> Result<image::DynamicImage> {
-    crate::data::imageio::decode(bytes, None).map_err(|e| Error::BadImage {
+pub fn decode_bytes(bytes: &[u8], name: &Path, limits: &crate::data::imageio::DecodeLimits) -> Result<image::DynamicImage> {
+    crate::data::imageio::decode(bytes, limits).map_err(|e| Error::BadImage {
         path: name.to_path_buf(),
         message: e.to_string(),
     })
@@ -215,7 +217,7 @@ pub fn decode_bytes(bytes: &[u8], name: &Path) -> Result<image::DynamicImage> {
 
 /// Decode one image file into a 48x48 face.
 pub fn read_face(path: &Path, contrast: crate::data::preprocess::Contrast) -> Result<Vec<u8>> {
-    Ok(to_face(&decode_image(path)?, contrast))
+    Ok(to_face(&decode_image(path, &Default::default())?, contrast))
 }
 
 /// The class subfolders of an image-folder data set, in name order, with their class (hidden
@@ -251,14 +253,20 @@ pub fn class_folders(root: &Path) -> Result<Vec<(PathBuf, Emotion)>> {
     Ok(out)
 }
 
-/// The image files directly in `dir`, in name order.
 /// Image files named on a command line: files as given, folders searched recursively (sorted);
 /// a folder without images, or a path that does not exist, is an error naming it.
+/// A folder reached twice (through symbolic links, or named twice) is searched once: the walk
+/// ends even when links form a loop, and no image is listed twice that way.
 pub fn collect_images(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>, seen: &mut std::collections::HashSet<(u64, u64)>) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(dir).map_err(|e| Error::io(dir, e))?;
+        if !seen.insert((meta.dev(), meta.ino())) {
+            return Ok(());
+        }
         for p in read_dir_sorted(dir)? {
             if p.is_dir() {
-                walk(&p, out)?;
+                walk(&p, out, seen)?;
             } else if is_image_file(&p) {
                 out.push(p);
             }
@@ -266,11 +274,16 @@ pub fn collect_images(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
         Ok(())
     }
     let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for p in paths {
         if p.is_dir() {
             let before = out.len();
-            walk(p, &mut out)?;
-            if out.len() == before {
+            let again = std::fs::metadata(p).is_ok_and(|m| {
+                use std::os::unix::fs::MetadataExt;
+                seen.contains(&(m.dev(), m.ino()))
+            });
+            walk(p, &mut out, &mut seen)?;
+            if out.len() == before && !again {
                 return Err(Error::BadDataset { path: p.clone(), message: "no images in this folder".into() });
             }
         } else if p.exists() {
@@ -282,6 +295,7 @@ pub fn collect_images(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// The image files directly in `dir`, in name order.
 pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(read_dir_sorted(dir)?.into_iter().filter(|f| f.is_file() && is_image_file(f)).collect())
 }
@@ -397,6 +411,21 @@ mod tests {
     fn write_png(path: &Path, v: u8, size: u32) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         image::GrayImage::from_pixel(size, size, image::Luma([v])).save(path).unwrap();
+    }
+
+    #[test]
+    fn folder_walks_end_on_symlink_loops_and_list_each_image_once() {
+        let dir = crate::fsutil::TempDir::new().unwrap();
+        let root = dir.path().join("photos");
+        write_png(&root.join("a.png"), 10, 8);
+        write_png(&root.join("sub/b.png"), 20, 8);
+        std::os::unix::fs::symlink(&root, root.join("self1")).unwrap();
+        std::os::unix::fs::symlink(&root, root.join("sub/up")).unwrap();
+        std::os::unix::fs::symlink(root.join("sub"), root.join("sub2")).unwrap();
+        let found = collect_images(std::slice::from_ref(&root)).unwrap();
+        assert_eq!(found, vec![root.join("a.png"), root.join("sub/b.png")]);
+        // The same folder named twice is listed once and is not an empty folder the second time.
+        assert_eq!(collect_images(&[root.clone(), root.join("sub2")]).unwrap().len(), 2);
     }
 
     #[test]

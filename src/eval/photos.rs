@@ -72,7 +72,7 @@ pub fn evaluate_photos(analyzer: &Analyzer, root: &Path) -> Result<PhotoReport> 
         .par_iter()
         .map(|(path, label)| {
             let r = (|| -> Result<Option<Emotion>> {
-                let img = crate::data::decode_image(path)?;
+                let img = crate::data::decode_image(path, &analyzer.config().decode_limits)?;
                 let faces = analyzer.analyze(&img)?;
                 Ok(faces
                     .iter()

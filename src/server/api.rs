@@ -1,33 +1,31 @@
 //! The JSON API: image uploads within the limits, decoding, `/api/analyze`.
 
 use super::*;
+use crate::data::imageio::{DecodeError, ImageHeader};
 
-/// Decode an uploaded image within the size limits; errors are 4xx with a reason.
-pub fn decode_image(bytes: &[u8], limits: &Limits) -> Result<DynamicImage, ApiError> {
+/// The header of an uploaded image, checked against the size limits before any pixel is
+/// decoded; errors are 4xx with a reason.
+pub fn image_header(bytes: &[u8], limits: &Limits) -> Result<ImageHeader, ApiError> {
     if bytes.is_empty() {
         return Err(bad(StatusCode::BAD_REQUEST, "empty body: send the image bytes"));
     }
-    let (w, h) = crate::data::imageio::dimensions(bytes).map_err(|e| match e {
-        crate::data::imageio::DecodeError::UnknownFormat => bad(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string()),
+    let head = crate::data::imageio::header(bytes).map_err(decode_error)?;
+    limits.decode_limits().check(&head).map_err(decode_error)?;
+    Ok(head)
+}
+
+/// Decode an uploaded image within the size limits; errors are 4xx with a reason.
+pub fn decode_image(bytes: &[u8], limits: &Limits) -> Result<DynamicImage, ApiError> {
+    image_header(bytes, limits)?;
+    crate::data::imageio::decode(bytes, &limits.decode_limits()).map_err(decode_error)
+}
+
+fn decode_error(e: DecodeError) -> ApiError {
+    match e {
+        DecodeError::UnknownFormat => bad(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string()),
+        DecodeError::TooLarge { .. } => bad(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
         e => bad(StatusCode::BAD_REQUEST, format!("not a readable image: {e}")),
-    })?;
-    if w == 0 || h == 0 {
-        return Err(bad(StatusCode::BAD_REQUEST, "the image is empty (0 pixels)"));
     }
-    if w > limits.max_side || h > limits.max_side || w as u64 * h as u64 > limits.max_pixels {
-        return Err(bad(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("image {w}x{h} is too large (at most {} px a side, {} pixels)", limits.max_side, limits.max_pixels),
-        ));
-    }
-    let mut l = image::Limits::default();
-    l.max_image_width = Some(limits.max_side);
-    l.max_image_height = Some(limits.max_side);
-    l.max_alloc = Some(limits.max_pixels * 8);
-    crate::data::imageio::decode(bytes, Some(l)).map_err(|e| match e {
-        crate::data::imageio::DecodeError::UnknownFormat => bad(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string()),
-        e => bad(StatusCode::BAD_REQUEST, format!("not a readable image: {e}")),
-    })
 }
 
 /// The image bytes of a request: a raw image body (image/* or application/octet-stream) or
@@ -85,17 +83,28 @@ pub(super) fn faces_json(faces: &[crate::vision::analyzer::Face]) -> Vec<Value> 
 
 pub(super) async fn analyze(State(s): State<AppState>, req: Request) -> Result<axum::Json<Value>, ApiError> {
     let bytes = request_image(&s.inner.limits, req).await?;
+    let head = image_header(&bytes, &s.inner.limits)?;
+    // Its share of the decode memory, waited for as long as a body may take to arrive.
+    let memory = s.reserve_decode_memory(&head, Some(s.inner.limits.body_timeout)).await?;
     let _permit = s.inner.analyses.acquire().await.map_err(|_| bad(StatusCode::SERVICE_UNAVAILABLE, "shutting down"))?;
     let state = s.clone();
     let started = Instant::now();
+    let large = crate::data::imageio::DecodeLimits::memory_cost(&head) >= LARGE_IMAGE_BYTES;
     let result = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
-        let img = decode_image(&bytes, &state.inner.limits)?;
-        let faces = state
-            .inner
-            .analyzer
-            .analyze(&img)
-            .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        Ok(json!({"width": img.width(), "height": img.height(), "faces": faces_json(&faces)}))
+        let analysed = (|| {
+            let img = decode_image(&bytes, &state.inner.limits)?;
+            let faces = state
+                .inner
+                .analyzer
+                .analyze(&img)
+                .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            Ok(json!({"width": img.width(), "height": img.height(), "faces": faces_json(&faces)}))
+        })();
+        if large {
+            release_freed_memory();
+        }
+        drop(memory);
+        analysed
     })
     .await
     .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;

@@ -1,6 +1,8 @@
-//! Serving the router on a socket: header-read timeout, connection cap, graceful shutdown.
+//! Serving the router on a socket: header-read timeout, write timeout, connection caps (in all
+//! and per client address), graceful shutdown.
 
 use super::*;
+use std::future::Future as _;
 
 /// How `serve` treats connections.
 #[derive(Debug, Clone)]
@@ -10,6 +12,11 @@ pub struct ServeOptions {
     pub header_timeout: std::time::Duration,
     /// Connections open at once; one more is answered 503 and closed.
     pub max_connections: usize,
+    /// Connections one client address may hold open at once; one more is closed at once.
+    pub max_connections_per_client: usize,
+    /// A connection whose writes make no progress for this long (its client does not read) is
+    /// closed: an MJPEG viewer or a WebSocket that stops reading frees its slot.
+    pub write_timeout: std::time::Duration,
     /// On shutdown, in-flight requests get this long to finish before the server stops.
     pub drain_timeout: std::time::Duration,
 }
@@ -19,6 +26,8 @@ impl Default for ServeOptions {
         ServeOptions {
             header_timeout: std::time::Duration::from_secs(10),
             max_connections: 1024,
+            max_connections_per_client: 64,
+            write_timeout: std::time::Duration::from_secs(20),
             drain_timeout: std::time::Duration::from_secs(15),
         }
     }
@@ -41,6 +50,7 @@ pub async fn serve(
     // Tells every connection to finish its request in flight and close.
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
+    let per_client: PerClient = Arc::default();
     loop {
         let (mut stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -53,6 +63,11 @@ pub async fn serve(
                 }
             },
             () = &mut shutdown => break,
+        };
+        let Some(client) = ClientSlot::take(&per_client, peer.ip(), opts.max_connections_per_client) else {
+            tracing::debug!(%peer, "connection refused: {} open from this address", opts.max_connections_per_client);
+            drop(stream);
+            continue;
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "connection refused: {} open", opts.max_connections);
@@ -68,7 +83,8 @@ pub async fn serve(
         };
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new()).header_read_timeout(opts.header_timeout);
-        let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone())).with_upgrades();
+        let io = WriteTimeout::new(stream, opts.write_timeout);
+        let conn = http.serve_connection(TokioIo::new(io), TowerToHyperService::new(app.clone())).with_upgrades();
         let mut stopping = stopping.clone();
         tokio::spawn(async move {
             let mut conn = std::pin::pin!(conn);
@@ -83,6 +99,7 @@ pub async fn serve(
                 tracing::debug!(%peer, "connection ended: {e}");
             }
             drop(slot);
+            drop(client);
         });
     }
     drop(listener);
@@ -94,6 +111,102 @@ pub async fn serve(
         tracing::warn!("drain timeout: closing the remaining connections");
     }
     Ok(())
+}
+
+type PerClient = Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>;
+
+/// One of a client address's open connections; counted down when dropped.
+struct ClientSlot {
+    map: PerClient,
+    ip: std::net::IpAddr,
+}
+
+impl ClientSlot {
+    fn take(map: &PerClient, ip: std::net::IpAddr, max: usize) -> Option<ClientSlot> {
+        let mut m = map.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(ip).or_default();
+        if *n >= max.max(1) {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot { map: map.clone(), ip })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A connection whose writes fail once they have made no progress for `timeout`.
+struct WriteTimeout<S> {
+    inner: S,
+    timeout: std::time::Duration,
+    /// Running while a write or flush is pending.
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteTimeout<S> {
+    fn new(inner: S, timeout: std::time::Duration) -> Self {
+        WriteTimeout { inner, timeout, stalled: None }
+    }
+
+    /// After the inner call returned `r`: progress (or an error) resets the clock; pending
+    /// starts it, and past the timeout pending becomes an error.
+    fn watch<T>(&mut self, cx: &mut std::task::Context<'_>, r: std::task::Poll<std::io::Result<T>>) -> std::task::Poll<std::io::Result<T>> {
+        use std::task::Poll;
+        if r.is_ready() {
+            self.stalled = None;
+            return r;
+        }
+        let timeout = self.timeout;
+        let sleep = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client did not read for too long"))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for WriteTimeout<S> {
+    fn poll_read(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteTimeout<S> {
+    fn poll_write(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &[u8]) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let r = std::pin::Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.watch(cx, r)
+    }
+
+    fn poll_flush(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let r = std::pin::Pin::new(&mut this.inner).poll_flush(cx);
+        this.watch(cx, r)
+    }
+
+    fn poll_shutdown(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let r = std::pin::Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.watch(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
 }
 
 /// A future that completes on Ctrl-C (SIGINT) or SIGTERM. The handlers are installed here, not

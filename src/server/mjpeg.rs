@@ -11,6 +11,10 @@ pub(super) async fn video_feed(State(s): State<AppState>) -> Result<Response, Ap
     let Some(source) = s.inner.source.clone() else {
         return Err(bad(StatusCode::NOT_FOUND, "no server-side video source (start `ferrite serve --source FILE_OR_CAMERA`)"));
     };
+    // A source that just failed is not tried again for each viewer that asks.
+    if s.inner.feed_failed_at.lock().ok().and_then(|t| *t).is_some_and(|t| t.elapsed() < FEED_RETRY_AFTER) {
+        return Err(unavailable());
+    }
     let permit = s
         .inner
         .viewers
@@ -26,7 +30,12 @@ pub(super) async fn video_feed(State(s): State<AppState>) -> Result<Response, Ap
             let info = tokio::task::spawn_blocking(move || crate::vision::video::probe(&probed))
                 .await
                 .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-                .map_err(|e| bad(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+                .map_err(|e| {
+                    // The detail (it may hold the source's password or paths) goes to the log only.
+                    tracing::warn!("video source {}: {e}", redact(&source));
+                    s.feed_failed();
+                    unavailable()
+                })?;
             let mut slot = s.inner.feed.lock().map_err(|_| bad(StatusCode::INTERNAL_SERVER_ERROR, "feed state poisoned"))?;
             match slot.as_ref() {
                 // Another viewer started it meanwhile.
@@ -59,49 +68,126 @@ pub(super) async fn video_feed(State(s): State<AppState>) -> Result<Response, Ap
         .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
+/// How long a failed source is left alone before a viewer may start it again.
+const FEED_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+/// Starts of ffmpeg in a row that give no frame before the decoder gives up (waiting 2 s, then
+/// 4 s, between them): with `FEED_RETRY_AFTER`, at most this many starts a minute.
+const FEED_ATTEMPTS: u32 = 3;
+
+/// What a client is told about a source that does not work: never the source or ffmpeg's text.
+fn unavailable() -> ApiError {
+    bad(StatusCode::SERVICE_UNAVAILABLE, "the video source is not available")
+}
+
+/// A source name fit for the log: the user name and password of a URL left out.
+pub(super) fn redact(source: &str) -> String {
+    match source.split_once("://") {
+        Some((scheme, rest)) => {
+            let host_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..host_end].rfind('@') {
+                Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+                None => source.to_string(),
+            }
+        }
+        None => source.to_string(),
+    }
+}
+
+impl AppState {
+    fn feed_failed(&self) {
+        if let Ok(mut t) = self.inner.feed_failed_at.lock() {
+            *t = Some(Instant::now());
+        }
+    }
+}
+
 /// The `/video_feed` decoder: decode, analyse, draw and JPEG-encode frames of `source` into
 /// `tx` until no viewer is left (or the source fails or, for a stream, ends); then clear the
-/// state's slot, which ends every viewer's stream.
+/// state's slot, which ends every viewer's stream. A file loops; a start of ffmpeg that gives
+/// no frame is retried after 2 s and 4 s, then the source is reported (once) and left alone
+/// for `FEED_RETRY_AFTER`.
 pub(super) fn produce_feed(state: &AppState, source: &str, info: &crate::vision::video::VideoInfo, tx: &tokio::sync::watch::Sender<Option<Bytes>>) {
     let analyzer = state.inner.analyzer.clone();
     let mut video = VideoAnalyzer::new(analyzer.clone(), info.fps, VideoOptions::default());
     let frame_time = std::time::Duration::from_secs_f64(1.0 / info.fps.max(1.0));
     let is_file = std::path::Path::new(source).is_file();
     let mut leave = false;
+    let mut failures = 0u32;
+    let no_viewer = || {
+        // Checked under the lock a new viewer subscribes under.
+        tx.receiver_count() == 0 && state.inner.feed.lock().map(|_slot| tx.receiver_count() == 0).unwrap_or(true)
+    };
     'source: while !leave {
-        let Ok(mut reader) = crate::vision::video::FrameReader::open(source, info) else { break };
-        while let Ok(Some(mut frame)) = reader.next_frame() {
-            let t = Instant::now();
-            let Ok(r) = video.process(&frame) else { break 'source };
-            analyzer.draw_tracked(&mut frame, &r.faces);
-            let mut jpeg = Vec::new();
-            if DynamicImage::ImageRgb8(frame).write_to(&mut Cursor::new(&mut jpeg), image::ImageFormat::Jpeg).is_err() {
-                break 'source;
-            }
-            let mut part = format!("--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n", jpeg.len()).into_bytes();
-            part.extend_from_slice(&jpeg);
-            part.extend_from_slice(b"\r\n");
-            tx.send_replace(Some(Bytes::from(part)));
-            if tx.receiver_count() == 0 {
-                // Checked again under the lock a new viewer subscribes under.
-                let Ok(slot) = state.inner.feed.lock() else { break 'source };
-                if tx.receiver_count() == 0 {
-                    drop(slot);
+        let mut frames = 0u64;
+        let mut why = String::new();
+        state.inner.feed_reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match crate::vision::video::FrameReader::open(source, info) {
+            Err(e) => why = e.to_string(),
+            Ok(mut reader) => loop {
+                let mut frame = match reader.next_frame() {
+                    Ok(Some(f)) => f,
+                    Ok(None) => break,
+                    Err(e) => {
+                        why = e.to_string();
+                        break;
+                    }
+                };
+                frames += 1;
+                let t = Instant::now();
+                let Ok(r) = video.process(&frame) else { break 'source };
+                analyzer.draw_tracked(&mut frame, &r.faces);
+                let mut jpeg = Vec::new();
+                if DynamicImage::ImageRgb8(frame).write_to(&mut Cursor::new(&mut jpeg), image::ImageFormat::Jpeg).is_err() {
+                    break 'source;
+                }
+                let mut part = format!("--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n", jpeg.len()).into_bytes();
+                part.extend_from_slice(&jpeg);
+                part.extend_from_slice(b"\r\n");
+                tx.send_replace(Some(Bytes::from(part)));
+                if no_viewer() {
                     leave = true;
                     break;
                 }
-            }
-            if is_file && let Some(rest) = frame_time.checked_sub(t.elapsed()) {
-                std::thread::sleep(rest);
-            }
+                if is_file && let Some(rest) = frame_time.checked_sub(t.elapsed()) {
+                    std::thread::sleep(rest);
+                }
+            },
         }
-        if !is_file {
+        if leave || (!is_file && frames > 0) {
             break;
+        }
+        if frames > 0 {
+            failures = 0;
+            continue;
+        }
+        failures += 1;
+        if failures >= FEED_ATTEMPTS {
+            tracing::warn!("video source {} gives no frames ({failures} tries); left alone for {} s: {why}", redact(source), FEED_RETRY_AFTER.as_secs());
+            state.feed_failed();
+            break;
+        }
+        // Back off, still leaving as soon as the last viewer has gone.
+        let until = Instant::now() + std::time::Duration::from_secs(1 << failures);
+        while Instant::now() < until {
+            if no_viewer() {
+                break 'source;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
         }
     }
     if let Ok(mut slot) = state.inner.feed.lock()
         && slot.as_ref().is_some_and(|s| std::ptr::eq(Arc::as_ptr(s), tx))
     {
         *slot = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_in_source_urls_are_left_out_of_the_log() {
+        assert_eq!(super::redact("rtsp://admin:S3cretPass@127.0.0.1:1/stream1"), "rtsp://***@127.0.0.1:1/stream1");
+        assert_eq!(super::redact("rtsp://cam.local/s@1"), "rtsp://cam.local/s@1");
+        assert_eq!(super::redact("/videos/a@b.mp4"), "/videos/a@b.mp4");
     }
 }

@@ -27,7 +27,7 @@ pub mod listen;
 pub mod mjpeg;
 pub mod ws;
 
-pub use api::{decode_image, request_image};
+pub use api::{decode_image, image_header, request_image};
 pub use listen::{ServeOptions, serve, shutdown_signal};
 pub use ws::Session;
 
@@ -55,9 +55,28 @@ pub struct Limits {
     pub body_timeout: std::time::Duration,
     /// Concurrent `/video_feed` viewers (they share one decoder); more get 503.
     pub max_viewers: usize,
-    /// A live (WebSocket) session that sends nothing for this long is closed, so idle clients
-    /// cannot hold the `max_sessions` slots.
+    /// A live (WebSocket) session that sends no frame or control message for this long is
+    /// closed (pings do not count), so idle clients cannot hold the `max_sessions` slots.
     pub session_idle: std::time::Duration,
+    /// Memory all images being decoded and analysed at once may take, in bytes (uploads and
+    /// WebSocket frames alike; each is counted from its header, `DecodeLimits::memory_cost`).
+    /// An upload over what is left waits (up to `body_timeout`) and then gets 503; a live
+    /// frame is answered "busy" at once. An image that alone needs more gets 413.
+    pub max_decode_memory: u64,
+    /// A reply (MJPEG part, WebSocket message) that cannot be written for this long, because
+    /// the client does not read, ends the connection.
+    pub write_timeout: std::time::Duration,
+    /// Browser origins (`http://host:port`) allowed besides the server's own and localhost's:
+    /// requests whose `Origin` or `Host` names another site are refused (403), so a page
+    /// elsewhere cannot drive this server (cross-site uploads, DNS rebinding).
+    pub allowed_origins: Vec<String>,
+}
+
+impl Limits {
+    /// The per-image decode limits these limits imply.
+    pub fn decode_limits(&self) -> crate::data::imageio::DecodeLimits {
+        crate::data::imageio::DecodeLimits { max_side: self.max_side, max_pixels: self.max_pixels }
+    }
 }
 
 impl Default for Limits {
@@ -72,6 +91,9 @@ impl Default for Limits {
             body_timeout: std::time::Duration::from_secs(10),
             max_viewers: 16,
             session_idle: std::time::Duration::from_secs(60),
+            max_decode_memory: 768 * 1024 * 1024,
+            write_timeout: std::time::Duration::from_secs(20),
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -92,8 +114,15 @@ struct Inner {
     /// running); the producer thread clears it when its last viewer leaves.
     feed: std::sync::Mutex<Option<Arc<tokio::sync::watch::Sender<Option<Bytes>>>>>,
     viewers: Arc<Semaphore>,
+    /// Decode memory left, in KiB permits ([`Limits::max_decode_memory`]).
+    decode_memory: Arc<Semaphore>,
+    /// When the `/video_feed` source last failed (no frame from it): new viewers are refused
+    /// for a while after, rather than restarting ffmpeg for each.
+    feed_failed_at: std::sync::Mutex<Option<Instant>>,
     /// Producers (decoders) started so far.
     feeds_started: std::sync::atomic::AtomicUsize,
+    /// ffmpeg processes the producers have started (a looping file or a retry starts another).
+    feed_reads: std::sync::atomic::AtomicUsize,
     model_name: String,
     started: Instant,
 }
@@ -112,10 +141,13 @@ impl AppState {
                 sessions: Arc::new(Semaphore::new(limits.max_sessions)),
                 analyses: Semaphore::new(limits.max_concurrent_analyses.max(1)),
                 viewers: Arc::new(Semaphore::new(limits.max_viewers.max(1))),
+                decode_memory: Arc::new(Semaphore::new(kib_permits(limits.max_decode_memory).max(1) as usize)),
+                feed_failed_at: std::sync::Mutex::new(None),
                 limits,
                 source,
                 feed: std::sync::Mutex::new(None),
                 feeds_started: std::sync::atomic::AtomicUsize::new(0),
+                feed_reads: std::sync::atomic::AtomicUsize::new(0),
                 model_name: model_name.into(),
                 started: Instant::now(),
             }),
@@ -123,10 +155,60 @@ impl AppState {
     }
 }
 
+/// Give the memory freed after a large image back to the system: glibc keeps freed heap pages
+/// for reuse, and without this the server's resident size stays at its peak after an image bomb
+/// has been analysed. (No-op on other C libraries.)
+pub(crate) fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointers and may be called from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Images whose decode cost is at least this have their freed memory returned at once.
+pub(crate) const LARGE_IMAGE_BYTES: u64 = 64 << 20;
+
+/// Bytes as KiB permits of a semaphore (rounded up; at most what a semaphore holds).
+fn kib_permits(bytes: u64) -> u32 {
+    bytes.div_ceil(1024).min(Semaphore::MAX_PERMITS.min(u32::MAX as usize) as u64) as u32
+}
+
 impl AppState {
+    /// Reserve the decode memory an image of `head` may take: waits up to `wait` (`None`: not at
+    /// all) for other images to finish; 503 when they do not in time, 413 when the image alone
+    /// needs more than the whole budget. The memory is returned when the permit is dropped.
+    pub(crate) async fn reserve_decode_memory(
+        &self,
+        head: &crate::data::imageio::ImageHeader,
+        wait: Option<std::time::Duration>,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        let need = kib_permits(crate::data::imageio::DecodeLimits::memory_cost(head)).max(1);
+        if need > kib_permits(self.inner.limits.max_decode_memory).max(1) {
+            return Err(bad(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("image {}x{} needs more memory to analyse than this server allows", head.width, head.height),
+            ));
+        }
+        let busy = || bad(StatusCode::SERVICE_UNAVAILABLE, "busy: too many large images being analysed; try again later");
+        let sem = self.inner.decode_memory.clone();
+        match wait {
+            None => sem.try_acquire_many_owned(need).map_err(|_| busy()),
+            Some(w) => match tokio::time::timeout(w, sem.acquire_many_owned(need)).await {
+                Ok(Ok(p)) => Ok(p),
+                _ => Err(busy()),
+            },
+        }
+    }
+
     /// How many `/video_feed` decoders have been started (one serves every viewer at a time).
     pub fn feed_decoders_started(&self) -> usize {
         self.inner.feeds_started.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many times `/video_feed` decoders have started ffmpeg on the source.
+    pub fn feed_reads_started(&self) -> usize {
+        self.inner.feed_reads.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -158,7 +240,60 @@ pub fn app(state: AppState) -> Router {
         .route("/video_feed", get(mjpeg::video_feed))
         .fallback(|| async { bad(StatusCode::NOT_FOUND, "no such route") })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), same_site))
         .with_state(state)
+}
+
+/// Refuse (403) a request whose `Host` or `Origin` names a site this server does not answer for
+/// ([`check_origin`]).
+async fn same_site(State(s): State<AppState>, req: Request, next: axum::middleware::Next) -> Response {
+    match check_origin(req.headers(), &s.inner.limits.allowed_origins) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Whether a request is for this server from a page allowed to use it: its `Host` (when sent) a
+/// localhost name, an IP address or the host of an allowed origin (a DNS name an attacker
+/// points at this machine is refused: DNS rebinding); its `Origin` (browsers send one with
+/// uploads, scripts' requests and WebSockets) absent, the same as its `Host`, or listed in
+/// `allowed` (`http://host:port`).
+pub fn check_origin(headers: &axum::http::HeaderMap, allowed: &[String]) -> Result<(), ApiError> {
+    let text = |name| headers.get(name).map(|v| v.to_str().map(|s| s.trim().to_ascii_lowercase()).map_err(|_| ()));
+    let allowed: Vec<String> = allowed.iter().map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase()).collect();
+    let allowed_host = |host: &str| allowed.iter().any(|o| o.split_once("://").is_some_and(|(_, h)| h == host || host_name(h) == host_name(host)));
+    let host = match text(header::HOST) {
+        None => None,
+        Some(Ok(h)) if local_host(host_name(&h)) || allowed_host(&h) => Some(h),
+        Some(_) => return Err(bad(StatusCode::FORBIDDEN, "this server answers for localhost and IP addresses only (Host refused)")),
+    };
+    match text(header::ORIGIN) {
+        None => Ok(()),
+        Some(Ok(origin)) => {
+            let same = origin.split_once("://").is_some_and(|(scheme, h)| matches!(scheme, "http" | "https") && Some(h) == host.as_deref());
+            if same || allowed.contains(&origin) {
+                Ok(())
+            } else {
+                Err(bad(StatusCode::FORBIDDEN, "requests from pages of other sites are refused (Origin)"))
+            }
+        }
+        Some(Err(())) => Err(bad(StatusCode::FORBIDDEN, "unreadable Origin")),
+    }
+}
+
+/// `host[:port]` without the port (`[::1]:80` -> `::1`).
+fn host_name(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+fn local_host(name: &str) -> bool {
+    name == "localhost" || name.ends_with(".localhost") || name.parse::<std::net::IpAddr>().is_ok()
 }
 
 async fn health(State(s): State<AppState>) -> axum::Json<Value> {

@@ -86,15 +86,63 @@ pub(super) async fn ws(State(s): State<AppState>, headers: axum::http::HeaderMap
         .try_acquire_owned()
         .map_err(|_| bad(StatusCode::SERVICE_UNAVAILABLE, "too many live sessions; try again later"))?;
     let max = s.inner.limits.max_frame_bytes;
-    Ok(upgrade.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| async move {
+    // Replies (and the automatic pongs) a client does not read pile up in the write buffer: at
+    // this cap the connection fails and the session ends, so a ping flood costs bounded memory.
+    Ok(upgrade
+        .max_message_size(max)
+        .max_frame_size(max)
+        .write_buffer_size(64 * 1024)
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
+        .on_upgrade(move |socket| async move {
         live_session(s, socket).await;
         drop(permit);
     }))
 }
 
+/// Bytes of replies a live session may have unwritten before it is closed.
+const MAX_WRITE_BUFFER: usize = 1024 * 1024;
+
+/// Send one message, or fail if the client has not taken it within `timeout` (it does not read).
+async fn send_within(
+    tx: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    msg: Message,
+    timeout: std::time::Duration,
+) -> bool {
+    matches!(tokio::time::timeout(timeout, tx.send(msg)).await, Ok(Ok(())))
+}
+
+/// Start analysing a frame: its header checked and its decode memory reserved first (without
+/// waiting: a live frame the server has no memory for now is answered "busy" and dropped).
+async fn start_frame(
+    s: &AppState,
+    mut sess: Session,
+    bytes: Bytes,
+) -> Result<tokio::task::JoinHandle<(Session, Value)>, (Session, Value)> {
+    let memory = match image_header(&bytes, &s.inner.limits) {
+        Ok(head) => s.reserve_decode_memory(&head, None).await,
+        Err(e) => Err(e),
+    };
+    match memory {
+        Ok(memory) => Ok(tokio::task::spawn_blocking(move || {
+            let large = memory.num_permits() as u64 * 1024 >= LARGE_IMAGE_BYTES;
+            let v = sess.frame(&bytes);
+            if large {
+                release_freed_memory();
+            }
+            drop(memory);
+            (sess, v)
+        })),
+        Err(e) => Err((sess, json!({"type": "error", "message": e.1}))),
+    }
+}
+
 /// Frames are processed one at a time; while one is being analysed only the newest waiting
 /// frame is kept (older ones are dropped and counted), so a slow server never builds a queue.
+/// A session ends when the client has sent no frame or control message for
+/// `Limits::session_idle`, or does not read a reply within `Limits::write_timeout`, or lets
+/// more than a megabyte of replies pile up.
 pub(super) async fn live_session(s: AppState, socket: WebSocket) {
+    let write_timeout = s.inner.limits.write_timeout;
     let (mut tx, mut rx) = socket.split();
     let mut session = Some(Session::new(s.inner.analyzer.clone(), s.inner.limits.clone()));
     let mut busy: Option<tokio::task::JoinHandle<(Session, Value)>> = None;
@@ -107,29 +155,38 @@ pub(super) async fn live_session(s: AppState, socket: WebSocket) {
         tokio::select! {
             () = tokio::time::sleep_until(deadline), if busy.is_none() => {
                 let reply = json!({"type": "error", "message": format!("closing: no message for {} s", idle.as_secs_f32())});
-                let _ = tx.send(Message::Text(reply.to_string().into())).await;
-                let _ = tx.send(Message::Close(None)).await;
+                let _ = send_within(&mut tx, Message::Text(reply.to_string().into()), write_timeout).await;
+                let _ = send_within(&mut tx, Message::Close(None), write_timeout).await;
                 break;
             }
             msg = rx.next() => {
                 let Some(Ok(msg)) = msg else { break };
-                deadline = tokio::time::Instant::now() + idle;
                 match msg {
                     Message::Binary(b) => {
+                        deadline = tokio::time::Instant::now() + idle;
                         if let Some(sess) = session.take() {
-                            busy = Some(tokio::task::spawn_blocking(move || { let mut sess = sess; let v = sess.frame(&b); (sess, v) }));
+                            match start_frame(&s, sess, b).await {
+                                Ok(job) => busy = Some(job),
+                                Err((sess, reply)) => {
+                                    session = Some(sess);
+                                    if !send_within(&mut tx, Message::Text(reply.to_string().into()), write_timeout).await { break }
+                                }
+                            }
                         } else if pending.replace(b).is_some() {
                             dropped += 1;
                         }
                     }
                     Message::Text(t) => {
+                        deadline = tokio::time::Instant::now() + idle;
                         let reply = match session.as_mut() {
                             Some(sess) => sess.control(t.as_str()),
                             None => json!({"type": "error", "message": "busy: control messages are taken between frames"}),
                         };
-                        if tx.send(Message::Text(reply.to_string().into())).await.is_err() { break }
+                        if !send_within(&mut tx, Message::Text(reply.to_string().into()), write_timeout).await { break }
                     }
                     Message::Close(_) => break,
+                    // Pings are answered by the WebSocket layer (within its write-buffer cap)
+                    // and, like pongs, do not keep a session alive.
                     _ => {}
                 }
             }
@@ -137,9 +194,15 @@ pub(super) async fn live_session(s: AppState, socket: WebSocket) {
                 busy = None;
                 let Ok((sess, mut reply)) = done else { break };
                 reply["dropped"] = json!(dropped);
-                if tx.send(Message::Text(reply.to_string().into())).await.is_err() { break }
+                if !send_within(&mut tx, Message::Text(reply.to_string().into()), write_timeout).await { break }
                 match pending.take() {
-                    Some(b) => busy = Some(tokio::task::spawn_blocking(move || { let mut sess = sess; let v = sess.frame(&b); (sess, v) })),
+                    Some(b) => match start_frame(&s, sess, b).await {
+                        Ok(job) => busy = Some(job),
+                        Err((sess, reply)) => {
+                            session = Some(sess);
+                            if !send_within(&mut tx, Message::Text(reply.to_string().into()), write_timeout).await { break }
+                        }
+                    },
                     None => session = Some(sess),
                 }
             }

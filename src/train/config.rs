@@ -82,6 +82,13 @@ pub struct TrainConfig {
     /// The contrast step of the face preprocessing (histogram equalisation by default).
     #[serde(default)]
     pub contrast: crate::data::preprocess::Contrast,
+    /// Distillation: another model's probabilities mixed into the training targets.
+    #[serde(default)]
+    pub teacher: Option<crate::data::teacher::TeacherConfig>,
+    /// Start from this model's weights (a model file, run directory or `embedded:NAME`) instead
+    /// of a random initialisation; its network must be the one `spec` describes.
+    #[serde(default)]
+    pub init: Option<String>,
 }
 
 pub(crate) fn one() -> usize {
@@ -119,6 +126,8 @@ impl TrainConfig {
             keep_checkpoints: 1,
             ferplus: None,
             contrast: crate::data::preprocess::Contrast::default(),
+            teacher: None,
+            init: None,
         }
     }
 
@@ -146,6 +155,9 @@ impl TrainConfig {
         }
         if !(0.0..=2.0).contains(&self.class_weight_power) {
             return bad("class weight power must be in [0, 2]");
+        }
+        if self.teacher.as_ref().is_some_and(|t| !(0.0..=1.0).contains(&t.weight)) {
+            return bad("teacher weight must be in [0, 1]");
         }
         if self.time_budget_minutes.is_some_and(|m| !(m.is_finite() && m > 0.0)) {
             return bad("time budget must be a positive number of minutes");

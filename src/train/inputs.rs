@@ -31,7 +31,13 @@ pub fn load_data(cfg: &TrainConfig) -> Result<(Dataset, Dataset)> {
         }
     };
     let fp_votes = |train: bool| cfg.ferplus.as_ref().and_then(|f| if train { f.train_votes.as_ref() } else { f.val_votes.as_ref() });
-    let train = load(&cfg.train_data, "Training", fp_votes(true), true)?;
+    let mut train = load(&cfg.train_data, "Training", fp_votes(true), true)?;
+    if let Some(t) = &cfg.teacher {
+        let table = crate::data::teacher::read_teacher(&t.path)?;
+        let (mixed, stats) = crate::data::teacher::apply(train, &cfg.train_data, &table, t.weight)?;
+        tracing::info!(?stats, weight = t.weight, "teacher {} mixed into the targets", t.path.display());
+        train = mixed;
+    }
     match &cfg.val_data {
         Some(v) => Ok((train, load(v, "PublicTest", fp_votes(false), false)?)),
         None => Ok(split(train, cfg.val_fraction, cfg.seed)),

@@ -102,7 +102,10 @@ pub fn train_on(
     write_atomic(&run.config(), &serde_json::to_vec_pretty(cfg).map_err(|e| Error::Serialize { what: "the run config", source: e.into() })?)?;
     let device = training_device();
     device.seed(cfg.seed);
-    let net = Network::new(&cfg.spec, &device);
+    let net = match &cfg.init {
+        None => Network::new(&cfg.spec, &device),
+        Some(init) => initial_weights(init, &cfg.spec, &device)?,
+    };
     let optim = build_optimizer(cfg);
     let state = TrainState {
         epoch: 0,
@@ -116,6 +119,23 @@ pub fn train_on(
         cosine_anchor: None,
     };
     fit(cfg, &run, net, optim, state, train_ds, val_ds, &device, opts)
+}
+
+/// The network of the model `init` names (file, run directory or `embedded:NAME`), which must
+/// be the one `spec` describes: the starting point of a fine-tuning run.
+fn initial_weights(init: &str, spec: &ModelSpec, device: &Device) -> Result<Network> {
+    let source = crate::model::source::ModelSource::from(init);
+    let (net, header) = source.load(device)?;
+    if &header.spec != spec {
+        return Err(Error::Config(format!(
+            "the starting model {} is a different network ({:?}) from the one this run trains ({spec:?})",
+            source.name(),
+            header.spec
+        )));
+    }
+    // Loaded for inference (an f16 file's weights cast to f32 are untracked): its weights put
+    // into a network made for training, whose parameters are tracked.
+    Ok(Network::new(spec, device).load_record(net.into_record()))
 }
 
 /// Continue the run in `run_dir` from its last completed epoch.

@@ -473,3 +473,38 @@ fn training_runs_in_the_configured_precision() {
     assert_eq!(f32_a, f32_b, "a seeded epoch repeats");
     assert_ne!(f32_a, bf16, "the bf16 run computed exactly what the f32 run did: the precision was not applied");
 }
+
+#[test]
+fn a_run_can_start_from_a_model_of_the_same_network_only() {
+    let dir = crate::fsutil::TempDir::new().unwrap();
+    let device = training_device();
+    let mut spec = ModelSpec::new(Arch::Compact);
+    spec.width = Some(4);
+    let net = Network::new(&spec, &device);
+    let header = ModelHeader::new(spec.clone(), ModelMeta::at_epoch(1));
+    let path = dir.path().join("start.ferrite");
+    modelfile::save(&path, &net, &header).unwrap();
+    let init = path.to_string_lossy().into_owned();
+    let loaded = initial_weights(&init, &spec, &device).unwrap();
+    // The same weights: the same probabilities for the same faces (inference mode).
+    let faces = synthetic(2, 5).faces;
+    let eval = device.clone().without_autodiff();
+    let probs = |n: &Network| crate::model::infer::predict_probs(&n.valid().to_device(&eval), &faces, &eval);
+    let (a, b) = (probs(&loaded), probs(&net));
+    assert_eq!(a, b);
+    let mut other = spec.clone();
+    other.width = Some(8);
+    let e = initial_weights(&init, &other, &device).unwrap_err();
+    assert!(matches!(e, Error::Config(_)) && e.to_string().contains("different network"), "{e}");
+    assert!(initial_weights("/nonexistent/model.ferrite", &spec, &device).is_err());
+    // A run from a half-precision file (as the embedded models are stored) trains: its
+    // weights are tracked for gradients.
+    let half = dir.path().join("half.ferrite");
+    modelfile::save_with(&half, &net, &header, crate::model::file::Precision::F16).unwrap();
+    let mut cfg = TrainConfig::new(spec, dir.path().join("unused"));
+    cfg.epochs = 1;
+    cfg.batch_size = 8;
+    cfg.init = Some(half.to_string_lossy().into_owned());
+    let done = train_on(&cfg, &dir.path().join("run"), &synthetic(2, 1), &synthetic(1, 2), quiet()).unwrap();
+    assert_eq!(done.state.epoch, 1);
+}

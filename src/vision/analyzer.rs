@@ -17,6 +17,7 @@ use crate::model::infer::Tta;
 use crate::model::Network;
 use crate::model::onnx::FastModel;
 use crate::data::preprocess::FACE_PIXELS;
+use crate::data::imageio::DecodeLimits;
 use crate::vision::track::{Tracker, TrackerConfig};
 use image::{DynamicImage, GrayImage, RgbImage};
 use serde::{Deserialize, Serialize};
@@ -39,6 +40,9 @@ pub struct AnalyzerConfig {
     /// `Analyzer::with_config` and the command line set it from the model).
     #[serde(default)]
     pub contrast: crate::data::preprocess::Contrast,
+    /// What one image file or byte string may cost to decode ([`DecodeLimits`]).
+    #[serde(default)]
+    pub decode_limits: DecodeLimits,
 }
 
 impl Default for AnalyzerConfig {
@@ -50,6 +54,7 @@ impl Default for AnalyzerConfig {
             tta: Tta::None,
             contrast: crate::data::preprocess::Contrast::default(),
             align: true,
+            decode_limits: DecodeLimits::default(),
         }
     }
 }
@@ -146,31 +151,32 @@ impl Face {
 /// An image to analyse: already decoded, or a file or bytes that [`Analyzer::analyze_many`]
 /// decodes on its worker threads.
 pub trait ImageInput: Sync {
-    /// The decoded image (errors name the file).
-    fn decode(&self) -> Result<std::borrow::Cow<'_, DynamicImage>>;
+    /// The decoded image within `limits` (errors name the file; an image already decoded is
+    /// taken as it is).
+    fn decode(&self, limits: &DecodeLimits) -> Result<std::borrow::Cow<'_, DynamicImage>>;
 }
 
 impl ImageInput for DynamicImage {
-    fn decode(&self) -> Result<std::borrow::Cow<'_, DynamicImage>> {
+    fn decode(&self, _: &DecodeLimits) -> Result<std::borrow::Cow<'_, DynamicImage>> {
         Ok(std::borrow::Cow::Borrowed(self))
     }
 }
 
 impl ImageInput for std::path::Path {
-    fn decode(&self) -> Result<std::borrow::Cow<'_, DynamicImage>> {
-        crate::data::decode_image(self).map(std::borrow::Cow::Owned)
+    fn decode(&self, limits: &DecodeLimits) -> Result<std::borrow::Cow<'_, DynamicImage>> {
+        crate::data::decode_image(self, limits).map(std::borrow::Cow::Owned)
     }
 }
 
 impl ImageInput for std::path::PathBuf {
-    fn decode(&self) -> Result<std::borrow::Cow<'_, DynamicImage>> {
-        self.as_path().decode()
+    fn decode(&self, limits: &DecodeLimits) -> Result<std::borrow::Cow<'_, DynamicImage>> {
+        self.as_path().decode(limits)
     }
 }
 
 impl<T: ImageInput + ?Sized> ImageInput for &T {
-    fn decode(&self) -> Result<std::borrow::Cow<'_, DynamicImage>> {
-        (**self).decode()
+    fn decode(&self, limits: &DecodeLimits) -> Result<std::borrow::Cow<'_, DynamicImage>> {
+        (**self).decode(limits)
     }
 }
 
@@ -181,8 +187,8 @@ pub struct EncodedImage<'a> {
 }
 
 impl ImageInput for EncodedImage<'_> {
-    fn decode(&self) -> Result<std::borrow::Cow<'_, DynamicImage>> {
-        crate::data::decode_bytes(self.bytes, std::path::Path::new(self.name)).map(std::borrow::Cow::Owned)
+    fn decode(&self, limits: &DecodeLimits) -> Result<std::borrow::Cow<'_, DynamicImage>> {
+        crate::data::decode_bytes(self.bytes, std::path::Path::new(self.name), limits).map(std::borrow::Cow::Owned)
     }
 }
 
@@ -238,8 +244,10 @@ impl Analyzer {
 
     /// Find and classify every face in an image (any colour type or bit depth).
     pub fn analyze(&self, image: &DynamicImage) -> Result<Vec<Face>> {
-        let rgb = image.to_rgb8();
-        self.analyze_rgb(&rgb)
+        match image {
+            DynamicImage::ImageRgb8(rgb) => self.analyze_rgb(rgb),
+            other => self.analyze_rgb(&other.to_rgb8()),
+        }
     }
 
     /// [`analyze`](Self::analyze) for an RGB image.
@@ -276,7 +284,7 @@ impl Analyzer {
 
     fn analyze_on<I: ImageInput>(&self, inputs: &[I], pool: Option<&rayon::ThreadPool>) -> Vec<Result<Vec<Face>>> {
         use rayon::prelude::*;
-        let run = || inputs.par_iter().map(|i| self.analyze(i.decode()?.as_ref())).collect();
+        let run = || inputs.par_iter().map(|i| self.analyze(i.decode(&self.config.decode_limits)?.as_ref())).collect();
         match pool {
             Some(pool) => pool.install(run),
             None => run(),

@@ -330,22 +330,43 @@ impl Detector for BlazeFace {
     }
 }
 
+/// Largest side of an image searched again on a padded canvas ([`BlazeFace::detect_padded`]).
+pub const PADDED_MAX_SIDE: u32 = 2048;
+
 impl BlazeFace {
     /// Detect in `image` centred on a gray canvas `1 + 2 * pad` times its size; boxes in the
     /// image's coordinates, clamped to it.
+    ///
+    /// The canvas is searched at the detectors' input size (at most 256 px), so an image larger
+    /// than [`PADDED_MAX_SIDE`] is shrunk to it first: a 40-megapixel photo then costs a 2048 px
+    /// canvas, not one four times its own size.
     fn detect_padded(&self, image: &RgbImage, pad: f32) -> Result<Vec<Detection>> {
         let (w, h) = (image.width(), image.height());
-        let (px, py) = ((w as f32 * pad).round() as u32, (h as f32 * pad).round() as u32);
-        let mut canvas = RgbImage::from_pixel(w + 2 * px, h + 2 * py, image::Rgb([128, 128, 128]));
-        image::imageops::replace(&mut canvas, image, px as i64, py as i64);
+        let shrink = (PADDED_MAX_SIDE as f32 / w.max(h) as f32).min(1.0);
+        let small;
+        let src = if shrink < 1.0 {
+            let (sw, sh) = (((w as f32 * shrink).round() as u32).max(1), ((h as f32 * shrink).round() as u32).max(1));
+            small = image::imageops::resize(image, sw, sh, FilterType::Triangle);
+            &small
+        } else {
+            image
+        };
+        let (sx, sy) = (w as f32 / src.width() as f32, h as f32 / src.height() as f32);
+        let (px, py) = ((src.width() as f32 * pad).round() as u32, (src.height() as f32 * pad).round() as u32);
+        let mut canvas = RgbImage::from_pixel(src.width() + 2 * px, src.height() + 2 * py, image::Rgb([128, 128, 128]));
+        image::imageops::replace(&mut canvas, src, px as i64, py as i64);
         let full = BBox::new(0.0, 0.0, canvas.width() as f32, canvas.height() as f32);
+        let back = |x: f32, y: f32| [(x - px as f32) * sx, (y - py as f32) * sy];
         Ok(self
             .detect_region(&canvas, full)?
             .into_iter()
-            .map(|d| Detection {
-                bbox: BBox::new(d.bbox.x - px as f32, d.bbox.y - py as f32, d.bbox.w, d.bbox.h).clamped(w, h),
-                score: d.score,
-                landmarks: d.landmarks.map(|l| l.map(|m| [m[0] - px as f32, m[1] - py as f32])),
+            .map(|d| {
+                let [x, y] = back(d.bbox.x, d.bbox.y);
+                Detection {
+                    bbox: BBox::new(x, y, d.bbox.w * sx, d.bbox.h * sy).clamped(w, h),
+                    score: d.score,
+                    landmarks: d.landmarks.map(|l| l.map(|m| back(m[0], m[1]))),
+                }
             })
             .filter(|d| d.bbox.w >= 1.0 && d.bbox.h >= 1.0)
             .collect())

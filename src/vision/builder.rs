@@ -3,6 +3,7 @@
 //! an analyzer is put together: the command line, the server and the Python package all come
 //! through here).
 
+use crate::data::imageio::DecodeLimits;
 use crate::data::preprocess::Contrast;
 use crate::error::{Error, Result};
 use crate::model::file::ModelHeader;
@@ -43,6 +44,7 @@ pub struct AnalyzerBuilder {
     prior_correction: f32,
     contrast: Option<Contrast>,
     threads: Option<usize>,
+    max_pixels: u64,
 }
 
 impl Default for AnalyzerBuilder {
@@ -63,6 +65,7 @@ impl Default for AnalyzerBuilder {
             prior_correction: 0.0,
             contrast: None,
             threads: None,
+            max_pixels: config.decode_limits.max_pixels,
         }
     }
 }
@@ -192,6 +195,14 @@ impl AnalyzerBuilder {
         self
     }
 
+    /// Largest image (width x height) an input file or byte string may declare, at least 1:
+    /// a larger one is refused from its header, before its pixels take memory (default 64
+    /// megapixels; sides are at most 16384 px whatever this says).
+    pub fn max_pixels(mut self, max_pixels: u64) -> Self {
+        self.max_pixels = max_pixels;
+        self
+    }
+
     /// Check every setting, load the model and the detector, and compile the model.
     pub fn build(self) -> Result<Analyzer> {
         check_range("margin", self.margin, limits::MARGIN)?;
@@ -207,6 +218,9 @@ impl AnalyzerBuilder {
                 value: self.tiles.to_string(),
                 expected: format!("a whole number in {}..={}", limits::TILES.0, limits::TILES.1),
             });
+        }
+        if self.max_pixels == 0 {
+            return Err(Error::Setting { name: "max_pixels", value: "0".into(), expected: "at least 1".into() });
         }
         let (net, header) = match self.network {
             Some(nh) => nh,
@@ -226,6 +240,7 @@ impl AnalyzerBuilder {
             tta: self.tta,
             align: self.align,
             contrast: self.contrast.unwrap_or(header.contrast()),
+            decode_limits: DecodeLimits { max_pixels: self.max_pixels, ..DecodeLimits::default() },
         };
         let detector: Box<dyn Detector> = match self.detector_impl {
             Some(d) => d,
@@ -252,6 +267,7 @@ mod tests {
             (AnalyzerBuilder::default().tiles(7), "tiles"),
             (AnalyzerBuilder::default().prior_correction(3.0), "prior_correction"),
             (AnalyzerBuilder::default().threads(Some(0)), "threads"),
+            (AnalyzerBuilder::default().max_pixels(0), "max_pixels"),
         ];
         for (b, name) in cases {
             let e = b.build().err().expect("a bad setting is refused");

@@ -17,6 +17,9 @@ pub struct VideoInfo {
     /// Frames per second (the stream's average rate; 25 when the source does not say).
     pub fps: f64,
     pub has_audio: bool,
+    /// The stream says its frames come at one steady rate (average rate = base rate), so a
+    /// frame's number and its time agree and a reader can seek to a frame by time.
+    pub constant_rate: bool,
 }
 
 fn video_error(source: &str, message: impl Into<String>) -> Error {
@@ -79,13 +82,12 @@ pub fn probe(source: &str) -> Result<VideoInfo> {
     if width == 0 || height == 0 {
         return Err(video_error(source, "video stream without a frame size"));
     }
-    let fps = video["avg_frame_rate"]
-        .as_str()
-        .and_then(parse_rate)
-        .or_else(|| video["r_frame_rate"].as_str().and_then(parse_rate))
-        .unwrap_or(25.0);
+    let avg = video["avg_frame_rate"].as_str().and_then(parse_rate);
+    let base = video["r_frame_rate"].as_str().and_then(parse_rate);
+    let fps = avg.or(base).unwrap_or(25.0);
+    let constant_rate = matches!((avg, base), (Some(a), Some(b)) if (a - b).abs() <= 1e-6 * b);
     let has_audio = streams.iter().any(|s| s["codec_type"] == "audio");
-    Ok(VideoInfo { width, height, fps, has_audio })
+    Ok(VideoInfo { width, height, fps, has_audio, constant_rate })
 }
 
 /// Decoded RGB frames of a source, one at a time.
@@ -101,15 +103,45 @@ pub struct FrameReader {
 impl FrameReader {
     /// Start decoding `source` (probed beforehand for its size).
     pub fn open(source: &str, info: &VideoInfo) -> Result<FrameReader> {
-        let mut child = spawn(
-            Command::new("ffmpeg")
-                .args(["-nostdin", "-v", "error", "-i"])
-                .arg(source)
-                .args(["-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped()),
-            source,
-        )?;
+        Self::spawn_reader(source, info, None)
+    }
+
+    /// Start decoding `source` at frame `start` (0-based): the frames [`FrameReader::open`]
+    /// would give, less the first `start`. A file at a constant frame rate is sought by time
+    /// (ffmpeg decodes from the key frame before it and drops frames before the time asked);
+    /// other sources are decoded from the start and the first `start` frames passed over.
+    pub fn open_at(source: &str, info: &VideoInfo, start: usize) -> Result<FrameReader> {
+        if start == 0 {
+            return Self::open(source, info);
+        }
+        let seekable = std::fs::metadata(source).is_ok_and(|m| m.is_file());
+        if info.constant_rate && seekable {
+            // Half a frame early: the first frame kept is `start`, whatever the rounding of
+            // its time stamp.
+            return Self::spawn_reader(source, info, Some((start as f64 - 0.5) / info.fps));
+        }
+        let mut reader = Self::open(source, info)?;
+        for _ in 0..start {
+            if reader.next_frame()?.is_none() {
+                break;
+            }
+        }
+        Ok(reader)
+    }
+
+    fn spawn_reader(source: &str, info: &VideoInfo, seek_seconds: Option<f64>) -> Result<FrameReader> {
+        let mut cmd = Command::new("ffmpeg");
+        cmd.args(["-nostdin", "-v", "error"]);
+        if let Some(t) = seek_seconds {
+            cmd.arg("-ss").arg(format!("{t:.6}"));
+        }
+        cmd.arg("-i").arg(source).args(["-map", "0:v:0"]);
+        if seek_seconds.is_some() {
+            // Every decoded frame once, none repeated to fill the time before the first.
+            cmd.args(["-fps_mode", "passthrough"]);
+        }
+        cmd.args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]);
+        let mut child = spawn(cmd.stdout(Stdio::piped()).stderr(Stdio::piped()), source)?;
         let stdout = child.stdout.take().ok_or_else(|| video_error(source, "no ffmpeg output pipe"))?;
         Ok(FrameReader {
             source: source.to_string(),
