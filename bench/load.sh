@@ -3,7 +3,9 @@
 # (tests/fixtures/photos/group4.jpg, 4 faces). Reports requests/s, p50/p99 latency and the
 # server's memory (RSS) every tenth of the run; all through the run, a second client sends bad
 # requests (oversize, announced-oversize, not an image, empty, truncated JPEG, wrong type, a
-# stalled upload, an idle connection) and checks each gets its 4xx JSON answer (or is closed).
+# stalled upload, an idle connection) and checks each gets its 4xx JSON answer (or is closed),
+# and the hostile mix of issue 34: a 1 KB BMP that decodes to 8000x5000 (analysed or 503), a JPEG
+# declaring 60000x60000 (413), a foreign Host and a foreign Origin (403).
 # Usage: bench/load.sh [SECONDS] [CONNECTIONS]   (the soak: bench/load.sh 600 8)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -31,6 +33,8 @@ echo "server RSS after warm-up: $(rss)"
 wrk -t 2 -c "$conns" -d "${secs}s" --timeout 30s -s "$tmp/post.lua" "${url}api/v1/analyze" > "$tmp/wrk.txt" &
 wrk_pid=$!
 head -c 12000000 /dev/zero > "$tmp/big.bin"
+cargo build --release --quiet --example hostile_inputs
+"$root/target/release/examples/hostile_inputs" "$tmp/hostile" > /dev/null
 head -c 30000 "$photo" > "$tmp/truncated.jpg"
 hostport="${url#http://}"
 hostport="${hostport%/}"
@@ -54,8 +58,21 @@ check() {
   fi
   [ "${quiet:-0}" = 1 ] || echo "  $want $(head -c 120 "$tmp/body.json")"
 }
+# An image bomb: analysed (200) or, when the decode memory is taken, 503 with a JSON error.
+check_bomb() {
+  local code; code="$(curl -s -m 60 -o "$tmp/body.json" -w '%{http_code}' -X POST -H 'Content-Type: image/bmp' \
+    --data-binary @"$tmp/hostile/rle8-8000x5000.bmp" "${url}api/v1/analyze")"
+  if [ "$code" != 200 ] && { [ "$code" != 503 ] || ! grep -q '"error"' "$tmp/body.json"; }; then
+    echo "FAIL: image bomb got $code $(head -c 200 "$tmp/body.json")"; bad=$((bad + 1)); return
+  fi
+  [ "${quiet:-0}" = 1 ] || echo "  $code image bomb (8000x5000 from 1,080 bytes)"
+}
 # One round of bad requests (about 12 s: the stalled upload waits for its 408).
 bad_round() {
+  check_bomb
+  check 413 -X POST -H 'Content-Type: image/jpeg' --data-binary @"$tmp/hostile/jpeg-declares-60000x60000.jpg" "${url}api/v1/analyze"
+  check 403 -H 'Host: attacker.example' "${url}api/v1/health"
+  check 403 -X POST -H 'Origin: http://evil.example' -H 'Content-Type: image/jpeg' --data-binary @"$photo" "${url}api/v1/analyze"
   check 413 -X POST -H 'Content-Type: image/jpeg' --data-binary @"$tmp/big.bin" "${url}api/v1/analyze"
   check 413 -X POST -H 'Content-Type: image/jpeg' -H 'Content-Length: 67108864' --data-binary 'x' "${url}api/v1/analyze"
   check 415 -X POST -H 'Content-Type: image/jpeg' --data-binary 'not an image' "${url}api/v1/analyze"
@@ -87,7 +104,7 @@ while [ "$SECONDS" -lt "$deadline" ]; do
   fi
 done
 wait $wrk_pid
-echo "$rounds rounds of 8 bad requests, $bad answered wrongly"
+echo "$rounds rounds of 12 bad requests, $bad answered wrongly"
 echo "wrk -t 2 -c $conns -d ${secs}s (POST group4.jpg, 640x427, 4 faces):"
 tail -n 1 "$tmp/wrk.txt"
 echo "server RSS after the run: $(rss)"

@@ -488,3 +488,55 @@ fn a_full_disk_during_checkpointing_keeps_the_previous_checkpoint() {
         std::fs::read_to_string(run.join("metrics.csv")).unwrap().lines().skip(1).map(|l| l.split(',').next().unwrap().to_string()).collect();
     assert_eq!(epochs, ["1", "2", "3"]);
 }
+
+/// Distillation from the command line: a run started from another model's weights (`--init`)
+/// trains on targets mixed with a teacher file (`--teacher`); a bad teacher row is an error
+/// naming the file and line, a missing file names the file.
+#[test]
+fn a_run_distils_from_a_teacher_file_and_starts_from_a_model() {
+    let dir = ferrite::fsutil::TempDir::new().unwrap();
+    let (train, val) = (dir.path().join("train"), dir.path().join("val"));
+    write_folder(&train, 3, 1);
+    write_folder(&val, 1, 2);
+    let mut teacher = String::from("file,angry,disgust,fear,happy,neutral,sad,surprise\n");
+    for e in Emotion::ALL {
+        for f in std::fs::read_dir(train.join(e.name())).unwrap() {
+            teacher.push_str(&format!("{}/{},0.1,0.1,0.1,0.1,0.4,0.1,0.1\n", e.name(), f.unwrap().file_name().to_string_lossy()));
+        }
+    }
+    let good = dir.path().join("teacher.csv");
+    std::fs::write(&good, &teacher).unwrap();
+    let base = |run: &Path| {
+        vec![
+            "train".to_string(), "--data".into(), train.display().to_string(), "--val".into(), val.display().to_string(),
+            "--arch".into(), "compact".into(), "--width".into(), "4".into(), "--epochs".into(), "1".into(), "--batch-size".into(),
+            "8".into(), "--out".into(), run.display().to_string(),
+        ]
+    };
+    let run = |args: Vec<String>| ferrite(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let first = dir.path().join("first");
+    let o = run(base(&first));
+    assert!(o.status.success(), "{}", text(&o));
+    let second = dir.path().join("second");
+    let mut args = base(&second);
+    args.extend(["--teacher".into(), good.display().to_string(), "--teacher-weight".into(), "0.3".into(), "--init".into(), first.display().to_string()]);
+    let o = run(args);
+    assert!(o.status.success(), "{}", text(&o));
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(second.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["teacher"]["weight"], 0.3);
+    assert_eq!(cfg["init"], first.display().to_string());
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, teacher.replacen("0.4", "x", 1)).unwrap();
+    let mut args = base(&dir.path().join("third"));
+    args.extend(["--teacher".into(), bad.display().to_string()]);
+    let o = run(args);
+    assert!(!o.status.success() && text(&o).contains("bad.csv, line 2"), "{}", text(&o));
+    let mut args = base(&dir.path().join("fourth"));
+    args.extend(["--teacher".into(), dir.path().join("missing.csv").display().to_string()]);
+    let o = run(args);
+    assert!(!o.status.success() && text(&o).contains("missing.csv"), "{}", text(&o));
+    let mut args = base(&dir.path().join("fifth"));
+    args.extend(["--init".into(), "embedded:default".into()]);
+    let o = run(args);
+    assert!(!o.status.success() && text(&o).contains("different network"), "{}", text(&o));
+}

@@ -192,8 +192,10 @@ fn palette_tiff_header(bytes: &[u8]) -> Result<ImageHeader, PaletteError> {
     Ok(ImageHeader { width, height, bytes_per_pixel: 3 })
 }
 
+type TiffDecoder<'a> = tiff::decoder::Decoder<Cursor<&'a [u8]>>;
+
 /// A TIFF decoder on `bytes` if they hold a palette-colour image, with its size.
-fn open_palette_tiff(bytes: &[u8]) -> Result<(tiff::decoder::Decoder<Cursor<&[u8]>>, u32, u32), PaletteError> {
+fn open_palette_tiff(bytes: &[u8]) -> Result<(TiffDecoder<'_>, u32, u32), PaletteError> {
     use tiff::tags::Tag;
     let mut dec = tiff::decoder::Decoder::new(Cursor::new(bytes)).map_err(|e| PaletteError::Bad(e.to_string()))?;
     let photometric: u16 = dec.find_tag_unsigned(Tag::PhotometricInterpretation).ok().flatten().unwrap_or(u16::MAX);

@@ -91,8 +91,8 @@ pub fn parse_teacher(text: &str, path: &Path) -> Result<TeacherTable> {
                 .ok_or_else(|| bad(line_no, format!("field '{}': '{f}' is not a probability", Emotion::ALL[k].name())))?;
         }
         let sum: f32 = p.iter().sum();
-        if !(sum > 0.0) {
-            return Err(bad(line_no, "the probabilities sum to 0".into()));
+        if sum <= 0.0 || !sum.is_finite() {
+            return Err(bad(line_no, format!("the probabilities sum to {sum}")));
         }
         p.iter_mut().for_each(|v| *v /= sum);
         if table.probs.insert(key.clone(), p).is_some() {
@@ -164,6 +164,7 @@ mod tests {
             (format!("{HEADER}a.jpg,0,0,0,-1,0,0,0\n"), 2, "not a probability"),
             (format!("{HEADER}a.jpg,0,0,0,NaN,0,0,0\n"), 2, "not a probability"),
             (format!("{HEADER}a.jpg,0,0,0,0,0,0,0\n"), 2, "sum to 0"),
+            (format!("{HEADER}a.jpg,3e38,3e38,0,0,0,0,0\n"), 2, "sum to inf"),
             (format!("{HEADER}a.jpg,0,0,0,1,0,0,0\na.jpg,0,0,0,1,0,0,0\n"), 3, "twice"),
             (format!("{HEADER},0,0,0,1,0,0,0\n"), 2, "empty file name"),
             ("file,happy,angry,disgust,fear,neutral,sad,surprise\n".to_string(), 1, "header"),
