@@ -159,30 +159,17 @@ fn shutdown_lets_the_request_in_flight_finish_and_refuses_new_ones() {
 
 #[test]
 fn ferrite_serve_stops_cleanly_on_sigterm() {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferrite"))
-        .args(["serve", "--addr", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-    let addr: SocketAddr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
-    let mut s = TcpStream::connect(addr).unwrap();
+    let mut server = ServeProcess::start(None, &[]);
+    let mut s = TcpStream::connect(server.addr).unwrap();
     s.write_all(HEALTH).unwrap();
     let mut buf = [0u8; 12];
     s.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"HTTP/1.1 200");
     // SAFETY: kill(2) on our own child's pid; no memory is involved.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    assert_eq!(unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) }, 0);
     let started = Instant::now();
     loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = server.child.try_wait().unwrap() {
             assert!(status.success(), "{status}");
             break;
         }
@@ -338,15 +325,24 @@ fn a_websocket_that_does_not_read_is_closed() {
     let started = Instant::now();
     write_until_stalled(&mut flood, &msgs, Duration::from_secs(4));
     // Well within the 60 s idle limit, the slot is free again.
-    loop {
-        let mut s = TcpStream::connect(addr).unwrap();
-        write!(s, "GET /api/v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").unwrap();
-        let mut buf = [0u8; 12];
-        s.read_exact(&mut buf).unwrap();
-        if &buf == b"HTTP/1.1 101" {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "the flooding session still holds the slot");
+    let upgrade = b"GET /api/v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    wait_for_status(addr, upgrade, b"HTTP/1.1 101", started, Duration::from_secs(20), "the flooding session still holds the slot");
+}
+
+/// A connection to `addr` that has sent `request`, and the first 12 bytes of the answer.
+fn status_line(addr: SocketAddr, request: &[u8]) -> (TcpStream, [u8; 12]) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(request).unwrap();
+    let mut buf = [0u8; 12];
+    s.read_exact(&mut buf).unwrap();
+    (s, buf)
+}
+
+/// Send `request` again and again until it is answered with `want`; fail with `why` once
+/// `limit` has passed since `started`.
+fn wait_for_status(addr: SocketAddr, request: &[u8], want: &[u8; 12], started: Instant, limit: Duration, why: &str) {
+    while &status_line(addr, request).1 != want {
+        assert!(started.elapsed() < limit, "{why}");
         std::thread::sleep(Duration::from_millis(250));
     }
 }
@@ -365,25 +361,11 @@ fn video_feed_viewers_that_do_not_read_are_dropped() {
     let limits = Limits { max_viewers: 2, ..Limits::default() };
     let opts = ServeOptions { write_timeout: Duration::from_secs(1), ..Default::default() };
     let (addr, _stop, _h) = start_source(opts, limits, Some(video.display().to_string()));
-    let viewer = || {
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.write_all(b"GET /video_feed HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
-        let mut buf = [0u8; 12];
-        s.read_exact(&mut buf).unwrap();
-        (s, buf)
-    };
-    let (_a, a) = viewer();
-    let (_b, b) = viewer();
+    let feed = b"GET /video_feed HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    let (_a, a) = status_line(addr, feed);
+    let (_b, b) = status_line(addr, feed);
     assert_eq!((&a, &b), (b"HTTP/1.1 200", b"HTTP/1.1 200"));
-    let started = Instant::now();
-    loop {
-        let (_c, c) = viewer();
-        if &c == b"HTTP/1.1 200" {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "viewers that do not read hold the slots");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    wait_for_status(addr, feed, b"HTTP/1.1 200", Instant::now(), Duration::from_secs(60), "viewers that do not read hold the slots");
 }
 
 /// One client address cannot hold every connection: past its cap its new connections are
