@@ -101,7 +101,7 @@ fn detect(paths: &[PathBuf], out: Option<&Path>, format: FormatArg, face: &FaceA
                 Ok(faces)
             })();
             bar.inc(1);
-            r.map_err(|e| format!("{e:#}"))
+            r.map_err(|e| super::report(&e))
         })
         .collect();
     bar.finish_and_clear();
