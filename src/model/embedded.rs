@@ -1,7 +1,9 @@
 //! The models compiled into the binary: nothing to download at run time.
 //!
 //! `models/default.ferrite` is the default; `models/fer2013.ferrite` the model trained on
-//! FER2013's own labels, for the tutorials' benchmark (`--model embedded:fer2013`).
+//! FER2013's own labels, for the tutorials' benchmark (`--model embedded:fer2013`);
+//! `models/distilled.ferrite` the default fine-tuned toward face-api.js's expression network
+//! (`--model embedded:distilled`, issue 32's experiment, for measuring on posed faces).
 //! `models/README.md` says which training run made each, its accuracy and its sha256.
 
 use crate::error::Result;
@@ -19,14 +21,18 @@ pub const DEFAULT_MODEL_NAME: &str = "<embedded default model>";
 /// The bytes of the embedded FER2013-label model file.
 pub static FER2013_MODEL: &[u8] = include_bytes!("../../models/fer2013.ferrite");
 
+/// The bytes of the embedded distilled model file (docs/runs/distill40).
+pub static DISTILLED_MODEL: &[u8] = include_bytes!("../../models/distilled.ferrite");
+
 /// The embedded models' names (`--model embedded:NAME`).
-pub const NAMES: [&str; 2] = ["default", "fer2013"];
+pub const NAMES: [&str; 3] = ["default", "fer2013", "distilled"];
 
 /// Build an embedded model by name (in inference mode).
 pub fn named(name: &str, device: &Device) -> Result<(Network, ModelHeader)> {
     let bytes = match name {
         "default" => DEFAULT_MODEL,
         "fer2013" => FER2013_MODEL,
+        "distilled" => DISTILLED_MODEL,
         other => {
             return Err(crate::Error::Model(format!(
                 "no embedded model '{other}' (embedded: {})",
@@ -54,7 +60,7 @@ mod tests {
             let (_, header) = named(name, &device).unwrap();
             assert_eq!(header.classes.len(), crate::Emotion::COUNT);
         }
-        assert!(named("nope", &device).unwrap_err().to_string().contains("default, fer2013"));
+        assert!(named("nope", &device).unwrap_err().to_string().contains("default, fer2013, distilled"));
     }
 
     #[test]
