@@ -46,19 +46,7 @@ fn start_source(opts: ServeOptions, limits: Limits, source: Option<String>) -> (
 
 /// Read until the peer closes (or `limit` passes); returns what was read and when it closed.
 fn read_to_close(s: &mut TcpStream, limit: Duration) -> (Vec<u8>, Option<Duration>) {
-    let started = Instant::now();
-    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while started.elapsed() < limit {
-        match s.read(&mut buf) {
-            Ok(0) => return (got, Some(started.elapsed())),
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
-            Err(_) => return (got, Some(started.elapsed())),
-        }
-    }
-    (got, None)
+    read_until(s, limit, None)
 }
 
 const HEALTH: &[u8] = b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
@@ -419,7 +407,7 @@ fn the_server_survives_image_bombs_under_a_2gb_cap() {
             std::thread::spawn(move || {
                 let mut ws = ws_open(addr);
                 ws.write_all(&ws_frame(0x2, &bomb)).unwrap();
-                let (reply, _) = read_to_close_or(&mut ws, Duration::from_secs(60), b"\"type\"");
+                let (reply, _) = read_until(&mut ws, Duration::from_secs(60), Some(b"\"type\""));
                 String::from_utf8_lossy(&reply).contains("\"type\"")
             })
         })
@@ -439,8 +427,9 @@ fn the_server_survives_image_bombs_under_a_2gb_cap() {
     assert!(after < before + (100 << 20), "RSS {} -> {} MB", before >> 20, after >> 20);
 }
 
-/// Read until `needle` has arrived, the peer closes, or `limit` passes.
-fn read_to_close_or(s: &mut TcpStream, limit: Duration, needle: &[u8]) -> (Vec<u8>, Option<Duration>) {
+/// Read until `needle` (if any) has arrived, the peer closes, or `limit` passes; what was read
+/// and when the peer closed.
+fn read_until(s: &mut TcpStream, limit: Duration, needle: Option<&[u8]>) -> (Vec<u8>, Option<Duration>) {
     let started = Instant::now();
     s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
     let mut got = Vec::new();
@@ -450,7 +439,7 @@ fn read_to_close_or(s: &mut TcpStream, limit: Duration, needle: &[u8]) -> (Vec<u
             Ok(0) => return (got, Some(started.elapsed())),
             Ok(n) => {
                 got.extend_from_slice(&buf[..n]);
-                if got.windows(needle.len()).any(|w| w == needle) {
+                if needle.is_some_and(|w| got.windows(w.len()).any(|x| x == w)) {
                     return (got, None);
                 }
             }
