@@ -306,7 +306,7 @@ fn a_ping_flood_costs_bounded_memory() {
 /// writes stall past the write timeout), so the only slot is free again for the next client.
 #[test]
 fn a_websocket_that_does_not_read_is_closed() {
-    let limits = Limits { max_sessions: 1, write_timeout: Duration::from_secs(1), ..Limits::default() };
+    let limits = Limits { max_sessions: 1, ..Limits::default() };
     let (addr, _stop, _h) = start_with(ServeOptions { write_timeout: Duration::from_secs(1), ..Default::default() }, limits);
     let mut flood = ws_open(addr);
     let msgs: Vec<u8> = (0..400_000).flat_map(|_| ws_frame(0x1, br#"{"type":"ping"}"#)).collect();

@@ -76,7 +76,6 @@ pub fn run(args: ServeArgs) -> Result<()> {
         header_timeout: std::time::Duration::from_secs(timeout_s.max(1)),
         max_connections: max_connections.max(1),
         max_connections_per_client: max_connections_per_client.unwrap_or(serve_defaults.max_connections_per_client),
-        write_timeout: limits.write_timeout,
         ..serve_defaults
     };
     let state = ferrite::server::AppState::new(analyzer, model_name, limits, source);

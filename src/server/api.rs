@@ -14,9 +14,12 @@ pub fn image_header(bytes: &[u8], limits: &Limits) -> Result<ImageHeader, ApiErr
     Ok(head)
 }
 
-/// Decode an uploaded image within the size limits; errors are 4xx with a reason.
+/// Decode an uploaded image within the size limits (checked from its header first, as
+/// [`image_header`] does); errors are 4xx with a reason.
 pub fn decode_image(bytes: &[u8], limits: &Limits) -> Result<DynamicImage, ApiError> {
-    image_header(bytes, limits)?;
+    if bytes.is_empty() {
+        return Err(bad(StatusCode::BAD_REQUEST, "empty body: send the image bytes"));
+    }
     crate::data::imageio::decode(bytes, &limits.decode_limits()).map_err(decode_error)
 }
 
@@ -89,22 +92,15 @@ pub(super) async fn analyze(State(s): State<AppState>, req: Request) -> Result<a
     let _permit = s.inner.analyses.acquire().await.map_err(|_| bad(StatusCode::SERVICE_UNAVAILABLE, "shutting down"))?;
     let state = s.clone();
     let started = Instant::now();
-    let large = crate::data::imageio::DecodeLimits::memory_cost(&head) >= LARGE_IMAGE_BYTES;
     let result = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
-        let analysed = (|| {
-            let img = decode_image(&bytes, &state.inner.limits)?;
-            let faces = state
-                .inner
-                .analyzer
-                .analyze(&img)
-                .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-            Ok(json!({"width": img.width(), "height": img.height(), "faces": faces_json(&faces)}))
-        })();
-        if large {
-            release_freed_memory();
-        }
-        drop(memory);
-        analysed
+        let _memory = memory;
+        let img = decode_image(&bytes, &state.inner.limits)?;
+        let faces = state
+            .inner
+            .analyzer
+            .analyze(&img)
+            .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        Ok(json!({"width": img.width(), "height": img.height(), "faces": faces_json(&faces)}))
     })
     .await
     .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;

@@ -63,9 +63,6 @@ pub struct Limits {
     /// An upload over what is left waits (up to `body_timeout`) and then gets 503; a live
     /// frame is answered "busy" at once. An image that alone needs more gets 413.
     pub max_decode_memory: u64,
-    /// A reply (MJPEG part, WebSocket message) that cannot be written for this long, because
-    /// the client does not read, ends the connection.
-    pub write_timeout: std::time::Duration,
     /// Browser origins (`http://host:port`) allowed besides the server's own and localhost's:
     /// requests whose `Origin` or `Host` names another site are refused (403), so a page
     /// elsewhere cannot drive this server (cross-site uploads, DNS rebinding).
@@ -92,7 +89,6 @@ impl Default for Limits {
             max_viewers: 16,
             session_idle: std::time::Duration::from_secs(60),
             max_decode_memory: 768 * 1024 * 1024,
-            write_timeout: std::time::Duration::from_secs(20),
             allowed_origins: Vec::new(),
         }
     }
@@ -155,19 +151,26 @@ impl AppState {
     }
 }
 
-/// Give the memory freed after a large image back to the system: glibc keeps freed heap pages
-/// for reuse, and without this the server's resident size stays at its peak after an image bomb
-/// has been analysed. (No-op on other C libraries.)
-pub(crate) fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim takes no pointers and may be called from any thread at any time.
-    unsafe {
-        libc::malloc_trim(0);
-    }
+/// An image's share of the decode memory ([`AppState::reserve_decode_memory`]), given back
+/// when dropped. After a large image (64 MiB or more) the memory it freed is also returned to
+/// the system: glibc keeps freed heap pages for reuse, and without this the server's resident
+/// size stays at its peak after an image bomb has been analysed.
+pub(crate) struct DecodeMemory {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    large: bool,
 }
 
-/// Images whose decode cost is at least this have their freed memory returned at once.
-pub(crate) const LARGE_IMAGE_BYTES: u64 = 64 << 20;
+impl Drop for DecodeMemory {
+    fn drop(&mut self) {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        if self.large {
+            // SAFETY: malloc_trim takes no pointers and may be called from any thread at any time.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        }
+    }
+}
 
 /// Bytes as KiB permits of a semaphore (rounded up; at most what a semaphore holds).
 fn kib_permits(bytes: u64) -> u32 {
@@ -177,13 +180,15 @@ fn kib_permits(bytes: u64) -> u32 {
 impl AppState {
     /// Reserve the decode memory an image of `head` may take: waits up to `wait` (`None`: not at
     /// all) for other images to finish; 503 when they do not in time, 413 when the image alone
-    /// needs more than the whole budget. The memory is returned when the permit is dropped.
+    /// needs more than the whole budget. The memory is returned when the reservation is dropped.
     pub(crate) async fn reserve_decode_memory(
         &self,
         head: &crate::data::imageio::ImageHeader,
         wait: Option<std::time::Duration>,
-    ) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
-        let need = kib_permits(crate::data::imageio::DecodeLimits::memory_cost(head)).max(1);
+    ) -> Result<DecodeMemory, ApiError> {
+        let cost = crate::data::imageio::DecodeLimits::memory_cost(head);
+        let large = cost >= 64 << 20;
+        let need = kib_permits(cost).max(1);
         if need > kib_permits(self.inner.limits.max_decode_memory).max(1) {
             return Err(bad(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -192,13 +197,14 @@ impl AppState {
         }
         let busy = || bad(StatusCode::SERVICE_UNAVAILABLE, "busy: too many large images being analysed; try again later");
         let sem = self.inner.decode_memory.clone();
-        match wait {
-            None => sem.try_acquire_many_owned(need).map_err(|_| busy()),
+        let permit = match wait {
+            None => sem.try_acquire_many_owned(need).map_err(|_| busy())?,
             Some(w) => match tokio::time::timeout(w, sem.acquire_many_owned(need)).await {
-                Ok(Ok(p)) => Ok(p),
-                _ => Err(busy()),
+                Ok(Ok(p)) => p,
+                _ => return Err(busy()),
             },
-        }
+        };
+        Ok(DecodeMemory { _permit: permit, large })
     }
 
     /// How many `/video_feed` decoders have been started (one serves every viewer at a time).

@@ -102,15 +102,6 @@ pub(super) async fn ws(State(s): State<AppState>, headers: axum::http::HeaderMap
 /// Bytes of replies a live session may have unwritten before it is closed.
 const MAX_WRITE_BUFFER: usize = 1024 * 1024;
 
-/// Send one message, or fail if the client has not taken it within `timeout` (it does not read).
-async fn send_within(
-    tx: &mut futures_util::stream::SplitSink<WebSocket, Message>,
-    msg: Message,
-    timeout: std::time::Duration,
-) -> bool {
-    matches!(tokio::time::timeout(timeout, tx.send(msg)).await, Ok(Ok(())))
-}
-
 /// Start analysing a frame: its header checked and its decode memory reserved first (without
 /// waiting: a live frame the server has no memory for now is answered "busy" and dropped).
 async fn start_frame(
@@ -124,12 +115,8 @@ async fn start_frame(
     };
     match memory {
         Ok(memory) => Ok(tokio::task::spawn_blocking(move || {
-            let large = memory.num_permits() as u64 * 1024 >= LARGE_IMAGE_BYTES;
+            let _memory = memory;
             let v = sess.frame(&bytes);
-            if large {
-                release_freed_memory();
-            }
-            drop(memory);
             (sess, v)
         })),
         Err(e) => Err((sess, json!({"type": "error", "message": e.1}))),
@@ -139,10 +126,9 @@ async fn start_frame(
 /// Frames are processed one at a time; while one is being analysed only the newest waiting
 /// frame is kept (older ones are dropped and counted), so a slow server never builds a queue.
 /// A session ends when the client has sent no frame or control message for
-/// `Limits::session_idle`, or does not read a reply within `Limits::write_timeout`, or lets
-/// more than a megabyte of replies pile up.
+/// `Limits::session_idle`, does not read a reply within the connection's write timeout
+/// (`ServeOptions::write_timeout`), or lets more than a megabyte of replies pile up.
 pub(super) async fn live_session(s: AppState, socket: WebSocket) {
-    let write_timeout = s.inner.limits.write_timeout;
     let (mut tx, mut rx) = socket.split();
     let mut session = Some(Session::new(s.inner.analyzer.clone(), s.inner.limits.clone()));
     let mut busy: Option<tokio::task::JoinHandle<(Session, Value)>> = None;
@@ -155,8 +141,8 @@ pub(super) async fn live_session(s: AppState, socket: WebSocket) {
         tokio::select! {
             () = tokio::time::sleep_until(deadline), if busy.is_none() => {
                 let reply = json!({"type": "error", "message": format!("closing: no message for {} s", idle.as_secs_f32())});
-                let _ = send_within(&mut tx, Message::Text(reply.to_string().into()), write_timeout).await;
-                let _ = send_within(&mut tx, Message::Close(None), write_timeout).await;
+                let _ = tx.send(Message::Text(reply.to_string().into())).await;
+                let _ = tx.send(Message::Close(None)).await;
                 break;
             }
             msg = rx.next() => {
@@ -169,7 +155,7 @@ pub(super) async fn live_session(s: AppState, socket: WebSocket) {
                                 Ok(job) => busy = Some(job),
                                 Err((sess, reply)) => {
                                     session = Some(sess);
-                                    if !send_within(&mut tx, Message::Text(reply.to_string().into()), write_timeout).await { break }
+                                    if tx.send(Message::Text(reply.to_string().into())).await.is_err() { break }
                                 }
                             }
                         } else if pending.replace(b).is_some() {
@@ -182,7 +168,7 @@ pub(super) async fn live_session(s: AppState, socket: WebSocket) {
                             Some(sess) => sess.control(t.as_str()),
                             None => json!({"type": "error", "message": "busy: control messages are taken between frames"}),
                         };
-                        if !send_within(&mut tx, Message::Text(reply.to_string().into()), write_timeout).await { break }
+                        if tx.send(Message::Text(reply.to_string().into())).await.is_err() { break }
                     }
                     Message::Close(_) => break,
                     // Pings are answered by the WebSocket layer (within its write-buffer cap)
@@ -194,13 +180,13 @@ pub(super) async fn live_session(s: AppState, socket: WebSocket) {
                 busy = None;
                 let Ok((sess, mut reply)) = done else { break };
                 reply["dropped"] = json!(dropped);
-                if !send_within(&mut tx, Message::Text(reply.to_string().into()), write_timeout).await { break }
+                if tx.send(Message::Text(reply.to_string().into())).await.is_err() { break }
                 match pending.take() {
                     Some(b) => match start_frame(&s, sess, b).await {
                         Ok(job) => busy = Some(job),
                         Err((sess, reply)) => {
                             session = Some(sess);
-                            if !send_within(&mut tx, Message::Text(reply.to_string().into()), write_timeout).await { break }
+                            if tx.send(Message::Text(reply.to_string().into())).await.is_err() { break }
                         }
                     },
                     None => session = Some(sess),
