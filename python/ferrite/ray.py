@@ -245,7 +245,9 @@ class Worker:
         self.fs.move(tmp, f"{data}/{name}.parquet")
 
     def __call__(self, batch: Dict[str, Any]) -> Dict[str, List[Any]]:
-        out: Dict[str, List[Any]] = {"key": [], "source": [], "kind": [], "frames": [], "faces": [], "error": [], "labels": []}
+        began = time.time()
+        out: Dict[str, List[Any]] = {"key": [], "source": [], "kind": [], "frames": [], "faces": [], "error": [], "labels": [],
+                                     "began": [], "seconds": []}
         all_rows: List[Dict[str, Any]] = []
         items = [{k: (batch[k][i].item() if hasattr(batch[k][i], "item") else batch[k][i]) for k in batch}
                  for i in range(len(batch["key"]))]
@@ -274,6 +276,10 @@ class Worker:
                     counts[r["label"]] = counts.get(r["label"], 0) + 1
             out["labels"].append(json.dumps(counts))
         self._write(out["key"], all_rows)
+        # The batch's time (reading, analysis and writing), shared out evenly over its items.
+        seconds = (time.time() - began) / len(items)
+        out["began"] = [began] * len(items)
+        out["seconds"] = [seconds] * len(items)
         return out
 
 
@@ -307,6 +313,7 @@ def run(
     if batch_size < 1:
         raise ferrite.SettingError(f"setting `batch_size` = {batch_size}: expected at least 1")
     started = time.perf_counter()
+    started_at = time.time()
     items = plan(inputs, segment_frames)
     done = done_keys(output)
     todo = [i for i in items if i["key"] not in done]
@@ -347,6 +354,10 @@ def run(
         errors=[{"source": s["source"], "error": s["error"]} for s in summaries if s["error"]],
         labels=labels,
         seconds=round(elapsed, 3),
+        # Where the time went: the workers' time in batches (summed over workers), and how long
+        # the job took to reach its first batch (listing, planning, connecting, actor start-up).
+        worker_seconds=round(sum(float(s["seconds"]) for s in summaries), 3),
+        first_batch_after_s=round(min(float(s["began"]) for s in summaries) - started_at, 3) if summaries else None,
         frames_per_second=round(frames / elapsed, 2) if elapsed > 0 else None,
     )
     fs, root = _filesystem(output)

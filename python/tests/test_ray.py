@@ -121,6 +121,9 @@ def test_ray_job_on_two_nodes_matches_the_cli(tmp_path):
     assert first["items"] == items and first["analysed"] == items and first["inputs"] == 12, first
     assert second["skipped"] == items and second["analysed"] == 0, "a re-run skips what is written"
     assert [e["source"] for e in first["errors"]] == [str(inputs / "corrupt.jpg")]
+    # Where the time went: the workers' seconds in batches, and the wait for the first batch.
+    assert 0 < first["worker_seconds"] and 0 <= first["first_batch_after_s"] < first["seconds"], first
+    assert second["worker_seconds"] == 0 and second["first_batch_after_s"] is None, second
 
     table = ferrite.ray.read(str(out / "result")).to_pylist()
     assert len(ferrite.ray.done_keys(str(out / "result"))) == items
