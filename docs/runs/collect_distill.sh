@@ -19,16 +19,7 @@ cp "$run/config.json" "$run/metrics.csv" "$run/curves.png" "$here/"
 # val/ relabelled by the teacher's top class (symbolic links), for the agreement rows.
 agree="$(mktemp -d)"
 trap 'rm -rf "$agree"' EXIT
-python3 - "$teacher" "$data/fer2013/val" "$agree" <<'PY'
-import csv, os, sys
-teacher, val, out = sys.argv[1:]
-rows = list(csv.DictReader(open(teacher)))
-classes = [c for c in rows[0].keys() if c != "file"]
-for r in rows:
-    top = max(classes, key=lambda c: float(r[c]))
-    os.makedirs(os.path.join(out, top), exist_ok=True)
-    os.symlink(os.path.join(val, r["file"]), os.path.join(out, top, r["file"].replace("/", "_")))
-PY
+python3 "$runs/teacher_labels.py" "$teacher" "$data/fer2013/val" "$agree"
 evaluate() {  # MODEL_ARGS... -- NAME EVAL_ARGS...
   local model=() name
   while [ "$1" != -- ]; do model+=("$1"); shift; done
