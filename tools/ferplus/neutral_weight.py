@@ -14,9 +14,13 @@ written under a temporary name and renamed when complete.
 
 With `--mix TEACHER.csv --mix-weight M` each face's distribution is mixed with a teacher's
 probabilities (tools/teacher's CSV): `(1 - M) * distribution + M * teacher`, faces without a
-teacher row unmixed (both levers in one target file).
+teacher row unmixed (both levers in one target file). `--mix-min-confidence C` mixes only faces
+whose teacher gives its top class at least C, and `--mix-min-votes V` only those where that class
+also has at least V FER+ votes (distillation where the teacher is sure and raters saw it too);
+the other faces keep their votes alone.
 
-Usage: tools/ferplus/neutral_weight.py VOTES.csv OUT.csv [--neutral-weight W] [--mix T.csv --mix-weight M]
+Usage: tools/ferplus/neutral_weight.py VOTES.csv OUT.csv [--neutral-weight W]
+       [--mix T.csv --mix-weight M [--mix-min-confidence C] [--mix-min-votes V]]
 """
 import argparse
 import csv
@@ -50,21 +54,29 @@ def main():
     ap.add_argument("--neutral-weight", type=float, default=0.5)
     ap.add_argument("--mix", help="a teacher CSV (file,angry,...,surprise) to mix in")
     ap.add_argument("--mix-weight", type=float, default=0.4)
+    ap.add_argument("--mix-min-confidence", type=float, default=0.0)
+    ap.add_argument("--mix-min-votes", type=int, default=0)
     a = ap.parse_args()
     if not 0.0 <= a.neutral_weight <= 1.0:
         raise SystemExit(f"--neutral-weight must be in [0, 1], got {a.neutral_weight}")
     if not 0.0 <= a.mix_weight <= 1.0:
         raise SystemExit(f"--mix-weight must be in [0, 1], got {a.mix_weight}")
+    if not 0.0 <= a.mix_min_confidence <= 1.0:
+        raise SystemExit(f"--mix-min-confidence must be in [0, 1], got {a.mix_min_confidence}")
+    if not 0 <= a.mix_min_votes <= 10:
+        raise SystemExit(f"--mix-min-votes must be in 0..=10, got {a.mix_min_votes}")
     teacher = read_teacher(a.mix) if a.mix else {}
     tmp = a.out + ".tmp"
     try:
-        written, skipped = convert(a.votes, tmp, a.neutral_weight, teacher, a.mix_weight)
+        written, skipped, mixed = convert(a.votes, tmp, a.neutral_weight, teacher, a.mix_weight,
+                                          a.mix_min_confidence, a.mix_min_votes)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
     os.replace(tmp, a.out)
-    print(f"{written} faces -> {a.out} (neutral weight {a.neutral_weight}; {skipped} without votes left)", file=sys.stderr)
+    print(f"{written} faces -> {a.out} (neutral weight {a.neutral_weight}; {skipped} without votes left; "
+          f"{mixed} mixed with the teacher)", file=sys.stderr)
 
 
 def read_teacher(path):
@@ -82,8 +94,8 @@ def read_teacher(path):
     return out
 
 
-def convert(votes, tmp, w, teacher, m):
-    written = skipped = 0
+def convert(votes, tmp, w, teacher, m, min_confidence=0.0, min_votes=0):
+    written = skipped = mixed = 0
     try:
         f = open(votes, newline="")
     except OSError as e:
@@ -99,13 +111,19 @@ def convert(votes, tmp, w, teacher, m):
             if t is None:
                 skipped += 1
                 continue
-            if row["file"] in teacher:
-                t = [(1 - m) * a + m * b for a, b in zip(t, teacher[row["file"]])]
+            p = teacher.get(row["file"])
+            if p is not None and max(p) >= min_confidence and votes_for(row, CLASSES[p.index(max(p))]) >= min_votes:
+                mixed += 1
+                t = [(1 - m) * a + m * b for a, b in zip(t, p)]
                 total = sum(t)
                 t = [v / total for v in t]
             wr.writerow([row["file"]] + ["%.6f" % p for p in t])
             written += 1
-    return written, skipped
+    return written, skipped, mixed
+
+
+def votes_for(row, c):
+    return int(row[COLUMN_OF[c]])
 
 
 if __name__ == "__main__":
