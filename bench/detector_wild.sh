@@ -23,12 +23,14 @@ for i in range(20):
                     os.path.join(sys.argv[2], f"f{i:02}.jpg")], check=True)
 PY
 # before = the pipeline of 2026-11-28 (BlazeFace back only, no padded retry, no alignment);
-# session 16 = back with the padded retry and alignment; after = the defaults (back and
-# full-range together, padded retry, alignment).
-for which in before session16 after; do
+# session 16 = back with the padded retry and alignment; session 23 = back and full-range
+# together, padded retry, alignment, no mirrored edge margin; after = the defaults (all of
+# that and the mirrored edge margin, --edge-pad).
+for which in before session16 session23 after; do
   flags=()
-  [ "$which" = before ] && flags=(--detector back --pad-retry 0 --no-align)
-  [ "$which" = session16 ] && flags=(--detector back)
+  [ "$which" = before ] && flags=(--detector back --pad-retry 0 --no-align --edge-pad 0)
+  [ "$which" = session16 ] && flags=(--detector back --edge-pad 0)
+  [ "$which" = session23 ] && flags=(--edge-pad 0)
   echo "== $which ${flags[*]:-(defaults)}"
   bench/detector.sh "${flags[@]}" | tail -1
   "$bin" evaluate --detect --data "$wild" "${model[@]}" "${flags[@]}" | sed -n '2,10p'

@@ -177,6 +177,8 @@ class Analyzer:
     :param max_pixels: largest image (width x height) a file or byte string may declare; a
         larger one raises :class:`ImageError` from its header, before decoding (default 64
         megapixels).
+    :param edge_pad: mirror each frame's edges into a margin of this fraction of its longest
+        side before searching it, to find faces cut by the frame's edge (0 = off).
 
     A setting left ``None`` takes the library's default (given above). Every setting is checked
     when the analyzer is built: a bad one raises :class:`SettingError`
@@ -197,10 +199,11 @@ class Analyzer:
         prior_correction: Optional[float] = None,
         threads: Optional[int] = None,
         max_pixels: Optional[int] = None,
+        edge_pad: Optional[float] = None,
     ) -> None:
         given = dict(model=model, detector=detector, tta=tta, abstain=abstain, margin=margin, align=align,
                      min_score=min_score, tiles=tiles, pad_retry=pad_retry, prior_correction=prior_correction, threads=threads,
-                     max_pixels=max_pixels)
+                     max_pixels=max_pixels, edge_pad=edge_pad)
         # Only the settings given: every default lives in the library (ferrite::AnalyzerBuilder).
         self._settings: Dict[str, Any] = {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in given.items() if v is not None}
         self._native = _ferrite.NativeAnalyzer(**self._settings)

@@ -161,6 +161,7 @@ def test_errors_are_typed_and_name_the_file_or_setting(analyzer, tmp_path):
         (dict(tta="twelve"), "tta"),
         (dict(min_score=1.5), "min_score"),
         (dict(threads=0), "threads"),
+        (dict(edge_pad=0.9), "edge_pad"),
     ]:
         with pytest.raises(ferrite.SettingError, match=name) as e:
             ferrite.Analyzer(**kwargs)

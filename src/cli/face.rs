@@ -16,6 +16,10 @@ pub struct CropArgs {
     /// each side: finds a face that fills the picture (tight crops). 0 = off.
     #[arg(long, default_value_t = CropArgs::DEFAULT.pad_retry)]
     pub pad_retry: f32,
+    /// Mirror each frame's edges into a margin of this fraction of its longest side before
+    /// searching it: finds faces cut by the frame's edge. 0 = off.
+    #[arg(long, default_value_t = CropArgs::DEFAULT.edge_pad)]
+    pub edge_pad: f32,
     /// Face detector model(s): BlazeFace "back" (small, distant faces), full-range (large, near,
     /// turned faces) or both, their detections merged.
     #[arg(long, value_enum, default_value_t = CropArgs::DEFAULT.detector)]
@@ -27,11 +31,11 @@ pub struct CropArgs {
 
 impl CropArgs {
     /// The flags' defaults.
-    pub const DEFAULT: CropArgs = CropArgs { margin: 0.15, pad_retry: 1.0, detector: DetectorModel::Both, no_align: false };
+    pub const DEFAULT: CropArgs = CropArgs { margin: 0.15, pad_retry: 1.0, edge_pad: ferrite::vision::blazeface::EDGE_PAD, detector: DetectorModel::Both, no_align: false };
 
     /// Set these options on `builder` (the library checks them).
     pub fn apply(&self, builder: AnalyzerBuilder) -> AnalyzerBuilder {
-        builder.margin(self.margin).pad_retry(self.pad_retry).detector(self.detector).align(!self.no_align)
+        builder.margin(self.margin).pad_retry(self.pad_retry).edge_pad(self.edge_pad).detector(self.detector).align(!self.no_align)
     }
 }
 

@@ -37,6 +37,7 @@ pub struct AnalyzerBuilder {
     min_score: Option<f32>,
     tiles: u32,
     pad_retry: f32,
+    edge_pad: f32,
     margin: f32,
     align: bool,
     abstain: f32,
@@ -58,6 +59,7 @@ impl Default for AnalyzerBuilder {
             min_score: config.detector.min_score,
             tiles: config.detector.tiles,
             pad_retry: config.detector.pad_retry,
+            edge_pad: config.detector.edge_pad,
             margin: config.margin,
             align: config.align,
             abstain: config.abstain_below,
@@ -76,6 +78,8 @@ pub mod limits {
     pub const MARGIN: (f32, f32) = (0.0, 1.0);
     /// `pad_retry`: fraction of the image added on each side for the second search.
     pub const PAD_RETRY: (f32, f32) = (0.0, 2.0);
+    /// `edge_pad`: fraction of the frame's longest side mirrored around it on each side.
+    pub const EDGE_PAD: (f32, f32) = (0.0, 0.5);
     /// `abstain` and `min_score`: probabilities.
     pub const PROBABILITY: (f32, f32) = (0.0, 1.0);
     /// `tiles`: grid side.
@@ -150,6 +154,14 @@ impl AnalyzerBuilder {
         self
     }
 
+    /// Mirror the frame's edges into a margin of this fraction of its longest side, in
+    /// [0, 0.5], before the detectors search it: finds faces cut by the frame's edge (0 = off;
+    /// default [`EDGE_PAD`](crate::vision::blazeface::EDGE_PAD)).
+    pub fn edge_pad(mut self, edge_pad: f32) -> Self {
+        self.edge_pad = edge_pad;
+        self
+    }
+
     /// Margin around each face before cropping, a fraction of the box in [0, 1] (default 0.15).
     pub fn margin(mut self, margin: f32) -> Self {
         self.margin = margin;
@@ -207,6 +219,7 @@ impl AnalyzerBuilder {
     pub fn build(self) -> Result<Analyzer> {
         check_range("margin", self.margin, limits::MARGIN)?;
         check_range("pad_retry", self.pad_retry, limits::PAD_RETRY)?;
+        check_range("edge_pad", self.edge_pad, limits::EDGE_PAD)?;
         check_range("abstain", self.abstain, limits::PROBABILITY)?;
         if let Some(m) = self.min_score {
             check_range("min_score", m, limits::PROBABILITY)?;
@@ -234,6 +247,7 @@ impl AnalyzerBuilder {
                 min_score: self.min_score,
                 tiles: self.tiles,
                 pad_retry: self.pad_retry,
+                edge_pad: self.edge_pad,
                 model: self.detector,
                 ..BlazeFaceConfig::default()
             },
@@ -261,6 +275,8 @@ mod tests {
             (AnalyzerBuilder::default().margin(1.5), "margin"),
             (AnalyzerBuilder::default().margin(f32::NAN), "margin"),
             (AnalyzerBuilder::default().pad_retry(-1.0), "pad_retry"),
+            (AnalyzerBuilder::default().edge_pad(0.6), "edge_pad"),
+            (AnalyzerBuilder::default().edge_pad(f32::NAN), "edge_pad"),
             (AnalyzerBuilder::default().abstain(2.0), "abstain"),
             (AnalyzerBuilder::default().min_score(Some(1.1)), "min_score"),
             (AnalyzerBuilder::default().tiles(0), "tiles"),
