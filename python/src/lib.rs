@@ -131,7 +131,7 @@ struct NativeAnalyzer {
 impl NativeAnalyzer {
     /// Each setting left `None` keeps the library's default (`ferrite::AnalyzerBuilder`).
     #[new]
-    #[pyo3(signature = (model=None, detector=None, tta=None, abstain=None, margin=None, align=None, min_score=None, tiles=None, pad_retry=None, prior_correction=None, threads=None, max_pixels=None, edge_pad=None))]
+    #[pyo3(signature = (model=None, detector=None, tta=None, abstain=None, margin=None, align=None, min_score=None, tiles=None, pad_retry=None, prior_correction=None, threads=None, max_pixels=None, edge_pad=None, small_face_tiles=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -148,6 +148,7 @@ impl NativeAnalyzer {
         threads: Option<usize>,
         max_pixels: Option<u64>,
         edge_pad: Option<f32>,
+        small_face_tiles: Option<f32>,
     ) -> PyResult<NativeAnalyzer> {
         let mut b = Analyzer::builder().min_score(min_score).threads(threads);
         if let Some(m) = model {
@@ -176,6 +177,9 @@ impl NativeAnalyzer {
         }
         if let Some(v) = edge_pad {
             b = b.edge_pad(v);
+        }
+        if let Some(v) = small_face_tiles {
+            b = b.small_face_tiles(v);
         }
         if let Some(v) = prior_correction {
             b = b.prior_correction(v);

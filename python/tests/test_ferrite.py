@@ -162,6 +162,7 @@ def test_errors_are_typed_and_name_the_file_or_setting(analyzer, tmp_path):
         (dict(min_score=1.5), "min_score"),
         (dict(threads=0), "threads"),
         (dict(edge_pad=0.9), "edge_pad"),
+        (dict(small_face_tiles=1.5), "small_face_tiles"),
     ]:
         with pytest.raises(ferrite.SettingError, match=name) as e:
             ferrite.Analyzer(**kwargs)

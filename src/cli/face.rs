@@ -20,6 +20,10 @@ pub struct CropArgs {
     /// searching it: finds faces cut by the frame's edge. 0 = off.
     #[arg(long, default_value_t = CropArgs::DEFAULT.edge_pad)]
     pub edge_pad: f32,
+    /// When a frame holds a face smaller than this fraction of its longest side, also search it
+    /// in 2 x 2 tiles for more small faces (crowds). 0 = off; `--tiles N` searches N x N always.
+    #[arg(long, default_value_t = CropArgs::DEFAULT.small_face_tiles)]
+    pub small_face_tiles: f32,
     /// Face detector model(s): BlazeFace "back" (small, distant faces), full-range (large, near,
     /// turned faces) or both, their detections merged.
     #[arg(long, value_enum, default_value_t = CropArgs::DEFAULT.detector)]
@@ -31,11 +35,13 @@ pub struct CropArgs {
 
 impl CropArgs {
     /// The flags' defaults.
-    pub const DEFAULT: CropArgs = CropArgs { margin: 0.15, pad_retry: 1.0, edge_pad: ferrite::vision::blazeface::EDGE_PAD, detector: DetectorModel::Both, no_align: false };
+    pub const DEFAULT: CropArgs = CropArgs { margin: 0.15, pad_retry: 1.0, edge_pad: ferrite::vision::blazeface::EDGE_PAD,
+        small_face_tiles: ferrite::vision::blazeface::SMALL_FACE_TILES,
+        detector: DetectorModel::Both, no_align: false };
 
     /// Set these options on `builder` (the library checks them).
     pub fn apply(&self, builder: AnalyzerBuilder) -> AnalyzerBuilder {
-        builder.margin(self.margin).pad_retry(self.pad_retry).edge_pad(self.edge_pad).detector(self.detector).align(!self.no_align)
+        builder.margin(self.margin).pad_retry(self.pad_retry).edge_pad(self.edge_pad).small_face_tiles(self.small_face_tiles).detector(self.detector).align(!self.no_align)
     }
 }
 
