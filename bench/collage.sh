@@ -3,7 +3,8 @@
 # letterboxed into a 320x240 quarter of a 640x480 frame (28 faces of about 25-45 pixels; c4a:
 # group1-4, 13 faces; c4b: group5, group6, group1, group3, 15 faces). Prints the faces found in
 # each with the tiles off and with the defaults, and ms per frame on one thread (30 copies of
-# c4b and of the 640x480 group1 frame, decode to classify). Usage: bench/collage.sh
+# c4b and of the 640x480 group1 frame, decode to classify), and face-api.js's detector on the
+# collages when tools/teacher is installed. Usage: bench/collage.sh
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -44,3 +45,10 @@ for s in 0 default; do
   b=$(grep -c '/c4b.jpg,' "$tmp/found.csv" || true)
   echo "| $s | $a | $b | $(ms "$tmp/c" "${flags[@]}") | $(ms "$tmp/g" "${flags[@]}") |"
 done
+# The reference beside it: face-api.js's SSD MobileNet v1 (tools/teacher, after `npm ci` there).
+if [ -d "$root/tools/teacher/node_modules/@vladmandic/face-api" ]; then
+  node "$root/tools/teacher/detect_faces.cjs" "$tmp/collage" > "$tmp/faceapi.csv"
+  echo "| face-api.js 1.7.15 SSD MobileNet v1 | $(grep -c '/c4a.jpg,' "$tmp/faceapi.csv" || true) | $(grep -c '/c4b.jpg,' "$tmp/faceapi.csv" || true) | | |"
+else
+  echo "(face-api.js not installed: npm ci --prefix tools/teacher for its row)"
+fi
