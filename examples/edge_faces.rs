@@ -8,9 +8,10 @@
 //! are searched too: faces the reference found, found again, and other detections.
 //!
 //! Usage: `cargo run --release --example edge_faces -- [--every N] [--pads 0,0.04] [--models
-//! back,full,both] [--verbose] PHOTO_OR_DIR...` (directories are walked; `--every N` keeps every
+//! back,full,both] [--verbose] [--save DIR] PHOTO_OR_DIR...` (directories are walked; `--every N` keeps every
 //! Nth picture, sorted by path; `--verbose` prints each uncut picture whose faces differ from the
-//! reference's). The reference is the detector without the margin (`edge_pad` 0).
+//! reference's; `--save DIR` writes every cut crop and `targets.csv`, the visible part of each cut
+//! face, for another detector). The reference is the detector without the margin (`edge_pad` 0).
 
 use ferrite::vision::blazeface::{BlazeFace, BlazeFaceConfig, DetectorModel};
 use ferrite::vision::detect::{BBox, Detection, Detector};
@@ -49,10 +50,11 @@ fn score(dets: &[Detection], faces: &[BBox], crop: (u32, u32), t: &mut Tally) {
     t.false_alarms += clamped.iter().filter(|d| !visible.iter().any(|f| d.iou(f) >= 0.3)).count();
 }
 
-fn main() -> ferrite::Result<()> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let mut every = 1usize;
     let mut verbose = false;
+    let mut save: Option<PathBuf> = None;
     let mut pads = vec![0.0f32, 0.02, 0.04, 0.06];
     let mut models = vec![DetectorModel::Both];
 
@@ -64,6 +66,7 @@ fn main() -> ferrite::Result<()> {
                 verbose = true;
                 args.insert(0, value);
             }
+            "--save" => save = Some(PathBuf::from(value)),
             "--every" => every = value.parse().expect("--every N"),
             "--pads" => pads = value.split(',').map(|v| v.parse().expect("--pads 0,0.1")).collect(),
             "--models" => {
@@ -118,8 +121,27 @@ fn main() -> ferrite::Result<()> {
             }
         }
     }
+    if let Some(dir) = &save {
+        // Every cut crop as a JPEG and the visible part of each face cut by its edge, for
+        // another detector to be scored alike (bench/edge_faces.sh).
+        std::fs::create_dir_all(dir)?;
+        let mut targets = String::from("file,x,y,w,h\n");
+        for (k, (i, _, x0, x1, faces)) in cuts.iter().enumerate() {
+            let img = &pictures[*i].0;
+            let crop = image::imageops::crop_imm(img, *x0, 0, x1 - x0, img.height()).to_image();
+            let name = format!("cut{k:04}.jpg");
+            crop.save(dir.join(&name))?;
+            for b in faces {
+                let v = b.clamped(crop.width(), crop.height());
+                if v.area() > 0.0 && v.area() < 0.9 * b.area() {
+                    targets.push_str(&format!("{name},{},{},{},{}\n", v.x, v.y, v.w, v.h));
+                }
+            }
+        }
+        std::fs::write(dir.join("targets.csv"), targets)?;
+    }
     let reference_faces: usize = pictures.iter().map(|p| p.1.len()).sum();
-    println!("{} pictures, {reference_faces} faces found whole by the default detector, {} cut crops\n", pictures.len(), cuts.len());
+    println!("{} pictures, {reference_faces} faces found whole by the detector without the margin, {} cut crops\n", pictures.len(), cuts.len());
     println!("| detector | edge_pad | cut faces found | a quarter cut off | half cut off | false alarms in cut crops | uncut: faces found | uncut: other detections | seconds |");
     println!("|---|---|---|---|---|---|---|---|---|");
     for &model in &models {
