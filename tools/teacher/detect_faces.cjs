@@ -6,7 +6,7 @@
 'use strict';
 const fs = require('fs');
 const path = require('path');
-const jpeg = require('jpeg-js');
+const { imageTensor } = require('./image.cjs');
 const tf = require('@tensorflow/tfjs');
 require('@tensorflow/tfjs-backend-wasm');
 const faceapi = require('@vladmandic/face-api/dist/face-api.node-wasm.js');
@@ -18,15 +18,6 @@ function listImages(p, out) {
     out.push(p);
   }
   return out;
-}
-
-function imageTensor(file) {
-  const img = jpeg.decode(fs.readFileSync(file), { useTArray: true, formatAsRGBA: true });
-  const rgb = new Int32Array(img.width * img.height * 3);
-  for (let i = 0; i < img.width * img.height; i++) {
-    for (let c = 0; c < 3; c++) rgb[i * 3 + c] = img.data[i * 4 + c];
-  }
-  return tf.tensor3d(rgb, [img.height, img.width, 3], 'int32');
 }
 
 async function main() {
@@ -42,7 +33,7 @@ async function main() {
   const options = new faceapi.SsdMobilenetv1Options();
   process.stdout.write('image,x,y,w,h,score\n');
   for (const file of inputs.flatMap((p) => listImages(p, []))) {
-    const t = imageTensor(file);
+    const t = imageTensor(tf, file);
     const found = await faceapi.detectAllFaces(t, options);
     t.dispose();
     for (const d of found) {

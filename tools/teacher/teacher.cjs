@@ -10,7 +10,7 @@
 'use strict';
 const fs = require('fs');
 const path = require('path');
-const jpeg = require('jpeg-js');
+const { imageTensor } = require('./image.cjs');
 const tf = require('@tensorflow/tfjs');
 require('@tensorflow/tfjs-backend-wasm');
 const faceapi = require('@vladmandic/face-api/dist/face-api.node-wasm.js');
@@ -33,15 +33,6 @@ function listFaces(root) {
   return out;
 }
 
-function faceTensor(file) {
-  const img = jpeg.decode(fs.readFileSync(file), { useTArray: true, formatAsRGBA: true });
-  const rgb = new Int32Array(img.width * img.height * 3);
-  for (let i = 0; i < img.width * img.height; i++) {
-    for (let c = 0; c < 3; c++) rgb[i * 3 + c] = img.data[i * 4 + c];
-  }
-  return tf.tensor3d(rgb, [img.height, img.width, 3], 'int32');
-}
-
 async function main() {
   const [root, outFile] = process.argv.slice(2);
   if (!root || !outFile) {
@@ -62,7 +53,7 @@ async function main() {
     const batch = files.slice(start, start + BATCH);
     const tensors = batch.map((f) => {
       try {
-        return faceTensor(f);
+        return imageTensor(tf, f);
       } catch (e) {
         throw new Error(`${f}: ${e.message}`);
       }
