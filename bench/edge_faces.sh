@@ -19,21 +19,8 @@ if [ ! -d "$root/tools/teacher/node_modules/@vladmandic/face-api" ]; then
 fi
 node "$root/tools/teacher/detect_faces.cjs" "$tmp/cuts" > "$tmp/faceapi.csv"
 python3 - "$tmp/cuts" "$tmp/faceapi.csv" <<'PY'
-import csv, os, struct, sys
+import csv, os, sys
 cuts, found = sys.argv[1], sys.argv[2]
-
-def jpeg_size(path):
-    # Width and height from the JPEG's SOF marker.
-    with open(path, "rb") as f:
-        data = f.read()
-    i = 2
-    while i < len(data):
-        marker, length = data[i + 1], struct.unpack(">H", data[i + 2:i + 4])[0]
-        if marker in (0xC0, 0xC1, 0xC2):
-            h, w = struct.unpack(">HH", data[i + 5:i + 9])
-            return w, h
-        i += 2 + length
-    raise SystemExit(f"{path}: no SOF marker")
 
 def clamp(b, w, h):
     x0, y0 = min(max(b[0], 0), w), min(max(b[1], 0), h)
@@ -53,7 +40,7 @@ for r in csv.DictReader(open(found)):
     boxes.setdefault(name, []).append(tuple(float(r[k]) for k in "x y w h".split()))
 hit = total = 0
 for r in csv.DictReader(open(os.path.join(cuts, "targets.csv"))):
-    w, h = jpeg_size(os.path.join(cuts, r["file"]))
+    w, h = float(r["crop_width"]), float(r["crop_height"])
     target = tuple(float(r[k]) for k in "x y w h".split())
     total += 1
     hit += any(iou(clamp(b, w, h), target) >= 0.3 for b in boxes.get(r["file"], []))

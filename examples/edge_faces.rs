@@ -8,30 +8,19 @@
 //! are searched too: faces the reference found, found again, and other detections.
 //!
 //! Usage: `cargo run --release --example edge_faces -- [--every N] [--pads 0,0.04] [--models
-//! back,full,both] [--verbose] [--save DIR] PHOTO_OR_DIR...` (directories are walked; `--every N` keeps every
-//! Nth picture, sorted by path; `--verbose` prints each uncut picture whose faces differ from the
-//! reference's; `--save DIR` writes every cut crop and `targets.csv`, the visible part of each cut
-//! face, for another detector). The reference is the detector without the margin (`edge_pad` 0).
+//! back,full,both] [--verbose] [--save DIR] PHOTO_OR_DIR...` (folders are searched as `detect`
+//! does; `--every N` keeps every Nth picture, sorted by path; `--verbose` prints each uncut
+//! picture whose faces differ from the reference's; `--save DIR` writes every cut crop and
+//! `targets.csv`, each crop's size and the visible part of each face it cuts, for another
+//! detector). The reference is the detector without the margin (`edge_pad` 0).
 
 use ferrite::vision::blazeface::{BlazeFace, BlazeFaceConfig, DetectorModel};
 use ferrite::vision::detect::{BBox, Detection, Detector};
 use image::RgbImage;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 const CUTS: [f32; 2] = [0.25, 0.5];
-
-fn walk(p: &Path, out: &mut Vec<PathBuf>) {
-    if p.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(p).into_iter().flatten().flatten().map(|e| e.path()).collect();
-        entries.sort();
-        for e in entries {
-            walk(&e, out);
-        }
-    } else if matches!(p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref(), Some("jpg" | "jpeg" | "png")) {
-        out.push(p.to_path_buf());
-    }
-}
 
 /// Faces found / faces, false alarms.
 #[derive(Default, Clone, Copy)]
@@ -39,6 +28,18 @@ struct Tally {
     found: usize,
     faces: usize,
     false_alarms: usize,
+}
+
+/// The faces a crop cuts: partly, not wholly, inside it (the visible part under 90% of the box).
+fn cut_faces(faces: &[BBox], crop: (u32, u32)) -> Vec<BBox> {
+    faces
+        .iter()
+        .filter(|b| {
+            let v = b.clamped(crop.0, crop.1);
+            v.area() > 0.0 && v.area() < 0.9 * b.area()
+        })
+        .copied()
+        .collect()
 }
 
 /// Match the detections in a crop against the reference faces shifted into it.
@@ -82,18 +83,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             _ => panic!("unknown flag {flag}"),
         }
     }
-    let mut photos = Vec::new();
-    for a in &args {
-        walk(Path::new(a), &mut photos);
-    }
-    let photos: Vec<PathBuf> = photos.into_iter().step_by(every.max(1)).collect();
+    let paths: Vec<PathBuf> = args.iter().map(PathBuf::from).collect();
+    let photos: Vec<PathBuf> = ferrite::data::collect_images(&paths)?.into_iter().step_by(every.max(1)).collect();
     // The reference: the detector as it was before the mirrored margin.
     let reference = BlazeFace::new(BlazeFaceConfig { edge_pad: 0.0, ..BlazeFaceConfig::default() })?;
     // (picture, faces in it) and the cut crops: (picture index, x0, x1, face boxes shifted).
     let mut pictures: Vec<(RgbImage, Vec<BBox>)> = Vec::new();
     let mut photos_kept = Vec::new();
     for p in &photos {
-        let Ok(img) = image::open(p) else { continue };
+        let img = match image::open(p) {
+            Ok(img) => img,
+            Err(e) => {
+                eprintln!("{}: skipped, not readable: {e}", p.display());
+                continue;
+            }
+        };
         photos_kept.push(p.clone());
         let img = img.to_rgb8();
         let faces: Vec<BBox> = reference.detect(&img)?.into_iter().map(|d| d.bbox).collect();
@@ -125,17 +129,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Every cut crop as a JPEG and the visible part of each face cut by its edge, for
         // another detector to be scored alike (bench/edge_faces.sh).
         std::fs::create_dir_all(dir)?;
-        let mut targets = String::from("file,x,y,w,h\n");
+        let mut targets = String::from("file,crop_width,crop_height,x,y,w,h\n");
         for (k, (i, _, x0, x1, faces)) in cuts.iter().enumerate() {
             let img = &pictures[*i].0;
             let crop = image::imageops::crop_imm(img, *x0, 0, x1 - x0, img.height()).to_image();
             let name = format!("cut{k:04}.jpg");
             crop.save(dir.join(&name))?;
-            for b in faces {
-                let v = b.clamped(crop.width(), crop.height());
-                if v.area() > 0.0 && v.area() < 0.9 * b.area() {
-                    targets.push_str(&format!("{name},{},{},{},{}\n", v.x, v.y, v.w, v.h));
-                }
+            let (cw, ch) = (crop.width(), crop.height());
+            for v in cut_faces(faces, (cw, ch)).iter().map(|b| b.clamped(cw, ch)) {
+                targets.push_str(&format!("{name},{cw},{ch},{},{},{},{}\n", v.x, v.y, v.w, v.h));
             }
         }
         std::fs::write(dir.join("targets.csv"), targets)?;
@@ -166,14 +168,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let mut t = Tally::default();
                 score(&dets, faces, (crop.width(), crop.height()), &mut t);
                 cut_t.false_alarms += t.false_alarms;
-                let target: Vec<BBox> = faces
-                    .iter()
-                    .filter(|b| {
-                        let v = b.clamped(crop.width(), crop.height());
-                        v.area() > 0.0 && v.area() < 0.9 * b.area()
-                    })
-                    .copied()
-                    .collect();
+                let target = cut_faces(faces, (crop.width(), crop.height()));
                 let mut r = Tally::default();
                 score(&dets, &target, (crop.width(), crop.height()), &mut r);
                 cut_t.found += r.found;

@@ -35,13 +35,24 @@ pub struct CropArgs {
 
 impl CropArgs {
     /// The flags' defaults.
-    pub const DEFAULT: CropArgs = CropArgs { margin: 0.15, pad_retry: 1.0, edge_pad: ferrite::vision::blazeface::EDGE_PAD,
+    pub const DEFAULT: CropArgs = CropArgs {
+        margin: 0.15,
+        pad_retry: 1.0,
+        edge_pad: ferrite::vision::blazeface::EDGE_PAD,
         small_face_tiles: ferrite::vision::blazeface::SMALL_FACE_TILES,
-        detector: DetectorModel::Both, no_align: false };
+        detector: DetectorModel::Both,
+        no_align: false,
+    };
 
     /// Set these options on `builder` (the library checks them).
     pub fn apply(&self, builder: AnalyzerBuilder) -> AnalyzerBuilder {
-        builder.margin(self.margin).pad_retry(self.pad_retry).edge_pad(self.edge_pad).small_face_tiles(self.small_face_tiles).detector(self.detector).align(!self.no_align)
+        builder
+            .margin(self.margin)
+            .pad_retry(self.pad_retry)
+            .edge_pad(self.edge_pad)
+            .small_face_tiles(self.small_face_tiles)
+            .detector(self.detector)
+            .align(!self.no_align)
     }
 }
 

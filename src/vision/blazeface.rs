@@ -282,7 +282,7 @@ impl Net {
             return Ok(Vec::new());
         }
         let mirror = edge_pad > 0.0;
-        let scale = input as f32 / (rw.max(rh) as f32 * (1.0 + 2.0 * if mirror { edge_pad } else { 0.0 }));
+        let scale = input as f32 / (rw.max(rh) as f32 * (1.0 + 2.0 * edge_pad.max(0.0)));
         let (sw, sh) = (((rw as f32 * scale).round() as u32).clamp(1, input as u32), ((rh as f32 * scale).round() as u32).clamp(1, input as u32));
         let view = image::imageops::crop_imm(image, rx, ry, rw, rh);
         let resized = image::imageops::resize(&*view, sw, sh, FilterType::Triangle);
