@@ -66,9 +66,11 @@ fn train_then_evaluate_a_run_directory() {
     write_folder(&val, 1, 2);
     let o = ferrite(&[
         "train", "--data", train.to_str().unwrap(), "--val", val.to_str().unwrap(), "--epochs", "1",
-        "--batch-size", "16", "--out", run.to_str().unwrap(),
+        "--batch-size", "16", "--low-res", "0.5", "--out", run.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", text(&o));
+    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["augment"]["low_res"], 0.5, "{config}");
     for f in ["config.json", "metrics.csv", "curves.png", "best.ferrite", "model.ferrite", "checkpoints/latest"] {
         assert!(run.join(f).exists(), "missing {f}");
     }
@@ -88,6 +90,20 @@ fn train_then_evaluate_a_run_directory() {
     assert!(json["report"]["accuracy"].as_f64().is_some());
     assert_eq!(json["report"]["per_class"].as_array().unwrap().len(), 7);
     assert!(image::open(report.join("confusion.png")).is_ok());
+
+    // The same faces as a small face in a photo would be: scored, and said so.
+    let o = ferrite(&[
+        "evaluate", "--model", run.to_str().unwrap(), "--data", val.to_str().unwrap(), "--face-size", "24",
+        "--out", report.to_str().unwrap(),
+    ]);
+    assert!(o.status.success() && text(&o).contains("faces seen at 24 px"), "{}", text(&o));
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(report.join("evaluate.json")).unwrap()).unwrap();
+    assert_eq!((json["face_size"].as_u64(), json["report"]["samples"].as_u64()), (Some(24), Some(7)));
+    let o = ferrite(&["evaluate", "--model", run.to_str().unwrap(), "--data", val.to_str().unwrap(), "--face-size", "4"]);
+    assert!(!o.status.success() && text(&o).contains("face size 4 px"), "{}", text(&o));
+    let o = ferrite(&["train", "--data", train.to_str().unwrap(), "--low-res", "2", "--out", dir.path().join("bad").to_str().unwrap()]);
+    assert!(!o.status.success() && text(&o).contains("low-resolution probability"), "{}", text(&o));
 
     // Training again into the same directory is refused; resuming a finished run is a no-op.
     let o = ferrite(&["train", "--data", train.to_str().unwrap(), "--out", run.to_str().unwrap()]);

@@ -55,6 +55,11 @@ pub struct EvaluateArgs {
     /// Default: the step the model was trained with (its header's `contrast`).
     #[arg(long, value_enum)]
     pub contrast: Option<Contrast>,
+    /// Score the faces as the pipeline sees a face whose crop is this many pixels wide in a
+    /// photo or video frame (each face shrunk to it and enlarged back to 48): how the model
+    /// reads small faces. Default: the faces as they are.
+    #[arg(long, conflicts_with = "detect")]
+    pub face_size: Option<u32>,
     /// With --detect: how faces are found and cropped (as for `detect`).
     #[command(flatten)]
     pub crop: CropArgs,
@@ -62,7 +67,7 @@ pub struct EvaluateArgs {
 
 pub fn run(args: EvaluateArgs, ctx: &Ctx) -> Result<()> {
     let matmul = ctx.matmul;
-    let EvaluateArgs { model, data, usage, skip_bad, out, tta, ferplus, votes, prior_correction, detect, contrast, crop } = args;
+    let EvaluateArgs { model, data, usage, skip_bad, out, tta, ferplus, votes, prior_correction, detect, contrast, face_size, crop } = args;
     if !detect && crop != CropArgs::DEFAULT {
         bail!("--margin, --pad-retry, --no-align and --detector apply with --detect");
     }
@@ -98,15 +103,19 @@ pub fn run(args: EvaluateArgs, ctx: &Ctx) -> Result<()> {
         }
         return Ok(());
     }
-    let ds = ferrite::train::load_labelled(data, &opts, ferplus.as_ref().map(|v| v.as_deref()))
+    let mut ds = ferrite::train::load_labelled(data, &opts, ferplus.as_ref().map(|v| v.as_deref()))
         .with_context(|| format!("loading {}", data.display()))?;
+    if let Some(side) = face_size {
+        ds.seen_at(side, opts.contrast)?;
+    }
     let report = ferrite::eval::evaluate_tta(&net, &ds, &device, tta);
     println!(
-        "model {model_name} ({}), labels: {}, contrast {:?}, test-time augmentation: {tta:?}, prior correction {}",
+        "model {model_name} ({}), labels: {}, contrast {:?}, test-time augmentation: {tta:?}, prior correction {}{}",
         header.spec.arch,
         if ferplus.is_some() { "FER+ majority" } else { "the data's own" },
         opts.contrast,
-        header.meta.prior_correction
+        header.meta.prior_correction,
+        face_size.map(|s| format!(", faces seen at {s} px")).unwrap_or_default()
     );
     print!("{}", report.to_text());
     if !ds.skipped.is_empty() {
@@ -119,6 +128,7 @@ pub fn run(args: EvaluateArgs, ctx: &Ctx) -> Result<()> {
             "data": data.display().to_string(),
             "skipped": ds.skipped.len(),
             "tta": tta,
+            "face_size": face_size,
             "labels": if ferplus.is_some() { "ferplus-majority" } else { "own" },
             "model_meta": header.meta,
             "report": report,

@@ -73,6 +73,14 @@ pub struct TrainArgs {
     /// Augmentation: random-erasing probability (0 = off).
     #[arg(long, default_value_t = 0.0)]
     pub erase: f32,
+    /// Augmentation: probability of showing a face at a lower resolution, as a small face in a
+    /// photo or video frame reaches the network (0 = off).
+    #[arg(long, default_value_t = 0.0)]
+    pub low_res: f32,
+    /// Smallest crop side in pixels of --low-res (the face is shrunk to a random side from this
+    /// to 47, then enlarged back to 48).
+    #[arg(long, default_value_t = ferrite::data::augment::LOW_RES_MIN)]
+    pub low_res_min: u32,
     /// Mix pairs of faces in a batch: mixup or cutmix.
     #[arg(long, value_enum, default_value = "none")]
     pub mix: MixArg,
@@ -204,6 +212,8 @@ pub fn run(a: TrainArgs, ctx: &Ctx) -> Result<()> {
             rotate_deg: a.rotate,
             zoom: a.zoom,
             erase_prob: a.erase,
+            low_res: a.low_res,
+            low_res_min: a.low_res_min,
         };
         cfg.mix = match a.mix {
             MixArg::None => Mix::None,

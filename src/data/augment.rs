@@ -1,6 +1,7 @@
-//! Training-time augmentation of 48x48 faces: flip, shift, rotation, zoom, random erasing.
+//! Training-time augmentation of 48x48 faces: low resolution, flip, shift, rotation, zoom, random
+//! erasing.
 
-use crate::data::preprocess::{FACE_PIXELS, FACE_SIZE, normalize};
+use crate::data::preprocess::{Contrast, FACE_PIXELS, FACE_SIZE, normalize, seen_at};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -20,7 +21,17 @@ pub struct AugmentConfig {
     pub zoom: f32,
     /// Probability of erasing one random rectangle (0 = off).
     pub erase_prob: f32,
+    /// Probability of seeing the face at a lower resolution first (0 = off): as a face whose
+    /// crop is a random `low_res_min`-47 pixels wide in a photo or video frame comes out of the
+    /// preprocessing ([`seen_at`]).
+    pub low_res: f32,
+    /// The smallest crop side of `low_res`, in pixels (the detector finds faces down to ~25 px,
+    /// whose crops, grown by the margin, are ~33 px).
+    pub low_res_min: u32,
 }
+
+/// The default smallest crop side of the low-resolution augmentation.
+pub const LOW_RES_MIN: u32 = 24;
 
 impl Default for AugmentConfig {
     fn default() -> Self {
@@ -30,6 +41,8 @@ impl Default for AugmentConfig {
             rotate_deg: 0.0,
             zoom: 0.0,
             erase_prob: 0.0,
+            low_res: 0.0,
+            low_res_min: LOW_RES_MIN,
         }
     }
 }
@@ -43,22 +56,48 @@ impl AugmentConfig {
             rotate_deg: 0.0,
             zoom: 0.0,
             erase_prob: 0.0,
+            low_res: 0.0,
+            low_res_min: LOW_RES_MIN,
         }
     }
 
     /// Whether any augmentation is enabled.
     pub fn is_identity(&self) -> bool {
-        !self.flip && self.shift == 0 && self.rotate_deg == 0.0 && self.zoom == 0.0 && self.erase_prob == 0.0
+        !self.flip && self.shift == 0 && self.rotate_deg == 0.0 && self.zoom == 0.0 && self.erase_prob == 0.0 && self.low_res == 0.0
+    }
+
+    /// Check the probabilities and ranges; the message names the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.erase_prob) {
+            return Err("erasing probability must be in [0, 1]".into());
+        }
+        if !(0.0..=1.0).contains(&self.low_res) {
+            return Err("low-resolution probability must be in [0, 1]".into());
+        }
+        if !(8..FACE_SIZE as u32).contains(&self.low_res_min) {
+            return Err(format!("low-resolution smallest side must be in 8..{FACE_SIZE} pixels"));
+        }
+        Ok(())
     }
 }
 
 /// Write one augmented, normalised face (`FACE_PIXELS` values) into `out`.
 ///
-/// Flip, shift, rotation and zoom are one inverse affine map sampled bilinearly (outside pixels
-/// are 0); erasing then fills a rectangle of 2-20% of the area with uniform noise.
-pub fn augment_into(src: &[u8], out: &mut [f32], cfg: &AugmentConfig, rng: &mut impl Rng) {
+/// The low-resolution view comes first (with the data set's `contrast` step, as the
+/// preprocessing gives a small face); flip, shift, rotation and zoom are one inverse affine map
+/// sampled bilinearly (outside pixels are 0); erasing then fills a rectangle of 2-20% of the
+/// area with uniform noise.
+pub fn augment_into(src: &[u8], out: &mut [f32], cfg: &AugmentConfig, contrast: Contrast, rng: &mut impl Rng) {
     debug_assert_eq!(src.len(), FACE_PIXELS);
     debug_assert_eq!(out.len(), FACE_PIXELS);
+    let small;
+    let src = if cfg.low_res > 0.0 && rng.random_bool(cfg.low_res.clamp(0.0, 1.0) as f64) {
+        let side = rng.random_range(cfg.low_res_min.min(FACE_SIZE as u32 - 1)..FACE_SIZE as u32);
+        small = seen_at(src, side, contrast);
+        &small[..]
+    } else {
+        src
+    };
     let flip = cfg.flip && rng.random_bool(0.5);
     let (dx, dy) = if cfg.shift > 0 {
         let s = cfg.shift as i32;
@@ -174,7 +213,7 @@ mod tests {
         let (mut bigger, mut smaller) = (false, false);
         for _ in 0..40 {
             let mut out = vec![0.0; FACE_PIXELS];
-            augment_into(&src, &mut out, &cfg, &mut rng);
+            augment_into(&src, &mut out, &cfg, Contrast::Raw, &mut rng);
             let mass: f32 = out.iter().sum();
             bigger |= mass > 64.0 * 1.3;
             smaller |= mass < 64.0 * 0.8;
@@ -195,7 +234,7 @@ mod tests {
     fn identity_config_only_normalises() {
         let src = ramp();
         let mut out = vec![0.0; FACE_PIXELS];
-        augment_into(&src, &mut out, &AugmentConfig::none(), &mut StdRng::seed_from_u64(1));
+        augment_into(&src, &mut out, &AugmentConfig::none(), Contrast::Raw, &mut StdRng::seed_from_u64(1));
         for (o, s) in out.iter().zip(&src) {
             assert_eq!(*o, normalize(*s));
         }
@@ -212,7 +251,7 @@ mod tests {
         let mut seen_flip = false;
         for _ in 0..20 {
             let mut out = vec![0.0; FACE_PIXELS];
-            augment_into(&src, &mut out, &cfg, &mut rng);
+            augment_into(&src, &mut out, &cfg, Contrast::Raw, &mut rng);
             let flipped = (0..FACE_SIZE).all(|x| out[x] == normalize(src[FACE_SIZE - 1 - x]));
             let same = (0..FACE_SIZE).all(|x| out[x] == normalize(src[x]));
             assert!(flipped || same);
@@ -237,12 +276,40 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(3);
         for _ in 0..20 {
             let mut out = vec![0.0; FACE_PIXELS];
-            augment_into(&src, &mut out, &cfg, &mut rng);
+            augment_into(&src, &mut out, &cfg, Contrast::Raw, &mut rng);
             let kept = out.iter().filter(|&&v| v > 0.0).count();
             // At most 4 rows and 4 columns are lost.
             assert!(kept >= 44 * 44, "{kept}");
             assert!(out.iter().all(|&v| v == 0.0 || v == normalize(200)));
         }
+    }
+
+    #[test]
+    fn low_resolution_views_blur_some_faces_and_are_checked() {
+        // A checkerboard of single pixels: any view below 48 pixels averages it towards grey.
+        let src: Vec<u8> = (0..FACE_PIXELS).map(|i| if (i % FACE_SIZE + i / FACE_SIZE).is_multiple_of(2) { 0 } else { 250 }).collect();
+        let cfg = AugmentConfig {
+            low_res: 0.5,
+            ..AugmentConfig::none()
+        };
+        let mut rng = StdRng::seed_from_u64(9);
+        let (mut sharp, mut blurred) = (0, 0);
+        for _ in 0..100 {
+            let mut out = vec![0.0; FACE_PIXELS];
+            augment_into(&src, &mut out, &cfg, Contrast::Raw, &mut rng);
+            if out.iter().zip(&src).all(|(o, s)| *o == normalize(*s)) {
+                sharp += 1;
+            } else {
+                // Shrunk to 24-47 pixels, the single-pixel pattern is mostly gone.
+                let spread = out.iter().map(|v| (v - 0.49).abs()).sum::<f32>() / FACE_PIXELS as f32;
+                assert!(spread < 0.35, "{spread}");
+                blurred += 1;
+            }
+        }
+        assert!((30..70).contains(&sharp) && sharp + blurred == 100, "{sharp} {blurred}");
+        assert!(AugmentConfig { low_res: 1.5, ..cfg.clone() }.validate().unwrap_err().contains("low-resolution"));
+        assert!(AugmentConfig { low_res_min: 48, ..cfg.clone() }.validate().is_err());
+        assert!(cfg.validate().is_ok() && !cfg.is_identity());
     }
 
     #[test]
@@ -254,10 +321,12 @@ mod tests {
             rotate_deg: 15.0,
             zoom: 0.15,
             erase_prob: 1.0,
+            low_res: 0.5,
+            low_res_min: LOW_RES_MIN,
         };
         let run = |seed| {
             let mut out = vec![0.0; FACE_PIXELS];
-            augment_into(&src, &mut out, &cfg, &mut StdRng::seed_from_u64(seed));
+            augment_into(&src, &mut out, &cfg, Contrast::Raw, &mut StdRng::seed_from_u64(seed));
             out
         };
         let a = run(11);

@@ -41,6 +41,24 @@ pub fn to_face(img: &DynamicImage, contrast: Contrast) -> Vec<u8> {
     face
 }
 
+/// The 48x48 face as [`to_face`] makes it from a photo in which the face's square crop is only
+/// `side` pixels wide: `face` shrunk to `side` x `side` (each pixel the average of the area it
+/// covers, as a camera's are) and enlarged back to 48x48 by `to_face`, with its `contrast` step.
+/// A `side` of 48 or more is `to_face` of the face as it is; a slice that is not one 48x48 face
+/// is returned unchanged. Training uses it to show the network small faces in photos and video
+/// ([`crate::data::augment::AugmentConfig::low_res`]).
+pub fn seen_at(face: &[u8], side: u32, contrast: Contrast) -> Vec<u8> {
+    let Some(gray) = image::GrayImage::from_raw(FACE_SIZE as u32, FACE_SIZE as u32, face.to_vec()) else {
+        return face.to_vec();
+    };
+    if side as usize >= FACE_SIZE {
+        return to_face(&DynamicImage::ImageLuma8(gray), contrast);
+    }
+    let side = side.max(1);
+    let small = image::imageops::resize(&gray, side, side, FilterType::Triangle);
+    to_face(&DynamicImage::ImageLuma8(small), contrast)
+}
+
 /// Global histogram equalisation in place (OpenCV's `equalizeHist` mapping:
 /// `round((cdf(v) - cdf_min) / (n - cdf_min) * 255)`); a flat image is left as it is.
 pub fn equalize(pixels: &mut [u8]) {
@@ -124,6 +142,35 @@ mod tests {
         assert_eq!(face, once, "equalising is idempotent");
         let raw = to_face(&DynamicImage::ImageLuma8(img.clone()), Contrast::Raw);
         assert_eq!(raw, img.into_raw(), "raw passes a 48x48 image through");
+    }
+
+    #[test]
+    fn a_face_seen_small_loses_detail_but_keeps_its_size_and_layout() {
+        // Fine vertical stripes (2 px period) on the left half, flat grey on the right.
+        let face: Vec<u8> = (0..FACE_PIXELS)
+            .map(|i| {
+                let x = i % FACE_SIZE;
+                if x < 24 { if x.is_multiple_of(2) { 40 } else { 220 } } else { 130 }
+            })
+            .collect();
+        let stripes = |f: &[u8]| (0..23).map(|x| (f[10 * FACE_SIZE + x] as i32 - f[10 * FACE_SIZE + x + 1] as i32).abs()).sum::<i32>();
+        let raw = seen_at(&face, 48, Contrast::Raw);
+        assert_eq!(raw, face, "a 48-pixel face is the face");
+        let small = seen_at(&face, 20, Contrast::Raw);
+        assert_eq!(small.len(), FACE_PIXELS);
+        assert!(stripes(&small) * 4 < stripes(&face), "stripes finer than a pixel of the small face blur out");
+        // The halves stay where they were: left averages to the stripes' mean, right stays grey.
+        let mean = |f: &[u8], xs: std::ops::Range<usize>| {
+            let v: Vec<u32> = (0..FACE_SIZE).flat_map(|y| xs.clone().map(move |x| (y, x))).map(|(y, x)| f[y * FACE_SIZE + x] as u32).collect();
+            v.iter().sum::<u32>() / v.len() as u32
+        };
+        assert!((mean(&small, 2..20) as i32 - 130).abs() < 8, "{}", mean(&small, 2..20));
+        assert!((mean(&small, 28..46) as i32 - 130).abs() < 3);
+        // With equalisation the result is equalised as `to_face` leaves a photo's face.
+        let mut expected = small.clone();
+        equalize(&mut expected);
+        assert_eq!(seen_at(&face, 20, Contrast::Equalize), expected);
+        assert_eq!(seen_at(&face[..10], 20, Contrast::Raw), face[..10].to_vec());
     }
 
     #[test]

@@ -145,6 +145,7 @@ impl TrainConfig {
         if !(0.0..0.9).contains(&self.val_fraction) {
             return bad("validation fraction must be in [0, 0.9)");
         }
+        self.augment.validate().map_err(Error::Config)?;
         if !(0.0..1.0).contains(&self.label_smoothing) {
             return bad("label smoothing must be in [0, 1)");
         }

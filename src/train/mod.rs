@@ -230,7 +230,7 @@ fn fit(
         let mut lr = state.lr;
         let first_step = state.epoch * steps_per_epoch;
         let result: Result<()> = std::thread::scope(|scope| {
-            let rx = batch_producer(scope, train_ds, order, cfg.batch_size, &cfg.augment, cfg.mix, rules, seed);
+            let rx = batch_producer(scope, train_ds, order, cfg.batch_size, &cfg.augment, cfg.contrast, cfg.mix, rules, seed);
             for (k, batch) in rx.iter().enumerate() {
                 if let Schedule::Cosine { warmup_epochs, min_lr } = cfg.schedule {
                     lr = cosine_step(cfg, &mut state.cosine_anchor, planned, warmup_epochs, min_lr, first_step + k, steps_per_epoch, lr);

@@ -246,6 +246,7 @@ pub(crate) fn batch_producer<'a>(
     order: Vec<usize>,
     batch_size: usize,
     augment: &'a AugmentConfig,
+    contrast: crate::data::preprocess::Contrast,
     mix: Mix,
     rules: TargetRules,
     seed: u64,
@@ -258,7 +259,7 @@ pub(crate) fn batch_producer<'a>(
         for idx in order.chunks(batch_size) {
             let mut pixels = vec![0.0f32; idx.len() * FACE_PIXELS];
             for (k, &i) in idx.iter().enumerate() {
-                augment_into(ds.face(i), &mut pixels[k * FACE_PIXELS..(k + 1) * FACE_PIXELS], augment, &mut rng);
+                augment_into(ds.face(i), &mut pixels[k * FACE_PIXELS..(k + 1) * FACE_PIXELS], augment, contrast, &mut rng);
             }
             let labels: Vec<i64> = idx.iter().map(|&i| ds.labels[i].index() as i64).collect();
             let mut targets = Vec::with_capacity(idx.len() * C);
