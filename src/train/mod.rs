@@ -122,7 +122,8 @@ pub fn train_on(
 }
 
 /// The network of the model `init` names (file, run directory or `embedded:NAME`), which must
-/// be the one `spec` describes: the starting point of a fine-tuning run.
+/// be the one `spec` describes, without the prior correction its file records: the starting
+/// point of a fine-tuning run.
 fn initial_weights(init: &str, spec: &ModelSpec, device: &Device) -> Result<Network> {
     let source = crate::model::source::ModelSource::from(init);
     let (net, header) = source.load(device)?;
@@ -133,6 +134,11 @@ fn initial_weights(init: &str, spec: &ModelSpec, device: &Device) -> Result<Netw
             header.spec
         )));
     }
+    // A prior correction folded into its classifier's bias (the embedded default's 0.25) is
+    // taken out: the run trains, records and exports the network itself, as a run from scratch
+    // does, and `export --prior-correction` puts a correction back.
+    let tau = header.meta.prior_correction as f32;
+    let (net, _) = crate::model::infer::correct_priors(net, header, -tau)?;
     // Loaded for inference (an f16 file's weights cast to f32 are untracked): its weights put
     // into a network made for training, whose parameters are tracked.
     Ok(Network::new(spec, device).load_record(net.into_record()))

@@ -497,6 +497,18 @@ fn a_run_can_start_from_a_model_of_the_same_network_only() {
     let e = initial_weights(&init, &other, &device).unwrap_err();
     assert!(matches!(e, Error::Config(_)) && e.to_string().contains("different network"), "{e}");
     assert!(initial_weights("/nonexistent/model.ferrite", &spec, &device).is_err());
+    // A file with a prior correction folded in (as the embedded default has) starts the run
+    // from the network without it.
+    let mut priored = header.clone();
+    priored.meta.class_priors = Some([0.09, 0.01, 0.03, 0.28, 0.35, 0.14, 0.10]);
+    let (corrected, corrected_header) = crate::model::infer::correct_priors(net.clone(), priored, 0.5).unwrap();
+    let corrected_path = dir.path().join("corrected.ferrite");
+    modelfile::save(&corrected_path, &corrected, &corrected_header).unwrap();
+    assert_ne!(probs(&initial_weights(&init, &spec, &device).unwrap()), probs(&modelfile::load(&corrected_path, &device).unwrap().0));
+    let restarted = probs(&initial_weights(&corrected_path.to_string_lossy(), &spec, &device).unwrap());
+    for (x, y) in restarted.iter().flatten().zip(b.iter().flatten()) {
+        assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+    }
     // A run from a half-precision file (as the embedded models are stored) trains: its
     // weights are tracked for gradients.
     let half = dir.path().join("half.ferrite");
