@@ -257,7 +257,30 @@ pub fn average(parts: Vec<(Network, ModelHeader)>) -> Result<(Network, ModelHead
     let device = device.unwrap_or_default();
     // A fresh network, so the result shares no running-statistics storage with a part.
     let net = Network::new(&spec, &device).map(&mut Scatter(means.into_iter()));
-    Ok((net, ModelHeader::new(spec, ModelMeta { averaged: metas, ..ModelMeta::default() })))
+    Ok((net, ModelHeader::new(spec, averaged_meta(metas)?)))
+}
+
+/// The contract of an averaged model: the parts' contrast step (which must agree), their class
+/// priors and label set where all agree, and the mean of their folded prior corrections (the
+/// corrections are offsets of the classifier's bias, so the mean bias carries the mean
+/// correction when the priors agree).
+fn averaged_meta(metas: Vec<ModelMeta>) -> Result<ModelMeta> {
+    let first = metas[0].clone();
+    if metas.iter().any(|m| m.contrast != first.contrast) {
+        return Err(Error::Incompatible("the models expect different contrast steps: their weights cannot be averaged".into()));
+    }
+    let same = |f: &dyn Fn(&ModelMeta) -> bool| metas.iter().all(f);
+    let class_priors = first.class_priors.filter(|p| same(&|m| m.class_priors.as_ref() == Some(p)));
+    let labels = first.labels.clone().filter(|l| same(&|m| m.labels.as_ref() == Some(l)));
+    let prior_correction = metas.iter().map(|m| m.prior_correction).sum::<f64>() / metas.len() as f64;
+    Ok(ModelMeta {
+        contrast: first.contrast,
+        class_priors,
+        labels,
+        prior_correction: if class_priors.is_some() || prior_correction == 0.0 { prior_correction } else { 0.0 },
+        averaged: metas,
+        ..ModelMeta::default()
+    })
 }
 
 /// Write a model file atomically.
@@ -391,7 +414,9 @@ mod tests {
                 })
                 .collect();
             let net = net.map(&mut Scatter(shifted.into_iter()));
-            (net, ModelHeader::new(spec.clone(), ModelMeta::from_json(serde_json::json!({ "epoch": seed }))))
+            let meta = serde_json::json!({ "epoch": seed, "class_priors": [0.1, 0.01, 0.03, 0.28, 0.35, 0.13, 0.1],
+                "prior_correction": 0.1 * seed as f64, "labels": "ferplus-crossentropy" });
+            (net, ModelHeader::new(spec.clone(), ModelMeta::from_json(meta)))
         };
         let parts = vec![part(1), part(2), part(6)];
         let gathered: Vec<Vec<TensorData>> = parts
@@ -404,6 +429,10 @@ mod tests {
             .collect();
         let (avg, header) = average(parts).unwrap();
         assert_eq!(header.meta.averaged[2].epoch, Some(6));
+        // The contract the parts share is kept; their folded corrections average.
+        assert_eq!(header.meta.class_priors.map(|p| p[4]), Some(0.35));
+        assert_eq!(header.meta.labels.as_deref(), Some("ferplus-crossentropy"));
+        assert!((header.meta.prior_correction - 0.3).abs() < 1e-9, "{}", header.meta.prior_correction);
         let mut g = Gather(Vec::new());
         avg.visit(&mut g);
         assert_eq!(g.0.len(), gathered[0].len());
@@ -429,6 +458,13 @@ mod tests {
         let other = (Network::new(&wider, &device), ModelHeader::new(wider, ModelMeta::from_json(serde_json::Value::Null)));
         let err = average(vec![part(1), other]).unwrap_err().to_string();
         assert!(err.contains("model 2") && err.contains("architecture"), "{err}");
+        // Parts that disagree on their priors keep none (and no correction); on contrast, refused.
+        let (mut a, mut b) = (part(1), part(2));
+        b.1.meta.class_priors = None;
+        let (_, h) = average(vec![a.clone(), b.clone()]).unwrap();
+        assert_eq!((h.meta.class_priors, h.meta.prior_correction), (None, 0.0));
+        a.1.meta.contrast = crate::data::preprocess::Contrast::Raw;
+        assert!(average(vec![a, b]).unwrap_err().to_string().contains("contrast"));
         assert!(average(Vec::new()).is_err());
     }
 
