@@ -15,6 +15,7 @@ shift 2
 [ $# -gt 0 ] || { echo "usage: collect_models.sh NAME TEACHER_VAL_CSV LABEL=MODEL..." >&2; exit 2; }
 data="${FERRITE_DATA_ROOT:-$root/../shared/data}"
 bin="${FERRITE_BIN:-$root/target/release/ferrite}"
+. "$runs/measure.sh"
 mkdir -p "$here"
 agree="$(mktemp -d)"
 trap 'rm -rf "$agree"' EXIT
@@ -29,13 +30,7 @@ for spec in "$@"; do
       wild) args=(--data "$data/wild" --detect) ;;
       teacher) args=(--data "$agree") ;;
     esac
-    # Already measured (a re-run after an interruption, or a model added to the table): kept.
-    [ -s "$here/$label-$what.json" ] && continue
-    tmp="$(mktemp -d)"
-    "$bin" evaluate --model "$model" "${args[@]}" --out "$tmp" > "$here/$label-$what.txt"
-    cp "$tmp/evaluate.json" "$here/$label-$what.json"
-    cp "$tmp/confusion.png" "$here/$label-$what-confusion.png" 2>/dev/null || true
-    rm -rf "$tmp"
+    measure "$here" "$label" "$what" "$model" "${args[@]}"
   done
   echo "$label done" >&2
 done

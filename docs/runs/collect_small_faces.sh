@@ -4,7 +4,7 @@
 # crop size and enlarged back to 48, as the pipeline gives a face of that size), and through the
 # whole pipeline on wild/ with each photo shrunk to 140, 100 and 70 px in the middle of a 640x360
 # frame (the committed coffee.jpg, blurred, around it: no face, and no flat border in the crop). Writes docs/runs/NAME/
-# LABEL-face{24,32,40}.{txt,json}, LABEL-frame{140,100,70}.{txt,json} (kept on a re-run) and
+# LABEL-face{24,32,40}.{txt,json}, LABEL-frame{140,100,70}.{txt,json} (kept on a re-run; docs/runs/measure.sh) and
 # small-faces.md. The frames are made once into runs/small-wild/ (ffmpeg, a few minutes).
 # Usage: docs/runs/collect_small_faces.sh NAME LABEL=MODEL [LABEL=MODEL ...]
 set -euo pipefail
@@ -15,6 +15,7 @@ shift
 [ $# -gt 0 ] || { echo "usage: collect_small_faces.sh NAME LABEL=MODEL..." >&2; exit 2; }
 data="${FERRITE_DATA_ROOT:-$root/../shared/data}"
 bin="${FERRITE_BIN:-$root/target/release/ferrite}"
+. "$runs/measure.sh"
 frames="$root/runs/small-wild"
 sizes=(140 100 70)
 mkdir -p "$here"
@@ -41,11 +42,7 @@ for spec in "$@"; do
       face*) args=(--data "$data/fer2013/val" --ferplus --face-size "${what#face}") ;;
       frame*) args=(--data "$frames/${what#frame}" --detect) ;;
     esac
-    [ -s "$here/$label-$what.json" ] && continue
-    tmp="$(mktemp -d)"
-    "$bin" evaluate --model "$model" "${args[@]}" --out "$tmp" > "$here/$label-$what.txt"
-    cp "$tmp/evaluate.json" "$here/$label-$what.json"
-    rm -rf "$tmp"
+    measure "$here" "$label" "$what" "$model" "${args[@]}"
   done
   echo "$label done" >&2
 done
