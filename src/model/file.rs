@@ -265,22 +265,18 @@ pub fn average(parts: Vec<(Network, ModelHeader)>) -> Result<(Network, ModelHead
 /// corrections are offsets of the classifier's bias, so the mean bias carries the mean
 /// correction when the priors agree).
 fn averaged_meta(metas: Vec<ModelMeta>) -> Result<ModelMeta> {
-    let first = metas[0].clone();
+    let first = &metas[0];
     if metas.iter().any(|m| m.contrast != first.contrast) {
         return Err(Error::Incompatible("the models expect different contrast steps: their weights cannot be averaged".into()));
     }
-    let same = |f: &dyn Fn(&ModelMeta) -> bool| metas.iter().all(f);
-    let class_priors = first.class_priors.filter(|p| same(&|m| m.class_priors.as_ref() == Some(p)));
-    let labels = first.labels.clone().filter(|l| same(&|m| m.labels.as_ref() == Some(l)));
-    let prior_correction = metas.iter().map(|m| m.prior_correction).sum::<f64>() / metas.len() as f64;
-    Ok(ModelMeta {
-        contrast: first.contrast,
-        class_priors,
-        labels,
-        prior_correction: if class_priors.is_some() || prior_correction == 0.0 { prior_correction } else { 0.0 },
-        averaged: metas,
-        ..ModelMeta::default()
-    })
+    let class_priors = first.class_priors.filter(|p| metas.iter().all(|m| m.class_priors.as_ref() == Some(p)));
+    let labels = first.labels.clone().filter(|l| metas.iter().all(|m| m.labels.as_ref() == Some(l)));
+    // Without shared priors there is no correction to record (nor to undo).
+    let prior_correction = match class_priors {
+        Some(_) => metas.iter().map(|m| m.prior_correction).sum::<f64>() / metas.len() as f64,
+        None => 0.0,
+    };
+    Ok(ModelMeta { contrast: first.contrast, class_priors, labels, prior_correction, averaged: metas, ..ModelMeta::default() })
 }
 
 /// Write a model file atomically.
