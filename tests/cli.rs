@@ -383,6 +383,78 @@ fn ferplus_folders_train_and_evaluate_and_bad_rows_name_their_line() {
     assert!(text(&o).contains("fer0000099.png") && text(&o).contains("missing"), "{}", text(&o));
 }
 
+/// Both label sets at once: FER2013 class folders with a FER+ vote file beside them
+/// (`ferplus/NAME.csv`, the shared data set's layout) train with each face's own label mixed into
+/// its vote target (recorded in config.json and the model's label set); a FER+ image folder, which
+/// has no labels of its own, a missing vote file and a vote file for other faces are errors
+/// naming the folder or file.
+#[test]
+fn own_labels_mix_into_ferplus_targets_and_bad_label_files_are_named() {
+    let dir = ferrite::fsutil::TempDir::new().unwrap();
+    let root = dir.path().join("fer2013");
+    let (train, val) = (root.join("train"), root.join("val"));
+    write_folder(&train, 3, 1);
+    write_folder(&val, 1, 2);
+    std::fs::create_dir_all(root.join("ferplus")).unwrap();
+    // FER+ columns: neutral, happiness, surprise, sadness, anger, disgust, fear, ...
+    let column = |e: &str| ["neutral", "happy", "surprise", "sad", "angry", "disgust", "fear"].iter().position(|c| *c == e).unwrap();
+    let write_votes = |folder: &Path, name: &str, shift: usize| {
+        let mut csv = String::from("file,ferplus_name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF\n");
+        for class in std::fs::read_dir(folder).unwrap() {
+            let class = class.unwrap().path();
+            let label = class.file_name().unwrap().to_string_lossy().into_owned();
+            for f in std::fs::read_dir(&class).unwrap() {
+                let f = f.unwrap().file_name().to_string_lossy().into_owned();
+                // The crowd disagrees with the folder: its majority is the next class.
+                let mut votes = [0u32; 10];
+                votes[(column(&label) + shift) % 7] = 8;
+                votes[column(&label)] = 2;
+                let v: Vec<String> = votes.iter().map(|v| v.to_string()).collect();
+                csv.push_str(&format!("{label}/{f},x.png,{}\n", v.join(",")));
+            }
+        }
+        std::fs::write(root.join("ferplus").join(name), csv).unwrap();
+    };
+    write_votes(&train, "train.csv", 1);
+    write_votes(&val, "val.csv", 1);
+    let run = dir.path().join("run");
+    let args = |data: &Path, out: &Path| -> Vec<String> {
+        [
+            "train", "--data", data.to_str().unwrap(), "--val", val.to_str().unwrap(), "--ferplus", "crossentropy", "--own-label-weight", "0.4",
+            "--arch", "compact", "--width", "4", "--epochs", "1", "--batch-size", "16", "--out", out.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let o = ferrite(&args(&train, &run).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", text(&o));
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["ferplus"]["own_label_weight"].as_f64().map(|w| (w * 10.0).round()), Some(4.0));
+    let report = dir.path().join("report");
+    let o = ferrite(&["evaluate", "--model", run.to_str().unwrap(), "--data", val.to_str().unwrap(), "--out", report.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(report.join("evaluate.json")).unwrap()).unwrap();
+    assert_eq!(json["model_meta"]["labels"], "ferplus-crossentropy+fer2013-0.4");
+    // Out of range: named by its library name.
+    let o = ferrite(&["train", "--data", train.to_str().unwrap(), "--ferplus", "crossentropy", "--own-label-weight", "1", "--out", dir.path().join("r1").to_str().unwrap()]);
+    assert!(!o.status.success() && text(&o).contains("own_label_weight"), "{}", text(&o));
+    // A FER+ image folder has no own labels to mix.
+    let fp = dir.path().join("FER2013Train");
+    write_ferplus_folder(&fp, 2, 3);
+    let o = ferrite(&args(&fp, &dir.path().join("r2")).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!o.status.success() && text(&o).contains("FER2013Train") && text(&o).contains("no FER2013 labels"), "{}", text(&o));
+    // Votes missing: a folder with no vote file beside it is named.
+    let lone = dir.path().join("lone");
+    write_folder(&lone, 1, 4);
+    let o = ferrite(&args(&lone, &dir.path().join("r3")).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!o.status.success() && text(&o).contains("lone") && text(&o).contains("no FER+ vote file"), "{}", text(&o));
+    // Votes for other faces: the vote file is named.
+    std::fs::write(root.join("ferplus/train.csv"), "file,ferplus_name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF\nangry/other.jpg,x.png,8,2,0,0,0,0,0,0,0,0\n").unwrap();
+    let o = ferrite(&args(&train, &dir.path().join("r4")).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!o.status.success() && text(&o).contains("train.csv") && text(&o).contains("no face"), "{}", text(&o));
+}
+
 /// `kill -9` at several points of a training run, then `--resume` until it finishes: every
 /// epoch appears once in metrics.csv, in order, the checkpoints and the final model load, and
 /// an uninterrupted run of the same command ends at the same metrics (resume is exact).

@@ -25,7 +25,7 @@ fn default_model_and_ferplus_val(root: &std::path::Path) -> (ferrite::model::Net
     let (net, header) = ferrite::model::infer::correct_priors(net, header, -tau).expect("undo the prior correction");
     let opts = ferrite::data::LoadOptions { contrast: header.contrast(), ..Default::default() };
     let mode = ferrite::data::ferplus::LabelMode::Majority;
-    let val = ferrite::train::load_ferplus(&root.join("val"), &opts, mode, None).expect("FER+ val");
+    let val = ferrite::train::load_ferplus(&root.join("val"), &opts, mode, None, 0.0).expect("FER+ val");
     (net, header, val)
 }
 
@@ -74,4 +74,15 @@ fn embedded_models_keep_their_stated_accuracy() {
     let acc = evaluate(&net, &val, &device).accuracy;
     eprintln!("embedded fer2013 model: {:.2}% on {} val faces", 100.0 * acc, val.len());
     assert!((acc - 0.6754).abs() <= 0.001, "{acc:.4}");
+
+    // `embedded:both-labels` (issue 43): its run's figures on both label sets, f32 and f16 alike.
+    let (net, header) = ferrite::model::embedded::named("both-labels", &device).expect("embedded both-labels model");
+    assert_eq!(header.meta.labels.as_deref(), Some("ferplus-crossentropy+fer2013-0.4"));
+    let opts = ferrite::data::LoadOptions { contrast: header.contrast(), ..Default::default() };
+    let majority = ferrite::data::ferplus::LabelMode::Majority;
+    let ferplus = ferrite::train::load_ferplus(&root.join("val"), &opts, majority, None, 0.0).expect("FER+ val");
+    let own = ferrite::data::Dataset::load(&root.join("val"), &opts).expect("val");
+    let (fp, fe) = (evaluate(&net, &ferplus, &device).accuracy, evaluate(&net, &own, &device).accuracy);
+    eprintln!("embedded both-labels model: {:.2}% FER+ majority, {:.2}% FER2013 labels", 100.0 * fp, 100.0 * fe);
+    assert!((fp - 0.8420).abs() <= 0.002 && (fe - 0.6149).abs() <= 0.002, "{fp:.4} / {fe:.4}");
 }

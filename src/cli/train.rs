@@ -81,6 +81,10 @@ pub struct TrainArgs {
     /// to 47, then enlarged back to 48).
     #[arg(long, default_value_t = ferrite::data::augment::LOW_RES_MIN)]
     pub low_res_min: u32,
+    /// Augmentation: probability of showing a face in dim, uneven light (darkened, one side
+    /// darker, sensor noise, then the contrast step), as a dark room films it (0 = off).
+    #[arg(long, default_value_t = 0.0)]
+    pub light: f32,
     /// Mix pairs of faces in a batch: mixup or cutmix.
     #[arg(long, value_enum, default_value = "none")]
     pub mix: MixArg,
@@ -126,6 +130,11 @@ pub struct TrainArgs {
     /// FER+ votes for --val (default as for --train-votes).
     #[arg(long, requires = "ferplus")]
     pub val_votes: Option<PathBuf>,
+    /// Both label sets at once: the weight of each face's own FER2013 label (its folder or CSV
+    /// row) in its target, (1 - w) * votes + w * own label, in [0, 1). Validation stays FER+
+    /// majority; score FER2013's labels with `evaluate` (without --ferplus).
+    #[arg(long, default_value_t = 0.0, requires = "ferplus")]
+    pub own_label_weight: f32,
     /// Distillation: a teacher file (`file,angry,...,surprise` per training face, as
     /// tools/teacher/teacher.cjs writes) mixed into each target with --teacher-weight.
     #[arg(long)]
@@ -214,6 +223,7 @@ pub fn run(a: TrainArgs, ctx: &Ctx) -> Result<()> {
             erase_prob: a.erase,
             low_res: a.low_res,
             low_res_min: a.low_res_min,
+            light: a.light,
         };
         cfg.mix = match a.mix {
             MixArg::None => Mix::None,
@@ -231,6 +241,7 @@ pub fn run(a: TrainArgs, ctx: &Ctx) -> Result<()> {
             mode: m,
             train_votes: a.train_votes.clone(),
             val_votes: a.val_votes.clone(),
+            own_label_weight: a.own_label_weight,
         });
         cfg.teacher = a.teacher.map(|path| ferrite::data::teacher::TeacherConfig {
             path,

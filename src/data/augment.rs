@@ -1,5 +1,5 @@
-//! Training-time augmentation of 48x48 faces: low resolution, flip, shift, rotation, zoom, random
-//! erasing.
+//! Training-time augmentation of 48x48 faces: dim and uneven light, low resolution, flip, shift,
+//! rotation, zoom, random erasing.
 
 use crate::data::preprocess::{Contrast, FACE_PIXELS, FACE_SIZE, normalize, seen_at};
 use rand::Rng;
@@ -28,6 +28,10 @@ pub struct AugmentConfig {
     /// The smallest crop side of `low_res`, in pixels (the detector finds faces down to ~25 px,
     /// whose crops, grown by the margin, are ~33 px).
     pub low_res_min: u32,
+    /// Probability of seeing the face in dim, uneven light first (0 = off): [`dim_light`], then
+    /// the data set's contrast step, as a face filmed in a dark room comes out of the
+    /// preprocessing (few grey levels, sensor noise, one side darker).
+    pub light: f32,
 }
 
 /// The default smallest crop side of the low-resolution augmentation.
@@ -43,6 +47,7 @@ impl Default for AugmentConfig {
             erase_prob: 0.0,
             low_res: 0.0,
             low_res_min: LOW_RES_MIN,
+            light: 0.0,
         }
     }
 }
@@ -58,12 +63,13 @@ impl AugmentConfig {
             erase_prob: 0.0,
             low_res: 0.0,
             low_res_min: LOW_RES_MIN,
+            light: 0.0,
         }
     }
 
     /// Whether any augmentation is enabled.
     pub fn is_identity(&self) -> bool {
-        !self.flip && self.shift == 0 && self.rotate_deg == 0.0 && self.zoom == 0.0 && self.erase_prob == 0.0 && self.low_res == 0.0
+        !self.flip && self.shift == 0 && self.rotate_deg == 0.0 && self.zoom == 0.0 && self.erase_prob == 0.0 && self.low_res == 0.0 && self.light == 0.0
     }
 
     /// Check the probabilities and ranges; the message names the setting.
@@ -74,6 +80,9 @@ impl AugmentConfig {
         if !(0.0..=1.0).contains(&self.low_res) {
             return Err("low-resolution probability must be in [0, 1]".into());
         }
+        if !(0.0..=1.0).contains(&self.light) {
+            return Err("dim-light probability must be in [0, 1]".into());
+        }
         if !(8..FACE_SIZE as u32).contains(&self.low_res_min) {
             return Err(format!("low-resolution smallest side must be in 8..{FACE_SIZE} pixels"));
         }
@@ -83,13 +92,20 @@ impl AugmentConfig {
 
 /// Write one augmented, normalised face (`FACE_PIXELS` values) into `out`.
 ///
-/// The low-resolution view comes first (with the data set's `contrast` step, as the
-/// preprocessing gives a small face); flip, shift, rotation and zoom are one inverse affine map
+/// Dim light comes first, then the low-resolution view (each with the data set's `contrast`
+/// step, as the preprocessing gives such a face); flip, shift, rotation and zoom are one inverse affine map
 /// sampled bilinearly (outside pixels are 0); erasing then fills a rectangle of 2-20% of the
 /// area with uniform noise.
 pub fn augment_into(src: &[u8], out: &mut [f32], cfg: &AugmentConfig, contrast: Contrast, rng: &mut impl Rng) {
     debug_assert_eq!(src.len(), FACE_PIXELS);
     debug_assert_eq!(out.len(), FACE_PIXELS);
+    let dim;
+    let src = if cfg.light > 0.0 && rng.random_bool(cfg.light.clamp(0.0, 1.0) as f64) {
+        dim = dim_light(src, contrast, rng);
+        &dim[..]
+    } else {
+        src
+    };
     let small;
     let src = if cfg.low_res > 0.0 && rng.random_bool(cfg.low_res.clamp(0.0, 1.0) as f64) {
         let side = rng.random_range(cfg.low_res_min.min(FACE_SIZE as u32 - 1)..FACE_SIZE as u32);
@@ -151,6 +167,37 @@ pub fn augment_into(src: &[u8], out: &mut [f32], cfg: &AugmentConfig, contrast: 
             }
         }
     }
+}
+
+/// A face as a dim, unevenly lit room gives it, after the `contrast` step: the light falls to a
+/// random 8-50% overall and, along a random direction, to 30-100% of that on the far side; the
+/// sensor adds noise (1-4 grey levels) and the few grey levels left are rounded to whole values.
+/// With histogram equalisation the face is spread over the full range again, its noise and
+/// banding with it, as the preprocessing does to a dark face.
+pub fn dim_light(src: &[u8], contrast: Contrast, rng: &mut impl Rng) -> Vec<u8> {
+    let n = FACE_SIZE as f32;
+    let level = rng.random_range(0.08f32..0.5);
+    let far = rng.random_range(0.3f32..=1.0);
+    let (dir_s, dir_c) = rng.random_range(0.0f32..std::f32::consts::TAU).sin_cos();
+    let sigma = rng.random_range(1.0f32..4.0);
+    let normal = rand_distr::Normal::new(0.0f32, sigma).expect("a positive deviation");
+    let c = (n - 1.0) / 2.0;
+    let reach = c * std::f32::consts::SQRT_2;
+    let lit: Vec<u8> = src
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| {
+            let (x, y) = ((i % FACE_SIZE) as f32 - c, (i / FACE_SIZE) as f32 - c);
+            // 0 on the lit side, 1 on the far side.
+            let t = ((x * dir_c + y * dir_s) / reach + 1.0) / 2.0;
+            let gain = level * (1.0 - t * (1.0 - far));
+            (p as f32 * gain + rng.sample(normal)).round().clamp(0.0, 255.0) as u8
+        })
+        .collect();
+    let Some(gray) = image::GrayImage::from_raw(FACE_SIZE as u32, FACE_SIZE as u32, lit.clone()) else {
+        return lit;
+    };
+    crate::data::preprocess::to_face(&image::DynamicImage::ImageLuma8(gray), contrast)
 }
 
 /// Flip, shift `(dx, dy)`, rotation (`angle`, radians) and zoom about the face's centre as one
@@ -323,6 +370,7 @@ mod tests {
             erase_prob: 1.0,
             low_res: 0.5,
             low_res_min: LOW_RES_MIN,
+            light: 0.5,
         };
         let run = |seed| {
             let mut out = vec![0.0; FACE_PIXELS];
@@ -333,5 +381,30 @@ mod tests {
         assert_eq!(a, run(11));
         assert_ne!(a, run(12));
         assert!(a.iter().all(|v| (0.0..=1.0).contains(v)));
+    }
+
+    #[test]
+    fn dim_light_darkens_unevenly_and_equalisation_brings_the_range_back() {
+        let src = ramp();
+        let mut rng = StdRng::seed_from_u64(21);
+        for _ in 0..20 {
+            // Raw contrast: the face stays dark (at most half its light) and noisy.
+            let raw = dim_light(&src, Contrast::Raw, &mut rng);
+            let mean = |f: &[u8]| f.iter().map(|&v| v as f32).sum::<f32>() / f.len() as f32;
+            assert!(mean(&raw) < 0.55 * mean(&src), "{} vs {}", mean(&raw), mean(&src));
+            // Equalised: the full range again, but not the face as it was.
+            let eq = dim_light(&src, Contrast::Equalize, &mut rng);
+            assert_eq!((eq.iter().min(), eq.iter().max()), (Some(&0), Some(&255)));
+            assert_ne!(eq, seen_at(&src, 48, Contrast::Equalize));
+        }
+        let cfg = AugmentConfig {
+            light: 1.0,
+            ..AugmentConfig::none()
+        };
+        let mut out = vec![0.0; FACE_PIXELS];
+        augment_into(&src, &mut out, &cfg, Contrast::Raw, &mut rng);
+        assert!(out.iter().zip(&src).any(|(o, s)| *o != normalize(*s)));
+        assert!(AugmentConfig { light: 1.5, ..cfg.clone() }.validate().unwrap_err().contains("dim-light"));
+        assert!(cfg.validate().is_ok() && !cfg.is_identity());
     }
 }

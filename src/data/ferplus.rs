@@ -307,6 +307,32 @@ pub struct FerPlusConfig {
     pub train_votes: Option<PathBuf>,
     /// Votes for the validation data (`None`: a FER+ folder, or the default next to the data).
     pub val_votes: Option<PathBuf>,
+    /// Weight of the data's own label (FER2013's: the folder or the CSV's `emotion`) in each
+    /// training target, in [0, 1): `(1 - w) * votes + w * one-hot(own label)`. Both label sets
+    /// at once: the crowd's reading and the expression the photo was found for. 0: votes only.
+    #[serde(default)]
+    pub own_label_weight: f32,
+}
+
+impl FerPlusConfig {
+    /// Check the settings; errors name the setting.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.own_label_weight.is_finite() && (0.0..1.0).contains(&self.own_label_weight)) {
+            return Err(Error::Setting {
+                name: "own_label_weight",
+                value: self.own_label_weight.to_string(),
+                expected: "a weight in [0, 1)".into(),
+            });
+        }
+        if self.own_label_weight > 0.0 && self.mode == LabelMode::MultiTarget {
+            return Err(Error::Setting {
+                name: "own_label_weight",
+                value: self.own_label_weight.to_string(),
+                expected: "0 with the multi-target label mode (it scores a set of right answers, not a distribution to mix into)".into(),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// What joining votes onto a data set kept and left out.
@@ -317,6 +343,9 @@ pub struct JoinStats {
     pub unmatched: usize,
     /// Faces whose votes give no label in this mode (ties, contempt, unknown, NF).
     pub no_label: usize,
+    /// Kept faces whose own label is not the votes' top class (counted when the own label is
+    /// mixed in).
+    pub own_label_differs: usize,
 }
 
 /// The key a face of `ds` has in a vote file: its path under `root` for image folders, `#ROW`
@@ -335,8 +364,9 @@ pub(crate) fn face_key(source: &str, root: &Path, header_lines: usize) -> Option
 
 /// Relabel `ds` (loaded from `root`) with FER+ `votes`: faces without a row or without a label
 /// in `mode` are left out; `labels` become the FER+ majority (for `Majority`) or the target's
-/// top class, and `targets` the per-face target.
-pub fn apply(ds: Dataset, root: &Path, votes: &VoteTable, mode: LabelMode) -> Result<(Dataset, JoinStats)> {
+/// top class, and `targets` the per-face target. With `own_weight` > 0 each target keeps that
+/// share of the face's own label (`ds.labels`, FER2013's): `(1 - w) * votes + w * one-hot`.
+pub fn apply(ds: Dataset, root: &Path, votes: &VoteTable, mode: LabelMode, own_weight: f32) -> Result<(Dataset, JoinStats)> {
     let header_lines = if root.is_file() { csv_header_lines(root)? } else { 0 };
     let mut out = Dataset::default();
     let mut targets = Vec::new();
@@ -346,10 +376,17 @@ pub fn apply(ds: Dataset, root: &Path, votes: &VoteTable, mode: LabelMode) -> Re
             stats.unmatched += 1;
             continue;
         };
-        let Some(t) = v.target(mode) else {
+        let Some(mut t) = v.target(mode) else {
             stats.no_label += 1;
             continue;
         };
+        if own_weight > 0.0 {
+            t.iter_mut().for_each(|p| *p *= 1.0 - own_weight);
+            t[ds.labels[i].index()] += own_weight;
+            if ds.labels[i] != Emotion::ALL[crate::emotion::argmax(&v.target(mode).expect("checked above"))] {
+                stats.own_label_differs += 1;
+            }
+        }
         let label = match mode {
             LabelMode::Majority => v.majority().expect("a majority target has a majority"),
             _ => Emotion::ALL[crate::emotion::argmax(&t)],
@@ -433,7 +470,7 @@ pub fn load_folder(dir: &Path, mode: LabelMode, opts: &crate::data::LoadOptions)
             Err(e) => return Err(e),
         }
     }
-    let (mut ds, stats) = apply(ds, dir, &table, mode)?;
+    let (mut ds, stats) = apply(ds, dir, &table, mode, 0.0)?;
     if let Some(m) = max_per_class {
         ds = ds.take_per_class(m);
     }
@@ -546,7 +583,7 @@ mod tests {
         assert_eq!(default_votes(&dir), Some(dir.join("label.csv")));
         let (ds, stats) = load_folder(&dir, LabelMode::Majority, &Default::default()).unwrap();
         assert_eq!(ds.labels, vec![Emotion::Happy]);
-        assert_eq!(stats, JoinStats { kept: 1, unmatched: 0, no_label: 1 });
+        assert_eq!(stats, JoinStats { kept: 1, unmatched: 0, no_label: 1, own_label_differs: 0 });
         std::fs::write(
             dir.join("label.csv"),
             "fer0000000.png,\"(0, 0, 48, 48)\",0,9,1,0,0,0,0,0,0,0\nfer0000009.png,b,0,9,1,0,0,0,0,0,0,0\n",
@@ -564,10 +601,52 @@ mod tests {
         ds.push_face(&[0u8; crate::data::preprocess::FACE_PIXELS], Emotion::Angry, "/d/train/angry/b.jpg".into());
         let mut votes = VoteTable::default();
         votes.votes.insert("angry/a.jpg".into(), Votes([8, 0, 0, 1, 1, 0, 0, 0, 0, 0]));
-        let (out, stats) = apply(ds, Path::new("/d/train"), &votes, LabelMode::Crossentropy).unwrap();
+        let (out, stats) = apply(ds, Path::new("/d/train"), &votes, LabelMode::Crossentropy, 0.0).unwrap();
         assert_eq!(out.labels, vec![Emotion::Neutral]);
         assert_eq!(stats.unmatched, 1);
         assert_eq!(out.targets.as_ref().unwrap()[0][Emotion::Neutral.index()], 1.0);
         assert_eq!(face_key("/x/fer2013.csv:5", Path::new("/x/fer2013.csv"), 1), Some("#3".into()));
+    }
+
+    #[test]
+    fn own_labels_mix_into_the_vote_targets() {
+        let px = [0u8; crate::data::preprocess::FACE_PIXELS];
+        let mut ds = Dataset::default();
+        // FER2013 filed a as angry; the crowd calls it neutral. b: both say happy.
+        ds.push_face(&px, Emotion::Angry, "/d/train/angry/a.jpg".into());
+        ds.push_face(&px, Emotion::Happy, "/d/train/happy/b.jpg".into());
+        let mut votes = VoteTable::default();
+        votes.votes.insert("angry/a.jpg".into(), Votes([8, 0, 0, 0, 2, 0, 0, 0, 0, 0]));
+        votes.votes.insert("happy/b.jpg".into(), Votes([0, 10, 0, 0, 0, 0, 0, 0, 0, 0]));
+        let (out, stats) = apply(ds, Path::new("/d/train"), &votes, LabelMode::Crossentropy, 0.4).unwrap();
+        let t = out.targets.as_ref().unwrap();
+        let votes_a = Votes([8, 0, 0, 0, 2, 0, 0, 0, 0, 0]).target(LabelMode::Crossentropy).unwrap();
+        for e in Emotion::ALL {
+            let own = if e == Emotion::Angry { 0.4 } else { 0.0 };
+            assert!((t[0][e.index()] - (0.6 * votes_a[e.index()] + own)).abs() < 1e-6, "{e:?}");
+        }
+        assert!((t[0].iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert_eq!(t[1][Emotion::Happy.index()], 1.0);
+        // The label follows the mixed target's top class; one face's own label differed.
+        assert_eq!(out.labels, vec![Emotion::Neutral, Emotion::Happy]);
+        assert_eq!((stats.kept, stats.own_label_differs), (2, 1));
+    }
+
+    #[test]
+    fn own_label_weight_is_checked_and_named() {
+        let cfg = |mode, own_label_weight| FerPlusConfig {
+            mode,
+            train_votes: None,
+            val_votes: None,
+            own_label_weight,
+        };
+        assert!(cfg(LabelMode::Crossentropy, 0.5).validate().is_ok());
+        for bad in [cfg(LabelMode::Crossentropy, 1.0), cfg(LabelMode::Crossentropy, -0.1), cfg(LabelMode::Majority, f32::NAN), cfg(LabelMode::MultiTarget, 0.3)] {
+            let e = bad.validate().unwrap_err().to_string();
+            assert!(e.contains("own_label_weight"), "{e}");
+        }
+        // A config.json from before the setting reads as votes only.
+        let old: FerPlusConfig = serde_json::from_str(r#"{"mode":"crossentropy","train_votes":null,"val_votes":null}"#).unwrap();
+        assert_eq!(old.own_label_weight, 0.0);
     }
 }

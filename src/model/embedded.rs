@@ -3,7 +3,9 @@
 //! `models/default.ferrite` is the default; `models/fer2013.ferrite` the model trained on
 //! FER2013's own labels, for the tutorials' benchmark (`--model embedded:fer2013`);
 //! `models/distilled.ferrite` the default fine-tuned toward face-api.js's expression network
-//! (`--model embedded:distilled`, issue 32's experiment, for measuring on posed faces).
+//! (`--model embedded:distilled`, issue 32's experiment, for measuring on posed faces);
+//! `models/both-labels.ferrite` the default fine-tuned on FER+ votes and FER2013's own labels at
+//! once (`--model embedded:both-labels`, issue 43's lever, for measuring on posed faces).
 //! `models/README.md` says which training run made each, its accuracy and its sha256.
 
 use crate::error::Result;
@@ -24,8 +26,11 @@ pub static FER2013_MODEL: &[u8] = include_bytes!("../../models/fer2013.ferrite")
 /// The bytes of the embedded distilled model file (docs/runs/distill40).
 pub static DISTILLED_MODEL: &[u8] = include_bytes!("../../models/distilled.ferrite");
 
+/// The bytes of the embedded both-label-sets model file (docs/runs/own40).
+pub static BOTH_LABELS_MODEL: &[u8] = include_bytes!("../../models/both-labels.ferrite");
+
 /// The embedded models' names (`--model embedded:NAME`).
-pub const NAMES: [&str; 3] = ["default", "fer2013", "distilled"];
+pub const NAMES: [&str; 4] = ["default", "fer2013", "distilled", "both-labels"];
 
 /// Build an embedded model by name (in inference mode).
 pub fn named(name: &str, device: &Device) -> Result<(Network, ModelHeader)> {
@@ -33,6 +38,7 @@ pub fn named(name: &str, device: &Device) -> Result<(Network, ModelHeader)> {
         "default" => DEFAULT_MODEL,
         "fer2013" => FER2013_MODEL,
         "distilled" => DISTILLED_MODEL,
+        "both-labels" => BOTH_LABELS_MODEL,
         other => {
             return Err(crate::Error::Model(format!(
                 "no embedded model '{other}' (embedded: {})",
@@ -60,7 +66,7 @@ mod tests {
             let (_, header) = named(name, &device).unwrap();
             assert_eq!(header.classes.len(), crate::Emotion::COUNT);
         }
-        assert!(named("nope", &device).unwrap_err().to_string().contains("default, fer2013, distilled"));
+        assert!(named("nope", &device).unwrap_err().to_string().contains("default, fer2013, distilled, both-labels"));
     }
 
     #[test]

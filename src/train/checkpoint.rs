@@ -142,13 +142,14 @@ pub(crate) fn save_checkpoint(
     net: &Network,
     optim: &ModuleOptimizer,
     state: &TrainState,
+    meta: crate::model::meta::ModelMeta,
 ) -> Result<()> {
     let dir_name = format!("epoch-{:03}", state.epoch);
     let tmp = run.checkpoints().join(format!(".{dir_name}.tmp"));
     let dst = run.checkpoints().join(&dir_name);
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let header = ModelHeader::new(cfg.spec.clone(), crate::model::meta::ModelMeta::at_epoch(state.epoch));
+    let header = ModelHeader::new(cfg.spec.clone(), meta);
     write_atomic(&tmp.join("model.ferrite"), &modelfile::encode(net, &header)?)?;
     let optim_bytes = optim
         .into_bytes()

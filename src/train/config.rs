@@ -160,6 +160,9 @@ impl TrainConfig {
         if self.teacher.as_ref().is_some_and(|t| !(0.0..=1.0).contains(&t.weight)) {
             return bad("teacher weight must be in [0, 1]");
         }
+        if let Some(fp) = &self.ferplus {
+            fp.validate()?;
+        }
         if self.time_budget_minutes.is_some_and(|m| !(m.is_finite() && m > 0.0)) {
             return bad("time budget must be a positive number of minutes");
         }
@@ -205,10 +208,17 @@ pub(crate) fn build_optimizer(cfg: &TrainConfig) -> ModuleOptimizer {
     }
 }
 
-/// The label set a run trains on, as model headers name it: `fer2013` or `ferplus-MODE`.
+/// The label set a run trains on, as model headers name it: `fer2013`, `ferplus-MODE`, or
+/// `ferplus-MODE+fer2013-W` when FER2013's own labels are mixed in with weight W.
 pub fn label_set_name(cfg: &TrainConfig) -> String {
     match &cfg.ferplus {
         None => "fer2013".into(),
-        Some(f) => format!("ferplus-{}", serde_json::to_value(f.mode).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()),
+        Some(f) => {
+            let mode = serde_json::to_value(f.mode).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+            match f.own_label_weight {
+                w if w > 0.0 => format!("ferplus-{mode}+fer2013-{w}"),
+                _ => format!("ferplus-{mode}"),
+            }
+        }
     }
 }

@@ -22,7 +22,8 @@ pub fn load_data(cfg: &TrainConfig) -> Result<(Dataset, Dataset)> {
             Some(fp) => {
                 o.max_per_class = None;
                 let mode = if train { fp.mode } else { LabelMode::Majority };
-                let ds = load_ferplus(path, &o, mode, votes.map(PathBuf::as_path))?;
+                let own = if train { fp.own_label_weight } else { 0.0 };
+                let ds = load_ferplus(path, &o, mode, votes.map(PathBuf::as_path), own)?;
                 Ok(match cfg.max_per_class {
                     Some(m) => ds.take_per_class(m),
                     None => ds,
@@ -50,13 +51,21 @@ pub fn load_data(cfg: &TrainConfig) -> Result<(Dataset, Dataset)> {
 pub fn load_labelled(path: &Path, opts: &LoadOptions, ferplus: Option<Option<&Path>>) -> Result<Dataset> {
     match ferplus {
         None => Dataset::load(path, opts),
-        Some(votes) => load_ferplus(path, opts, LabelMode::Majority, votes),
+        Some(votes) => load_ferplus(path, opts, LabelMode::Majority, votes, 0.0),
     }
 }
 
 /// Load a data set with FER+ labels in `mode`: a FER+ folder with its `label.csv`, or a
 /// FER2013 folder or CSV joined with `votes` (default: [`crate::data::ferplus::default_votes`]).
-pub fn load_ferplus(path: &Path, opts: &LoadOptions, mode: LabelMode, votes: Option<&Path>) -> Result<Dataset> {
+/// `own_weight` > 0 mixes each face's own label (its folder or CSV row) into its target
+/// ([`crate::data::ferplus::apply`]); a FER+ folder has no labels of its own to mix.
+pub fn load_ferplus(path: &Path, opts: &LoadOptions, mode: LabelMode, votes: Option<&Path>, own_weight: f32) -> Result<Dataset> {
+    if own_weight > 0.0 && crate::data::ferplus::is_ferplus_folder(path) {
+        return Err(Error::BadDataset {
+            path: path.to_path_buf(),
+            message: "a FER+ image folder has no FER2013 labels of its own to mix into the targets; use the FER2013 folders or CSV with their vote file".into(),
+        });
+    }
     if crate::data::ferplus::is_ferplus_folder(path) && votes.is_none() {
         let (ds, stats) = crate::data::ferplus::load_folder(path, mode, opts)?;
         tracing::info!(?stats, "FER+ folder {}", path.display());
@@ -71,7 +80,7 @@ pub fn load_ferplus(path: &Path, opts: &LoadOptions, mode: LabelMode, votes: Opt
     };
     let table = crate::data::ferplus::read_votes(&votes_path)?;
     let ds = Dataset::load(path, opts)?;
-    let (ds, stats) = crate::data::ferplus::apply(ds, path, &table, mode)?;
+    let (ds, stats) = crate::data::ferplus::apply(ds, path, &table, mode, own_weight)?;
     tracing::info!(?stats, "FER+ votes {} on {}", votes_path.display(), path.display());
     Ok(ds)
 }

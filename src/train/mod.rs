@@ -324,25 +324,24 @@ fn fit(
             Schedule::Constant => {}
         }
 
+        // The epoch's model carries the run's contract (labels, class priors, contrast), in the
+        // best model and in its checkpoint alike, so either can be evaluated or prior-corrected.
+        let meta = ModelMeta {
+            epoch: Some(epoch),
+            val_accuracy: Some(report.accuracy),
+            val_macro_f1: Some(report.macro_f1),
+            labels: Some(label_set_name(cfg)),
+            class_priors: Some(priors),
+            contrast: cfg.contrast,
+            ..ModelMeta::default()
+        };
         let improved = report.accuracy > state.best_val_acc;
         if improved {
             state.best_val_acc = report.accuracy;
             state.best_epoch = epoch;
-            let header = ModelHeader::new(
-                cfg.spec.clone(),
-                ModelMeta {
-                    epoch: Some(epoch),
-                    val_accuracy: Some(report.accuracy),
-                    val_macro_f1: Some(report.macro_f1),
-                    labels: Some(label_set_name(cfg)),
-                    class_priors: Some(priors),
-                    contrast: cfg.contrast,
-                    ..ModelMeta::default()
-                },
-            );
-            modelfile::save(&run.best(), &net.valid(), &header)?;
+            modelfile::save(&run.best(), &net.valid(), &ModelHeader::new(cfg.spec.clone(), meta.clone()))?;
         }
-        save_checkpoint(run, cfg, &net, &optim, &state)?;
+        save_checkpoint(run, cfg, &net, &optim, &state, meta)?;
         write_atomic(&run.metrics(), metrics_csv(&state.history).as_bytes())?;
         if let Some(report) = &opts.on_epoch {
             report(run, &state);

@@ -178,6 +178,12 @@ fn resume_repeats_an_uninterrupted_run() {
     let e = parse_metrics_csv("epoch,lr\n1,1e-3,2.0\n", Path::new("m.csv")).unwrap_err().to_string();
     assert!(e.contains("m.csv, line 2") && e.contains("expected 10 fields"), "{e}");
     assert!(part.join("curves.png").exists() && part.join("model.ferrite").exists());
+    // A checkpoint's model carries the run's contract, as the best model does: it can be
+    // evaluated with a prior correction.
+    let (_, ckpt) = modelfile::load(&part.join("checkpoints/epoch-002/model.ferrite"), &training_device()).unwrap();
+    let (_, best) = modelfile::load(&part.join("best.ferrite"), &training_device()).unwrap();
+    assert_eq!(ckpt.meta.epoch, Some(2));
+    assert!(ckpt.meta.class_priors.is_some() && ckpt.meta.class_priors == best.meta.class_priors && ckpt.meta.labels == best.meta.labels);
     // A second `train` into the same directory is refused.
     assert!(train_on(&cfg, &part, &tr, &va, quiet()).unwrap_err().to_string().contains("resume it"));
 }
