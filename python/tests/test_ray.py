@@ -50,6 +50,10 @@ def need(ok, what):
 
 CLUSTER = r"""
 set -euo pipefail
+# The cluster's own settings: a home folder of its own (Ray reads ~/.ray/auth_token, which a local
+# `ray.init()` leaves behind), and no authentication settings from the caller's environment.
+export HOME="{home}"
+unset RAY_AUTH_MODE RAY_AUTH_TOKEN RAY_AUTH_TOKEN_PATH
 ip link set lo up
 trap 'ray stop --force >/dev/null 2>&1 || true' EXIT
 ray start --head --num-cpus=1 --port={port} --include-dashboard=false --disable-usage-stats --temp-dir="{ray_tmp}" > "{out}/head.log" 2>&1
@@ -98,9 +102,17 @@ def test_ray_job_on_two_nodes_matches_the_cli(tmp_path):
     bindir = os.path.dirname(sys.executable)
     # Ray's own files in a folder of this test's (short: Ray's socket paths must fit 107 bytes).
     ray_tmp = tempfile.mkdtemp(prefix="ferrite-ray-", dir="/tmp")
+    home = tmp_path / "cluster-home"
+    home.mkdir()
+    # The caller's home holds a stale token, as one left by a local run without --address
+    # (issue 45): the cluster must not read it.
+    user_home = tmp_path / "user-home"
+    (user_home / ".ray").mkdir(parents=True)
+    (user_home / ".ray" / "auth_token").write_text("stale-token-from-an-earlier-local-run\n")
     script = CLUSTER.format(port=PORT, nm=WORKER_RAYLET_PORT, out=out, python=sys.executable, ray_tmp=ray_tmp,
-                            inputs=f'"{inputs}" "{clip}" "{short}"')
-    env = dict(os.environ, PATH=f"{bindir}:{os.environ.get('PATH', '')}", RAY_DISABLE_USAGE_STATS="1")
+                            home=home, inputs=f'"{inputs}" "{clip}" "{short}"')
+    env = dict(os.environ, PATH=f"{bindir}:{os.environ.get('PATH', '')}", RAY_DISABLE_USAGE_STATS="1",
+               HOME=str(user_home), RAY_AUTH_TOKEN_PATH=str(user_home / ".ray" / "auth_token"))
     try:
         r = subprocess.run(["unshare", "-n", "bash", "-c", script], capture_output=True, text=True, timeout=900, env=env)
     finally:
