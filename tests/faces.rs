@@ -263,3 +263,72 @@ fn a_reader_opened_at_a_frame_gives_the_frames_from_there() {
     let got: Vec<_> = std::iter::from_fn(|| r.next_frame().unwrap()).collect();
     assert!(got.len() == 63 && got.iter().zip(&all[37..]).all(|(a, b)| a == b));
 }
+
+fn clip(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/video").join(name)
+}
+
+/// The presentation times of a clip's video frames as ffprobe decodes them, in seconds from
+/// the first.
+fn stream_times(video: &Path) -> Vec<f64> {
+    let o = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "frame=best_effort_timestamp_time", "-of", "csv=p=0"])
+        .arg(video)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let t: Vec<f64> = String::from_utf8_lossy(&o.stdout).lines().filter_map(|l| l.trim().trim_end_matches(',').parse().ok()).collect();
+    t.iter().map(|x| x - t[0]).collect()
+}
+
+/// Issue 45: every decoded frame once, none added, each with the stream's own time: a video
+/// shorter than its audio whose last frame lasts a second (a constant-rate read gave 74 frames),
+/// a variable frame rate (0, 40, 120, 130, 300 ms) and a B-frame GOP read in segments that start
+/// between key frames. The command line's CSV and annotated copy say the same.
+#[test]
+fn frames_and_times_are_the_streams_own_on_every_path() {
+    need_ffmpeg();
+    use ferrite::vision::video::{FrameReader, VideoFrame, probe};
+    let read = |r: &mut FrameReader, max: usize| -> Vec<VideoFrame> { std::iter::from_fn(|| r.next_frame().unwrap()).take(max).collect() };
+    let dir = ferrite::fsutil::TempDir::new().unwrap();
+    for (name, frames) in [("short-video.mp4", 50), ("vfr.mp4", 5), ("gop.mp4", 100)] {
+        let video = clip(name);
+        let src = video.to_str().unwrap();
+        let want = stream_times(&video);
+        assert_eq!(want.len(), frames, "{name}: ffprobe's count");
+        let info = probe(src).unwrap();
+        let all = read(&mut FrameReader::open(src, &info).unwrap(), usize::MAX);
+        assert_eq!(all.len(), frames, "{name}: frames read");
+        for (k, (f, t)) in all.iter().zip(&want).enumerate() {
+            assert_eq!(f.index, k, "{name}");
+            assert!((f.time_s - t).abs() < 1e-3, "{name} frame {k}: {} s, the stream says {t}", f.time_s);
+        }
+        // Segments, as the Ray job cuts them: their union is the whole read, frame for frame.
+        for size in [12, 37] {
+            let mut joined = Vec::new();
+            for start in (0..frames).step_by(size) {
+                joined.extend(read(&mut FrameReader::open_at(src, &info, start).unwrap(), size));
+            }
+            assert!(joined == all, "{name}: segments of {size} frames differ from the whole read");
+        }
+        // The command line: the CSV's frames and times, and an annotated copy without added frames.
+        let (csv, out) = (dir.path().join(format!("{name}.csv")), dir.path().join(format!("out-{name}")));
+        let o = ferrite(&["video", src, "--csv", csv.to_str().unwrap(), "--out", out.to_str().unwrap(), "--detect-every", "2"]);
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(text(&o).contains(&format!("{frames} frame(s)")), "{}", text(&o));
+        let rows = std::fs::read_to_string(&csv).unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        for l in rows.lines().skip(1) {
+            let mut cells = l.split(',');
+            let k: usize = cells.next().unwrap().parse().unwrap();
+            let t: f64 = cells.next().unwrap().parse().unwrap();
+            assert!(k < frames && (t - want[k]).abs() < 1e-3, "{name}: row {l}");
+            seen.insert(k);
+        }
+        assert!(seen.len() * 10 >= frames * 9, "{name}: faces in {} of {frames} frames", seen.len());
+        assert_eq!(stream_times(&out).len(), frames, "{name}: the annotated copy's frames");
+    }
+    // The variable-rate clip is not sought by time; a constant-rate one is, from between key frames.
+    assert!(!probe(clip("vfr.mp4").to_str().unwrap()).unwrap().constant_rate);
+    assert!(probe(clip("gop.mp4").to_str().unwrap()).unwrap().constant_rate);
+}

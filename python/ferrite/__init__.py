@@ -268,7 +268,7 @@ class Analyzer:
         if start_frame < 0:
             raise SettingError(f"setting `start_frame` = {start_frame}: expected 0 or more")
         native = self._native.video(os.fspath(source), detect_every, smooth_seconds, max_frames, start_frame)
-        return Video(native, start_frame)
+        return Video(native)
 
     def __reduce__(self) -> Tuple[Any, Tuple[Dict[str, Any]]]:
         return (_restore, (self._settings,))
@@ -309,14 +309,15 @@ def analyze(image: ImageLike, bgr: bool = False, **options: Any) -> List[Face]:
 
 
 class Frame:
-    """One analysed video frame: ``index``, ``time`` (seconds), ``detected`` (the detector ran),
+    """One analysed video frame: ``index`` (its number in the stream), ``time`` (its own
+    presentation time, seconds from the stream's first frame), ``detected`` (the detector ran),
     ``cut`` (a new shot began) and the tracked ``faces`` (each with an ``id``)."""
 
     __slots__ = ("index", "time", "detected", "cut", "faces")
 
-    def __init__(self, d: Dict[str, Any], start: int = 0, fps: float = 0.0) -> None:
-        self.index: int = start + d["index"]
-        self.time: float = self.index / fps if start and fps > 0 else d["time_s"]
+    def __init__(self, d: Dict[str, Any]) -> None:
+        self.index: int = d["index"]
+        self.time: float = d["time_s"]
         self.detected: bool = d["detected"]
         self.cut: bool = d["cut"]
         self.faces: List[Face] = [Face(f) for f in d["faces"]]
@@ -333,9 +334,8 @@ class Video:
     """An iterator of :class:`Frame`; frames already seen are kept for :meth:`rows`,
     :meth:`to_csv` and :meth:`to_pandas` (which read the rest of the video first)."""
 
-    def __init__(self, native: Any, start: int = 0) -> None:
+    def __init__(self, native: Any) -> None:
         self._native = native
-        self._start = start
         self.frames: List[Frame] = []
         self.width, self.height, self.fps = native.info
 
@@ -346,7 +346,7 @@ class Video:
         text = self._native.next_frame()
         if text is None:
             raise StopIteration
-        frame = Frame(json.loads(text), self._start, self.fps)
+        frame = Frame(json.loads(text))
         self.frames.append(frame)
         return frame
 

@@ -278,7 +278,7 @@ impl NativeVideo {
             }
             let Some(frame) = s.reader.next_frame()? else { return Ok(None) };
             s.left = s.left.map(|n| n - 1);
-            let r = s.video.process(&frame)?;
+            let r = s.video.process_at(&frame.image, frame.index, frame.time_s)?;
             Ok(Some(json(&r)))
         }))
     }

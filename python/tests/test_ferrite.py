@@ -303,6 +303,47 @@ def test_video_timeline_matches_ferrite_video_csv(analyzer, clip, tmp_path):
         ferrite.analyze_video(tmp_path / "cli.csv")
 
 
+CLIPS = ROOT / "tests" / "fixtures" / "video"
+
+
+def stream_times(path):
+    """The presentation times of a clip's video frames as ffprobe decodes them, from the first."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                          "frame=best_effort_timestamp_time", "-of", "csv=p=0", str(path)],
+                         capture_output=True, text=True, check=True, timeout=120).stdout
+    t = [float(x.strip().rstrip(",")) for x in out.splitlines() if x.strip().rstrip(",")]
+    return [x - t[0] for x in t]
+
+
+@pytest.mark.parametrize("name", ["short-video.mp4", "vfr.mp4", "gop.mp4"])
+def test_video_frames_and_times_are_the_streams_own(analyzer, name, tmp_path):
+    """Issue 45: a video shorter than its audio, a variable frame rate and a B-frame GOP give
+    the stream's frames and times (within 1 ms), the same face rows as `ferrite video --csv`,
+    and segments (``start_frame``/``max_frames``, as the Ray job cuts them) whose union is the
+    whole read."""
+    clip = CLIPS / name
+    want = stream_times(clip)
+    video = analyzer.analyze_video(clip, detect_every=2)
+    rows = video.rows()
+    assert [f.index for f in video.frames] == list(range(len(want)))
+    assert max(abs(f.time - t) for f, t in zip(video.frames, want)) < 1e-3
+    cli("video", clip, "--csv", tmp_path / "cli.csv", "--detect-every", "2")
+    with open(tmp_path / "cli.csv") as f:
+        cli_rows = list(csv.DictReader(f))
+    assert len(cli_rows) == len(rows) > 0
+    for r, w in zip(rows, cli_rows):
+        named = dict(zip(ferrite.TIMELINE_COLUMNS, r))
+        assert int(w["frame"]) == named["frame"] and abs(float(w["time_s"]) - named["time_s"]) < 1e-3
+        assert w["label"] == named["label"] and abs(float(w["x"]) - named["x"]) <= 0.5 + 1e-6  # whole pixels in the CSV
+    segments = []
+    for start in range(0, len(want), 12):
+        segments += analyzer.analyze_video(clip, detect_every=2, start_frame=start, max_frames=12)
+    assert [(f.index, f.time) for f in segments] == [(f.index, f.time) for f in video.frames]
+    # Detection runs on the same frames (every second frame of the stream), so the boxes agree.
+    boxes = lambda frames: [(f.index, [tuple(round(v, 3) for v in face.box) for face in f.faces]) for f in frames if f.detected]
+    assert boxes(segments) == boxes(video.frames)
+
+
 def test_evaluate_matches_ferrite_evaluate(tmp_path):
     # A tiny labelled folder: face crops cut from the committed photos, one class each.
     data = tmp_path / "faces"

@@ -30,6 +30,16 @@ PHOTOS = ROOT / "tests" / "fixtures" / "photos"
 BIN = Path(os.environ.get("FERRITE_BIN", ROOT / "target" / "release" / "ferrite"))
 TOL = 1e-4
 PORT, WORKER_RAYLET_PORT = 6390, 6391
+CLIPS = sorted((ROOT / "tests" / "fixtures" / "video").glob("*.mp4"))
+
+
+def stream_times(path):
+    """The presentation times of a clip's video frames as ffprobe decodes them, from the first."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                          "frame=best_effort_timestamp_time", "-of", "csv=p=0", str(path)],
+                         capture_output=True, text=True, check=True, timeout=120).stdout
+    t = [float(x.strip().rstrip(",")) for x in out.splitlines() if x.strip().rstrip(",")]
+    return [x - t[0] for x in t]
 
 try:
     import pyarrow  # noqa: F401
@@ -110,7 +120,7 @@ def test_ray_job_on_two_nodes_matches_the_cli(tmp_path):
     (user_home / ".ray").mkdir(parents=True)
     (user_home / ".ray" / "auth_token").write_text("stale-token-from-an-earlier-local-run\n")
     script = CLUSTER.format(port=PORT, nm=WORKER_RAYLET_PORT, out=out, python=sys.executable, ray_tmp=ray_tmp,
-                            home=home, inputs=f'"{inputs}" "{clip}" "{short}"')
+                            home=home, inputs=" ".join(f'"{p}"' for p in [inputs, clip, short, *CLIPS]))
     env = dict(os.environ, PATH=f"{bindir}:{os.environ.get('PATH', '')}", RAY_DISABLE_USAGE_STATS="1",
                HOME=str(user_home), RAY_AUTH_TOKEN_PATH=str(user_home / ".ray" / "auth_token"))
     try:
@@ -129,8 +139,9 @@ def test_ray_job_on_two_nodes_matches_the_cli(tmp_path):
         ["ffprobe", "-v", "error", "-select_streams", "v:0", "-count_packets", "-show_entries", "stream=nb_read_packets",
          "-of", "csv=p=0", str(clip)], capture_output=True, text=True, check=True).stdout.strip())
     segments = -(-frames_clip // 12)
-    items = 10 + segments + 1
-    assert first["items"] == items and first["analysed"] == items and first["inputs"] == 12, first
+    clip_frames = {p: len(stream_times(p)) for p in CLIPS}
+    items = 10 + segments + 1 + sum(-(-n // 12) for n in clip_frames.values())
+    assert first["items"] == items and first["analysed"] == items and first["inputs"] == 12 + len(CLIPS), first
     assert second["skipped"] == items and second["analysed"] == 0, "a re-run skips what is written"
     assert [e["source"] for e in first["errors"]] == [str(inputs / "corrupt.jpg")]
     # Where the time went: the workers' seconds in batches, and the wait for the first batch.
@@ -177,6 +188,25 @@ def test_ray_job_on_two_nodes_matches_the_cli(tmp_path):
         for e in ferrite.EMOTIONS:
             assert abs(g[e] - float(w[e])) <= TOL
     assert np.isclose(sum(first["labels"].values()), first["faces"])
+
+    # Issue 45's clips (shorter than its audio, a variable frame rate, a B-frame GOP), cut into
+    # segments of 12 frames: the frames and times of the stream (within 1 ms), none past its
+    # end, and the faces of `ferrite video --csv` (same detection frames, so the same boxes;
+    # tracking and smoothing start afresh in each segment, so ids and labels may differ).
+    for path, n in clip_frames.items():
+        times = stream_times(path)
+        csv_path = tmp_path / f"{path.stem}.csv"
+        subprocess.run([str(BIN), "video", str(path), "--csv", str(csv_path), "--detect-every", "2"],
+                       check=True, capture_output=True, timeout=600)
+        with open(csv_path) as f:  # rows by frame, then faces in the detector's order; boxes in whole pixels
+            want = [(int(w["frame"]), float(w["time_s"]), *(float(w[k]) for k in "xywh")) for w in csv.DictReader(f)]
+        got = [(r["frame"], r["time_s"], *(r[k] for k in "xywh")) for r in
+               sorted((r for r in table if r["source"] == str(path) and not r["error"]), key=lambda r: (r["frame"], r["face"]))]
+        assert len(got) == len(want) > 0, path.name
+        assert all(k < n and abs(t - times[k]) < 1e-3 for k, t, *_ in got), path.name
+        for g, w in zip(got, want):
+            assert g[0] == w[0] and abs(g[1] - w[1]) < 1e-3, (path.name, g, w)
+            assert all(abs(a - b) <= 0.5 + 1e-6 for a, b in zip(g[2:], w[2:])), (path.name, g, w)
 
 
 def test_listing_and_planning(tmp_path):

@@ -129,9 +129,10 @@ fn video(source: &str, to: Outputs, mut opts: VideoOptions, max_frames: Option<u
     let outcome: Result<()> = (|| {
         while max_frames.is_none_or(|m| frames < m) {
             let t = std::time::Instant::now();
-            let Some(mut frame) = reader.next_frame()? else { break };
+            let Some(read) = reader.next_frame()? else { break };
             times.decode_s += t.elapsed().as_secs_f64();
-            let r = va.process(&frame)?;
+            let mut frame = read.image;
+            let r = va.process_at(&frame, read.index, read.time_s)?;
             frames += 1;
             if let Some((_, f)) = csv_file.as_mut() {
                 for t in &r.faces {

@@ -125,7 +125,7 @@ pub(super) fn produce_feed(state: &AppState, source: &str, info: &crate::vision:
             Err(e) => why = e.to_string(),
             Ok(mut reader) => loop {
                 let mut frame = match reader.next_frame() {
-                    Ok(Some(f)) => f,
+                    Ok(Some(f)) => f.image,
                     Ok(None) => break,
                     Err(e) => {
                         why = e.to_string();

@@ -367,7 +367,8 @@ pub struct TrackedFace {
 #[non_exhaustive]
 pub struct FrameResult {
     pub index: usize,
-    /// Seconds from the start (index / fps).
+    /// Seconds from the first frame: the frame's own presentation time where the caller
+    /// gives it ([`VideoAnalyzer::process_at`]), else index / fps.
     pub time_s: f64,
     /// Whether the detector ran on this frame (otherwise boxes come from the tracker).
     pub detected: bool,
@@ -435,6 +436,8 @@ pub struct VideoAnalyzer<A: std::ops::Deref<Target = Analyzer>> {
     opts: VideoOptions,
     fps: f64,
     index: usize,
+    /// The time of the last frame analysed.
+    last_time: Option<f64>,
     /// Boxes and detector scores of the faces seen on the last detection frame, moved along
     /// with their tracks.
     carried: Vec<Detection>,
@@ -456,6 +459,7 @@ impl<A: std::ops::Deref<Target = Analyzer>> VideoAnalyzer<A> {
             opts,
             fps: if fps > 0.0 { fps } else { 25.0 },
             index: 0,
+            last_time: None,
             carried: Vec::new(),
             thumb: None,
             detect_s: 0.0,
@@ -478,10 +482,23 @@ impl<A: std::ops::Deref<Target = Analyzer>> VideoAnalyzer<A> {
         &self.analyzer
     }
 
-    /// Analyse the next frame.
+    /// Analyse the next frame (numbered on from the last, at `index / fps` seconds).
     pub fn process(&mut self, frame: &RgbImage) -> Result<FrameResult> {
-        let index = self.index;
-        self.index += 1;
+        self.process_at(frame, self.index, self.index as f64 / self.fps)
+    }
+
+    /// Analyse frame `index` of the stream, shown at `time_s` seconds from its first frame
+    /// (a video reader's own numbers: the detector runs on every `detect_every`-th frame of
+    /// the stream and on the first one given, and smoothing follows the real time between
+    /// frames).
+    pub fn process_at(&mut self, frame: &RgbImage, index: usize, time_s: f64) -> Result<FrameResult> {
+        let first = self.last_time.is_none();
+        let dt = match self.last_time {
+            Some(t) if time_s > t => time_s - t,
+            _ => 1.0 / self.fps,
+        };
+        self.last_time = Some(time_s);
+        self.index = index + 1;
         let gray = image::imageops::grayscale(frame);
         let mut cut = false;
         if self.opts.cut_threshold > 0.0 {
@@ -492,7 +509,7 @@ impl<A: std::ops::Deref<Target = Analyzer>> VideoAnalyzer<A> {
         if cut {
             self.tracker.reset();
         }
-        let detected = cut || index.is_multiple_of(self.opts.detect_every.max(1));
+        let detected = cut || first || index.is_multiple_of(self.opts.detect_every.max(1));
         let t0 = std::time::Instant::now();
         let found: Vec<Detection> = if detected {
             self.analyzer.detect(frame)?
@@ -504,7 +521,7 @@ impl<A: std::ops::Deref<Target = Analyzer>> VideoAnalyzer<A> {
         self.detect_s += (t1 - t0).as_secs_f64();
         self.classify_s += t1.elapsed().as_secs_f64();
         let faces: Vec<(BBox, [f32; Emotion::COUNT])> = found.iter().map(|f| f.bbox).zip(probs).collect();
-        let ids = self.tracker.update(&faces, (1.0 / self.fps) as f32);
+        let ids = self.tracker.update(&faces, dt as f32);
         let abstain = self.analyzer.config.abstain_below;
         let tracked = found
             .iter()
@@ -519,7 +536,7 @@ impl<A: std::ops::Deref<Target = Analyzer>> VideoAnalyzer<A> {
         self.carried = found;
         Ok(FrameResult {
             index,
-            time_s: index as f64 / self.fps,
+            time_s,
             detected,
             cut,
             faces: tracked,
