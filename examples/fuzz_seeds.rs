@@ -110,6 +110,11 @@ fn main() -> anyhow::Result<()> {
         write(&out.join("ws_message"), &format!("control{i}"), &m)?;
     }
 
+    // Forwarded headers (lines starting F: `Forwarded`; others `X-Forwarded-For`).
+    for (i, text) in ["203.0.113.7, 10.0.0.1", "Ffor=192.0.2.60;proto=http, for=\"[2001:db8::17]:4711\"", "unknown\n198.51.100.2:80"].iter().enumerate() {
+        write(&out.join("forwarded"), &format!("headers{i}"), text.as_bytes())?;
+    }
+
     // Upload bodies: the Content-Type line, then the body.
     let upload = out.join("upload");
     let mut raw = b"image/jpeg\n".to_vec();

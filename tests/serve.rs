@@ -382,6 +382,79 @@ fn one_client_cannot_hold_every_connection() {
     drop(held);
 }
 
+/// A connection to `addr` from the loopback address `from` (127.0.0.0/8 is all loopback).
+fn connect_from(from: &str, addr: SocketAddr) -> TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let s = rt.block_on(async {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(format!("{from}:0").parse().unwrap()).unwrap();
+        sock.connect(addr).await.unwrap().into_std().unwrap()
+    });
+    s.set_nonblocking(false).unwrap();
+    s
+}
+
+/// Issue 45: behind a trusted reverse proxy (127.0.0.1 here) every connection has the proxy's
+/// address; requests are counted against the client its `X-Forwarded-For` names, so one client
+/// cannot take the cap of all, and others are served. A client that is not a trusted proxy
+/// (127.0.0.2) cannot choose its address with the header.
+#[test]
+fn clients_behind_a_trusted_proxy_are_counted_apart() {
+    let opts = ServeOptions {
+        max_connections_per_client: 2,
+        header_timeout: Duration::from_secs(30),
+        trusted_proxies: vec!["127.0.0.1".parse().unwrap()],
+        ..Default::default()
+    };
+    let limits = Limits { body_timeout: Duration::from_secs(30), ..Limits::default() };
+    let (addr, _stop, _h) = start_with(opts, limits);
+    let health = |forwarded_for: &str| format!("GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Forwarded-For: {forwarded_for}\r\nConnection: close\r\n\r\n");
+    let status = |s: &mut TcpStream| {
+        let (reply, _) = read_to_close(s, Duration::from_secs(5));
+        String::from_utf8_lossy(&reply).lines().next().unwrap_or("").to_string()
+    };
+    // Client A, through the proxy: two uploads that stall mid-body hold its two slots.
+    let uploads: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = connect_from("127.0.0.1", addr);
+            write!(s, "POST /api/v1/analyze HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Forwarded-For: 203.0.113.1\r\nContent-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\nJFIF").unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut a = connect_from("127.0.0.1", addr);
+    a.write_all(health("203.0.113.1").as_bytes()).unwrap();
+    assert_eq!(status(&mut a), "HTTP/1.1 429 Too Many Requests", "client A past its cap");
+    // Client B through the same proxy (its fourth connection) is served; so is a client the
+    // proxy appended after one the client made up.
+    for forwarded in ["203.0.113.2", "203.0.113.1, 198.51.100.7"] {
+        let mut b = connect_from("127.0.0.1", addr);
+        b.write_all(health(forwarded).as_bytes()).unwrap();
+        assert_eq!(status(&mut b), "HTTP/1.1 200 OK", "{forwarded}");
+    }
+    // A's uploads end: its slots come back.
+    drop(uploads);
+    let start = Instant::now();
+    loop {
+        let mut a = connect_from("127.0.0.1", addr);
+        a.write_all(health("203.0.113.1").as_bytes()).unwrap();
+        let got = status(&mut a);
+        if got == "HTTP/1.1 200 OK" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "client A still refused: {got}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Not a trusted proxy: counted by its own address whatever its header says.
+    let held: Vec<TcpStream> = (0..2).map(|_| connect_from("127.0.0.2", addr)).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut c = connect_from("127.0.0.2", addr);
+    let _ = c.write_all(health("192.0.2.99").as_bytes());
+    let (reply, closed) = read_to_close(&mut c, Duration::from_secs(3));
+    assert!(reply.is_empty() && closed.is_some(), "{}", String::from_utf8_lossy(&reply));
+    drop(held);
+}
+
 /// The storm: under a 2 GB address-space cap, four uploads of a 1 KB file that decodes to
 /// 8000 x 5000 pixels at once, with six live sessions sending it as frames, leave the server
 /// up; it then answers a normal photo correctly and its memory is back within 100 MB.

@@ -36,6 +36,11 @@ pub struct ServeArgs {
     /// Most connections one client address may hold open (default 64).
     #[arg(long)]
     pub max_connections_per_client: Option<usize>,
+    /// The address of a reverse proxy in front of this server (repeat for more): on its
+    /// connections the client is read from `Forwarded` / `X-Forwarded-For`, and the per-client
+    /// cap counts that client's requests in flight. Nobody else's headers are believed.
+    #[arg(long, value_name = "IP")]
+    pub trusted_proxy: Vec<std::net::IpAddr>,
     /// Memory in MiB that all images being decoded and analysed at once may take (uploads and
     /// live frames; default 768). More waits, then gets 503.
     #[arg(long)]
@@ -55,6 +60,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         max_viewers,
         allow_origin,
         max_connections_per_client,
+        trusted_proxy,
         max_decode_mb,
         face,
     } = args;
@@ -76,6 +82,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         header_timeout: std::time::Duration::from_secs(timeout_s.max(1)),
         max_connections: max_connections.max(1),
         max_connections_per_client: max_connections_per_client.unwrap_or(serve_defaults.max_connections_per_client),
+        trusted_proxies: trusted_proxy,
         ..serve_defaults
     };
     let state = ferrite::server::AppState::new(analyzer, model_name, limits, source);

@@ -1,5 +1,6 @@
 //! Serving the router on a socket: header-read timeout, write timeout, connection caps (in all
-//! and per client address), graceful shutdown.
+//! and per client address, the client read from `Forwarded`/`X-Forwarded-For` behind a trusted
+//! reverse proxy), graceful shutdown.
 
 use super::*;
 use std::future::Future as _;
@@ -19,6 +20,12 @@ pub struct ServeOptions {
     pub write_timeout: std::time::Duration,
     /// On shutdown, in-flight requests get this long to finish before the server stops.
     pub drain_timeout: std::time::Duration,
+    /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` headers name the client. Behind one
+    /// every connection comes from the proxy's address, so on its connections the per-client
+    /// cap counts each request against the client it was forwarded for (requests in flight,
+    /// streamed responses included; one more is answered 429). Anyone else's headers are
+    /// ignored: a client that is not a trusted proxy cannot choose its address.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for ServeOptions {
@@ -29,6 +36,7 @@ impl Default for ServeOptions {
             max_connections_per_client: 64,
             write_timeout: std::time::Duration::from_secs(20),
             drain_timeout: std::time::Duration::from_secs(15),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -51,6 +59,7 @@ pub async fn serve(
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     let per_client: PerClient = Arc::default();
+    let trusted: Arc<[std::net::IpAddr]> = opts.trusted_proxies.clone().into();
     loop {
         let (mut stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -64,10 +73,17 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let Some(client) = ClientSlot::take(&per_client, peer.ip(), opts.max_connections_per_client) else {
-            tracing::debug!(%peer, "connection refused: {} open from this address", opts.max_connections_per_client);
-            drop(stream);
-            continue;
+        // A trusted proxy's connections carry many clients: they are counted per request below.
+        let proxied = opts.trusted_proxies.contains(&peer.ip());
+        let client = if proxied {
+            None
+        } else {
+            let Some(client) = ClientSlot::take(&per_client, peer.ip(), opts.max_connections_per_client) else {
+                tracing::debug!(%peer, "connection refused: {} open from this address", opts.max_connections_per_client);
+                drop(stream);
+                continue;
+            };
+            Some(client)
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "connection refused: {} open", opts.max_connections);
@@ -84,7 +100,11 @@ pub async fn serve(
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new()).header_read_timeout(opts.header_timeout);
         let io = WriteTimeout::new(stream, opts.write_timeout);
-        let conn = http.serve_connection(TokioIo::new(io), TowerToHyperService::new(app.clone())).with_upgrades();
+        let service = PerRequest {
+            app: app.clone(),
+            counted: proxied.then(|| (per_client.clone(), opts.max_connections_per_client, trusted.clone(), peer.ip())),
+        };
+        let conn = http.serve_connection(TokioIo::new(io), TowerToHyperService::new(service)).with_upgrades();
         let mut stopping = stopping.clone();
         tokio::spawn(async move {
             let mut conn = std::pin::pin!(conn);
@@ -143,6 +163,111 @@ impl Drop for ClientSlot {
             }
         }
     }
+}
+
+/// The router as one connection serves it: on a trusted proxy's connection each request takes a
+/// slot of the client it was forwarded for, held until its response body is done.
+#[derive(Clone)]
+struct PerRequest {
+    app: Router,
+    /// (the per-client counts, the cap, the trusted proxies, the proxy's address): set on a
+    /// trusted proxy's connections only.
+    counted: Option<(PerClient, usize, Arc<[std::net::IpAddr]>, std::net::IpAddr)>,
+}
+
+impl tower::Service<Request<hyper::body::Incoming>> for PerRequest {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response, std::convert::Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<hyper::body::Incoming>) -> Self::Future {
+        use tower::ServiceExt as _;
+        let app = self.app.clone();
+        let slot = match &self.counted {
+            None => None,
+            Some((map, max, trusted, proxy)) => {
+                let client = forwarded_client(req.headers(), *proxy, trusted);
+                match ClientSlot::take(map, client, *max) {
+                    Some(slot) => Some(slot),
+                    None => {
+                        tracing::debug!(%client, proxy = %proxy, "request refused: {max} in flight for this client");
+                        let body = json!({"error": "too many requests in flight from this client; try again later"});
+                        return Box::pin(std::future::ready(Ok((StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response())));
+                    }
+                }
+            }
+        };
+        Box::pin(async move {
+            let res = app.oneshot(req.map(Body::new)).await?;
+            Ok(match slot {
+                None => res,
+                // The slot lives as long as the body: a streamed response holds it to the end.
+                Some(slot) => res.map(|body| {
+                    use http_body_util::BodyExt as _;
+                    Body::new(body.map_frame(move |frame| {
+                        let _held = &slot;
+                        frame
+                    }))
+                }),
+            })
+        })
+    }
+}
+
+/// The client a trusted proxy forwarded a request for: the last address in `Forwarded` (`for=`;
+/// RFC 7239) or, without it, `X-Forwarded-For` that is not itself a trusted proxy (each proxy
+/// appends the address it saw, so entries to the left of the first untrusted one may be the
+/// client's own inventions). Without a usable address (no header, `unknown`, an obfuscated
+/// name, junk) the request counts against `proxy` itself.
+pub fn forwarded_client(headers: &axum::http::HeaderMap, proxy: std::net::IpAddr, trusted: &[std::net::IpAddr]) -> std::net::IpAddr {
+    let values = |name: &str| -> Vec<String> {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|v| v.trim().to_string())
+            .collect()
+    };
+    let forwarded = values("forwarded");
+    let hops: Vec<Option<std::net::IpAddr>> = if forwarded.is_empty() {
+        values("x-forwarded-for").iter().map(|v| parse_node(v)).collect()
+    } else {
+        forwarded
+            .iter()
+            .map(|element| {
+                element
+                    .split(';')
+                    .filter_map(|pair| pair.split_once('='))
+                    .find(|(k, _)| k.trim().eq_ignore_ascii_case("for"))
+                    .and_then(|(_, v)| parse_node(v.trim().trim_matches('"')))
+            })
+            .collect()
+    };
+    for hop in hops.iter().rev() {
+        match hop {
+            Some(ip) if trusted.contains(ip) => continue,
+            Some(ip) => return *ip,
+            None => break,
+        }
+    }
+    proxy
+}
+
+/// An address as proxies write it: `192.0.2.1`, `192.0.2.1:4711`, `2001:db8::1`,
+/// `[2001:db8::1]` or `[2001:db8::1]:4711`.
+fn parse_node(v: &str) -> Option<std::net::IpAddr> {
+    if let Ok(ip) = v.parse() {
+        return Some(ip);
+    }
+    if let Some(rest) = v.strip_prefix('[') {
+        return rest.split_once(']')?.0.parse().ok();
+    }
+    v.parse::<std::net::SocketAddr>().ok().map(|a| a.ip())
 }
 
 /// A connection whose writes fail once they have made no progress for `timeout`.
@@ -231,5 +356,39 @@ pub fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()
         Ok(async {
             let _ = tokio::signal::ctrl_c().await;
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderMap;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn the_forwarded_client_is_the_last_address_no_trusted_proxy_wrote() {
+        let proxy: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let trusted = [proxy, "10.0.0.2".parse().unwrap()];
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let got = |pairs: &[(&'static str, &str)]| forwarded_client(&headers(pairs), proxy, &trusted);
+        assert_eq!(got(&[("x-forwarded-for", "203.0.113.7")]), ip("203.0.113.7"));
+        // A client's own invention stays to the left of what the proxies saw.
+        assert_eq!(got(&[("x-forwarded-for", "1.2.3.4, 203.0.113.7, 10.0.0.2")]), ip("203.0.113.7"));
+        assert_eq!(got(&[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-for", "198.51.100.9")]), ip("198.51.100.9"));
+        // RFC 7239, with ports, IPv6 in brackets and quotes; it wins over X-Forwarded-For.
+        assert_eq!(got(&[("forwarded", "for=192.0.2.60;proto=http;by=203.0.113.43"), ("x-forwarded-for", "5.6.7.8")]), ip("192.0.2.60"));
+        assert_eq!(got(&[("forwarded", r#"for="[2001:db8:cafe::17]:4711", For=10.0.0.2"#)]), ip("2001:db8:cafe::17"));
+        assert_eq!(got(&[("forwarded", "for=192.0.2.43:47011")]), ip("192.0.2.43"));
+        // Nothing usable: the proxy's own address.
+        for junk in [&[][..], &[("x-forwarded-for", "unknown")][..], &[("forwarded", "for=_hidden")][..], &[("x-forwarded-for", "10.0.0.2")][..], &[("forwarded", "by=1.2.3.4")][..]] {
+            assert_eq!(got(junk), proxy, "{junk:?}");
+        }
     }
 }
