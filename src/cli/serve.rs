@@ -86,6 +86,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
         ..serve_defaults
     };
     let state = ferrite::server::AppState::new(analyzer, model_name, limits, source);
+    // Before any worker thread exists: memory freed after a large image goes back to a few
+    // shared arenas, where malloc_trim can return it. glibc's own MALLOC_ARENA_MAX, where the
+    // user sets one, is left to decide (bench/bomb_memory.sh compares them).
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        ferrite::device::limit_allocator_arenas(ferrite::server::ALLOCATOR_ARENAS);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&addr)
