@@ -22,6 +22,7 @@ import pytest
 from PIL import Image
 
 import ferrite
+from _clips import CLIPS_DIR, stream_times
 
 ROOT = Path(__file__).resolve().parents[2]
 PHOTOS = ROOT / "tests" / "fixtures" / "photos"
@@ -303,25 +304,13 @@ def test_video_timeline_matches_ferrite_video_csv(analyzer, clip, tmp_path):
         ferrite.analyze_video(tmp_path / "cli.csv")
 
 
-CLIPS = ROOT / "tests" / "fixtures" / "video"
-
-
-def stream_times(path):
-    """The presentation times of a clip's video frames as ffprobe decodes them, from the first."""
-    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
-                          "frame=best_effort_timestamp_time", "-of", "csv=p=0", str(path)],
-                         capture_output=True, text=True, check=True, timeout=120).stdout
-    t = [float(x.strip().rstrip(",")) for x in out.splitlines() if x.strip().rstrip(",")]
-    return [x - t[0] for x in t]
-
-
 @pytest.mark.parametrize("name", ["short-video.mp4", "vfr.mp4", "gop.mp4"])
 def test_video_frames_and_times_are_the_streams_own(analyzer, name, tmp_path):
     """Issue 45: a video shorter than its audio, a variable frame rate and a B-frame GOP give
     the stream's frames and times (within 1 ms), the same face rows as `ferrite video --csv`,
     and segments (``start_frame``/``max_frames``, as the Ray job cuts them) whose union is the
     whole read."""
-    clip = CLIPS / name
+    clip = CLIPS_DIR / name
     want = stream_times(clip)
     video = analyzer.analyze_video(clip, detect_every=2)
     rows = video.rows()

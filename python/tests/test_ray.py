@@ -24,22 +24,14 @@ import pytest
 
 import ferrite
 import ferrite.ray
+from _clips import CLIPS, stream_times
 
 ROOT = Path(__file__).resolve().parents[2]
 PHOTOS = ROOT / "tests" / "fixtures" / "photos"
 BIN = Path(os.environ.get("FERRITE_BIN", ROOT / "target" / "release" / "ferrite"))
 TOL = 1e-4
 PORT, WORKER_RAYLET_PORT = 6390, 6391
-CLIPS = sorted((ROOT / "tests" / "fixtures" / "video").glob("*.mp4"))
 
-
-def stream_times(path):
-    """The presentation times of a clip's video frames as ffprobe decodes them, from the first."""
-    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
-                          "frame=best_effort_timestamp_time", "-of", "csv=p=0", str(path)],
-                         capture_output=True, text=True, check=True, timeout=120).stdout
-    t = [float(x.strip().rstrip(",")) for x in out.splitlines() if x.strip().rstrip(",")]
-    return [x - t[0] for x in t]
 
 try:
     import pyarrow  # noqa: F401

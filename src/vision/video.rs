@@ -57,11 +57,14 @@ fn parse_rate(s: &str) -> Option<f64> {
     (v.is_finite() && v > 0.0).then_some(v)
 }
 
-/// Ask ffprobe for the size, frame rate and audio of `source`.
-pub fn probe(source: &str) -> Result<VideoInfo> {
+/// ffprobe's JSON answer for `source` with `args` (`-v error ... -of json` around them); its
+/// own message when it cannot read the source.
+fn ffprobe(source: &str, args: &[&str]) -> Result<serde_json::Value> {
     let out = spawn(
         Command::new("ffprobe")
-            .args(["-v", "error", "-show_entries", "stream=codec_type,width,height,avg_frame_rate,r_frame_rate", "-of", "json"])
+            .args(["-v", "error"])
+            .args(args)
+            .args(["-of", "json"])
             .arg(source)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),
@@ -73,8 +76,12 @@ pub fn probe(source: &str) -> Result<VideoInfo> {
         let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
         return Err(video_error(source, if msg.is_empty() { "ffprobe cannot read it".into() } else { msg }));
     }
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| video_error(source, format!("bad ffprobe output: {e}")))?;
+    serde_json::from_slice(&out.stdout).map_err(|e| video_error(source, format!("bad ffprobe output: {e}")))
+}
+
+/// Ask ffprobe for the size, frame rate and audio of `source`.
+pub fn probe(source: &str) -> Result<VideoInfo> {
+    let v = ffprobe(source, &["-show_entries", "stream=codec_type,width,height,avg_frame_rate,r_frame_rate"])?;
     let streams = v["streams"].as_array().cloned().unwrap_or_default();
     let video = streams
         .iter()
@@ -243,18 +250,10 @@ struct FirstFrame {
 
 /// The first video frame of a file, from its first packets decoded by ffprobe.
 fn first_frame_time(source: &str) -> Result<FirstFrame> {
-    let out = spawn(
-        Command::new("ffprobe")
-            .args(["-v", "error", "-select_streams", "v:0", "-read_intervals", "%+#16"])
-            .args(["-show_entries", "frame=best_effort_timestamp:stream=time_base:format=start_time", "-of", "json"])
-            .arg(source)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped()),
+    let v = ffprobe(
         source,
-    )?
-    .wait_with_output()
-    .map_err(video_io(source, "running ffprobe"))?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        &["-select_streams", "v:0", "-read_intervals", "%+#16", "-show_entries", "frame=best_effort_timestamp:stream=time_base:format=start_time"],
+    )?;
     let pts = v["frames"]
         .as_array()
         .into_iter()
