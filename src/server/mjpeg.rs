@@ -124,8 +124,8 @@ pub(super) fn produce_feed(state: &AppState, source: &str, info: &crate::vision:
         match crate::vision::video::FrameReader::open(source, info) {
             Err(e) => why = e.to_string(),
             Ok(mut reader) => loop {
-                let mut frame = match reader.next_frame() {
-                    Ok(Some(f)) => f.image,
+                let read = match reader.next_frame() {
+                    Ok(Some(f)) => f,
                     Ok(None) => break,
                     Err(e) => {
                         why = e.to_string();
@@ -134,7 +134,9 @@ pub(super) fn produce_feed(state: &AppState, source: &str, info: &crate::vision:
                 };
                 frames += 1;
                 let t = Instant::now();
-                let Ok(r) = video.process(&frame) else { break 'source };
+                // The stream's own frame numbers and times (a looping file starts again at 0).
+                let Ok(r) = video.process_at(&read.image, read.index, read.time_s) else { break 'source };
+                let mut frame = read.image;
                 analyzer.draw_tracked(&mut frame, &r.faces);
                 let mut jpeg = Vec::new();
                 if DynamicImage::ImageRgb8(frame).write_to(&mut Cursor::new(&mut jpeg), image::ImageFormat::Jpeg).is_err() {
