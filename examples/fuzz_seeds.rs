@@ -59,6 +59,7 @@ fn main() -> anyhow::Result<()> {
     }
     write(&out.join("fer2013_csv"), "classes.csv", csv.as_bytes())?;
     write(&out.join("fer2013_csv"), "bad.csv", format!("emotion,pixels\n7,{}\n3,1 2 3\n", pixels.join(" ")).as_bytes())?;
+    write(&out.join("fer2013_csv"), "list.csv", b"path,label,person\nhappy/a.png,happy,s1\n\"sad, very/b.png\",SAD,s2\n/abs/c.png,fear\n,angry\nx.png,contempt\n")?;
 
     // FER+ votes in their three forms.
     let cols = "neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF";

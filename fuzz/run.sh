@@ -16,7 +16,10 @@ cargo build --release --quiet --example fuzz_seeds
 seeds="$root/fuzz/corpus/.seeds"
 rm -rf "$seeds"
 "${CARGO_TARGET_DIR:-$root/target}/release/examples/fuzz_seeds" "$seeds" >/dev/null
-cargo +nightly fuzz build --fuzz-dir fuzz 2>&1 | grep -E "^(error|warning: unused)" || true
+# 16 codegen units (cargo-fuzz's default is 1, with which burn's CPU kernels alone took over 16
+# minutes of one core with the sanitizer): a crate compiled alone can use every core; the
+# targets run somewhat slower per input (cargo fuzz build --help). FUZZ_CODEGEN_UNITS overrides.
+cargo +nightly fuzz build --fuzz-dir fuzz --codegen-units "${FUZZ_CODEGEN_UNITS:-16}" 2>&1 | grep -E "^(error|warning: unused)" || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(cargo +nightly fuzz list --fuzz-dir fuzz)
 # cargo puts everything under CARGO_TARGET_DIR where it is set (cargo-fuzz's fuzz/target otherwise).

@@ -27,6 +27,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Training and fine-tuning (feature `train`) have a front door of their own:
+//! [`Trainer::builder`], with a [`Recipe`] for runs from scratch and one for fine-tuning a
+//! trained model on a user's own faces.
+//!
 //! Many photos in parallel: [`Analyzer::analyze_many`] (paths, bytes or decoded images); face
 //! crops without the detector: [`Analyzer::predict`]; video frames with tracking and smoothing:
 //! [`Analyzer::video`] (and, with the `video` feature, ffmpeg input in [`vision::video`]).
@@ -91,6 +95,8 @@ pub use eval::metrics::Report;
 pub use model::source::ModelSource;
 pub use model::infer::Tta;
 pub use model::meta::ModelMeta;
+#[cfg(feature = "train")]
+pub use train::{Recipe, Trainer, TrainerBuilder};
 pub use vision::analyzer::{Analyzer, EncodedImage, Face, FrameResult, ImageInput, TrackedFace, VideoAnalyzer, VideoOptions};
 pub use vision::blazeface::DetectorModel;
 pub use vision::builder::AnalyzerBuilder;

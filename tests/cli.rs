@@ -628,3 +628,27 @@ fn a_run_distils_from_a_teacher_file_and_starts_from_a_model() {
     let o = run(args);
     assert!(!o.status.success() && text(&o).contains("different network"), "{}", text(&o));
 }
+
+/// `train --init` fine-tunes with the library's fine-tuning recipe for every flag not given and
+/// the starting model's network; `train --help` shows both recipes as the library holds them.
+#[test]
+fn fine_tuning_takes_the_librarys_recipe_and_help_shows_it() {
+    let dir = ferrite::fsutil::TempDir::new().unwrap();
+    let (train, run) = (dir.path().join("train"), dir.path().join("run"));
+    write_folder(&train, 4, 4);
+    let o = ferrite(&["train", "--data", train.to_str().unwrap(), "--init", "embedded:default", "--epochs", "1", "--out", run.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
+    let (fine, scratch) = (ferrite::Recipe::fine_tune(), ferrite::Recipe::scratch());
+    assert_eq!(cfg["epochs"], 1, "a flag given wins");
+    assert_eq!(cfg["lr"].as_f64(), Some(fine.lr));
+    assert_eq!(cfg["batch_size"].as_u64(), Some(fine.batch_size as u64));
+    assert_eq!(cfg["time_budget_minutes"].as_f64(), fine.time_budget_minutes);
+    assert_eq!(cfg["augment"]["shift"].as_u64(), Some(fine.augment.shift as u64));
+    assert_eq!(cfg["spec"]["arch"], "compact", "the embedded model's network");
+    assert!(run.join("model.ferrite").exists());
+    let help = text(&ferrite(&["train", "--help"]));
+    for (r, column) in [(&scratch, "from scratch"), (&fine, "fine-tuning")] {
+        assert!(help.contains(column) && help.contains(&format!("{:e}", r.lr)) && help.contains(&r.epochs.to_string()), "{help}");
+    }
+}

@@ -178,3 +178,38 @@ fn the_core_leaves_out_server_cli_and_plots() {
         assert!(!crates.contains(left_out), "`default-features = false` still depends on {left_out}");
     }
 }
+
+/// Every crate the Python package's build shares with the binary's test build is built with the
+/// same features in both (python/Cargo.toml names the features the binary's server and log
+/// filter turn on), so the wheel build reuses target/ instead of compiling burn, tract and the
+/// rest a second time: `cargo tree` of both, crate by crate, ferrite itself aside.
+#[test]
+fn the_wheel_build_shares_the_binarys_dependencies() {
+    let features = |args: &[&str]| -> BTreeMap<String, BTreeSet<String>> {
+        let out = std::process::Command::new(env!("CARGO"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["tree", "--prefix", "none", "--offline", "-f", "{p} [{f}]"])
+            .args(args)
+            .output()
+            .expect("cargo runs");
+        assert!(out.status.success(), "cargo tree failed: {}", String::from_utf8_lossy(&out.stderr));
+        let mut map: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let mut words = line.split_whitespace();
+            if let (Some(name), Some(version)) = (words.next(), words.next()) {
+                let feats = line.split('[').nth(1).and_then(|r| r.split(']').next()).unwrap_or_default();
+                map.entry(format!("{name} {version}")).or_default().insert(feats.to_string());
+            }
+        }
+        map
+    };
+    let binary = features(&["-p", "ferrite", "-e", "normal,build,dev"]);
+    let wheel = features(&["-p", "ferrite-python", "-e", "normal,build"]);
+    let differ: Vec<String> = wheel
+        .iter()
+        .filter(|(name, _)| !name.starts_with("ferrite "))
+        .filter_map(|(name, f)| binary.get(name).filter(|g| *g != f).map(|g| format!("{name}: binary {g:?}, wheel {f:?}")))
+        .collect();
+    assert!(wheel.len() > 100 && binary.len() > wheel.len(), "cargo tree listed {} and {} crates", binary.len(), wheel.len());
+    assert!(differ.is_empty(), "built twice with other features (name them in python/Cargo.toml):\n{}", differ.join("\n"));
+}

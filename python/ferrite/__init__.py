@@ -36,8 +36,10 @@ from ._errors import (
     IOError,
     ModelError,
     SettingError,
+    TrainingError,
     VideoError,
 )
+from ._train import DATA_COLUMNS, TrainingRun, train
 
 __version__: str = _ferrite.__version__
 
@@ -52,6 +54,9 @@ __all__ = [
     "analyze",
     "analyze_video",
     "evaluate",
+    "train",
+    "TrainingRun",
+    "DATA_COLUMNS",
     "EMOTIONS",
     "Error",
     "FileNotFoundError",
@@ -62,6 +67,7 @@ __all__ = [
     "DataError",
     "ModelError",
     "VideoError",
+    "TrainingError",
 ]
 
 ImageLike = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, np.ndarray, Any]

@@ -38,3 +38,8 @@ class VideoError(Error, RuntimeError):
 
 class InputError(Error, TypeError):
     """An image of a kind ferrite does not take (not a path, bytes, numpy array or PIL image)."""
+
+
+class TrainingError(Error, RuntimeError):
+    """A training run that cannot start or go on: its directory already holds a run, it cannot
+    be resumed, or its loss stopped being a number (the last good checkpoint is kept)."""

@@ -1,6 +1,6 @@
 """Type stubs of the native layer (`ferrite._ferrite`, PyO3). Use the `ferrite` package's API."""
 
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 __version__: str
 
@@ -14,6 +14,39 @@ def evaluate(
     usage: Optional[str] = ...,
     skip_bad: bool = ...,
     prior_correction: float = ...,
+) -> str: ...
+
+def train(
+    data: Union[str, List[Tuple[str, str]]],
+    out: str,
+    val: Optional[Union[str, List[Tuple[str, str]]]] = ...,
+    init: Optional[str] = ...,
+    epochs: Optional[int] = ...,
+    batch_size: Optional[int] = ...,
+    lr: Optional[float] = ...,
+    time_budget: Optional[float] = ...,
+    early_stop: Optional[int] = ...,
+    val_fraction: Optional[float] = ...,
+    seed: Optional[int] = ...,
+    augment: Optional[str] = ...,
+    label_smoothing: Optional[float] = ...,
+    class_weight_power: Optional[float] = ...,
+    ferplus: Optional[str] = ...,
+    votes: Optional[str] = ...,
+    val_votes: Optional[str] = ...,
+    skip_bad: Optional[bool] = ...,
+    max_per_class: Optional[int] = ...,
+    arch: Optional[str] = ...,
+    width: Optional[int] = ...,
+    dropout: Optional[float] = ...,
+    on_epoch: Optional[Callable[[str], Any]] = ...,
+    on_step: Optional[Callable[[int, int, int, int, float, float, float], Any]] = ...,
+) -> str: ...
+
+def resume(
+    out: str,
+    on_epoch: Optional[Callable[[str], Any]] = ...,
+    on_step: Optional[Callable[[int, int, int, int, float, float, float], Any]] = ...,
 ) -> str: ...
 
 class NativeAnalyzer:

@@ -27,6 +27,7 @@ fn to_py(e: Error) -> PyErr {
         Error::Setting { .. } | Error::Config(_) | Error::Unsupported { .. } => "SettingError",
         Error::BadDataset { .. } | Error::BadCsvRow { .. } => "DataError",
         Error::BadModelFile { .. } | Error::Model(_) | Error::Incompatible(_) => "ModelError",
+        Error::RunExists { .. } | Error::BadRunDir { .. } | Error::NonFinite(_) => "TrainingError",
         Error::Video { .. } | Error::VideoIo { .. } => "VideoError",
         _ => "Error",
     };
@@ -319,6 +320,178 @@ fn evaluate(
     }))
 }
 
+/// Faces for training: a path (folder, FER2013 CSV or image list) or rows of (image, class).
+#[derive(FromPyObject)]
+enum TrainFaces {
+    Path(PathBuf),
+    Rows(Vec<(PathBuf, String)>),
+}
+
+/// The Python callbacks of a training call, told from the training thread with the GIL taken;
+/// the first exception one raises (KeyboardInterrupt from Ctrl-C included, checked at every
+/// step) stops the run and is raised once it returns.
+#[derive(Clone)]
+struct Callbacks {
+    on_epoch: Option<Arc<Py<PyAny>>>,
+    on_step: Option<Arc<Py<PyAny>>>,
+    raised: Arc<Mutex<Option<PyErr>>>,
+}
+
+impl Callbacks {
+    fn new(on_epoch: Option<Py<PyAny>>, on_step: Option<Py<PyAny>>) -> Callbacks {
+        Callbacks { on_epoch: on_epoch.map(Arc::new), on_step: on_step.map(Arc::new), raised: Arc::new(Mutex::new(None)) }
+    }
+
+    fn keep(&self, r: PyResult<()>) -> bool {
+        let Err(e) = r else { return true };
+        let mut raised = self.raised.lock().unwrap_or_else(|p| p.into_inner());
+        raised.get_or_insert(e);
+        false
+    }
+
+    fn stopped(&self) -> bool {
+        self.raised.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+
+    /// The library's options: Ctrl-C and the step callback checked after each step, the epoch
+    /// callback told each finished epoch's record (JSON).
+    fn options(&self) -> ferrite::train::TrainOptions {
+        let step = self.clone();
+        let epoch = self.clone();
+        ferrite::train::TrainOptions {
+            progress: false,
+            max_epochs_this_call: None,
+            on_step: Some(Arc::new(move |p: &ferrite::train::StepProgress| {
+                !step.stopped()
+                    && Python::attach(|py| {
+                        let r = py.check_signals().and_then(|()| match &step.on_step {
+                            Some(f) => f.call1(py, (p.epoch, p.epochs, p.step, p.steps, p.loss, p.accuracy, p.lr)).map(|_| ()),
+                            None => Ok(()),
+                        });
+                        step.keep(r)
+                    })
+            })),
+            on_epoch: Some(Arc::new(move |_run: &ferrite::train::RunDir, state: &ferrite::train::TrainState| {
+                if let (Some(f), Some(last)) = (&epoch.on_epoch, state.history.last()) {
+                    Python::attach(|py| {
+                        let r = f.call1(py, (json(last),)).map(|_| ());
+                        epoch.keep(r);
+                    });
+                }
+            })),
+        }
+    }
+
+    /// The run's outcome as JSON, or the exception a callback raised.
+    fn finish(self, r: ferrite::Result<ferrite::train::TrainOutcome>) -> PyResult<String> {
+        if let Some(e) = self.raised.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Err(e);
+        }
+        let o = ok(r)?;
+        Ok(serde_json::json!({
+            "run_dir": o.run_dir,
+            "epochs": o.state.epoch,
+            "best_epoch": o.state.best_epoch,
+            "best_val_accuracy": o.state.best_val_acc,
+            "stopped_early": o.stopped_early,
+            "interrupted": o.interrupted,
+            "missing_classes": o.missing_classes.iter().map(|e| e.name()).collect::<Vec<_>>(),
+        })
+        .to_string())
+    }
+}
+
+/// Train into `out` through `ferrite::Trainer::builder()`: each setting left `None` keeps the
+/// library's default (the fine-tuning recipe when `init` is given). The GIL is released while
+/// it trains; returns the outcome as JSON.
+#[pyfunction]
+#[pyo3(signature = (data, out, val=None, init=None, epochs=None, batch_size=None, lr=None, time_budget=None, early_stop=None, val_fraction=None, seed=None, augment=None, label_smoothing=None, class_weight_power=None, ferplus=None, votes=None, val_votes=None, skip_bad=None, max_per_class=None, arch=None, width=None, dropout=None, on_epoch=None, on_step=None))]
+#[allow(clippy::too_many_arguments)]
+fn train(
+    py: Python<'_>,
+    data: TrainFaces,
+    out: PathBuf,
+    val: Option<TrainFaces>,
+    init: Option<String>,
+    epochs: Option<usize>,
+    batch_size: Option<usize>,
+    lr: Option<f64>,
+    time_budget: Option<f64>,
+    early_stop: Option<usize>,
+    val_fraction: Option<f64>,
+    seed: Option<u64>,
+    augment: Option<&str>,
+    label_smoothing: Option<f32>,
+    class_weight_power: Option<f32>,
+    ferplus: Option<&str>,
+    votes: Option<PathBuf>,
+    val_votes: Option<PathBuf>,
+    skip_bad: Option<bool>,
+    max_per_class: Option<usize>,
+    arch: Option<&str>,
+    width: Option<usize>,
+    dropout: Option<f64>,
+    on_epoch: Option<Py<PyAny>>,
+    on_step: Option<Py<PyAny>>,
+) -> PyResult<String> {
+    let callbacks = Callbacks::new(on_epoch, on_step);
+    let mut b = ferrite::Trainer::builder().out(out);
+    b = match data {
+        TrainFaces::Path(p) => b.data(p),
+        TrainFaces::Rows(rows) => b.rows(rows),
+    };
+    b = match val {
+        Some(TrainFaces::Path(p)) => b.val(p),
+        Some(TrainFaces::Rows(rows)) => b.val_rows(rows),
+        None => b,
+    };
+    if let Some(v) = init {
+        b = b.init(v);
+    }
+    if arch.is_some() || width.is_some() || dropout.is_some() {
+        let mut spec = ferrite::model::ModelSpec::new(match arch {
+            Some(a) => ok(choice("arch", a, "reference, compact"))?,
+            None => Default::default(),
+        });
+        spec.width = width.or(spec.width);
+        spec.dropout = dropout.unwrap_or(spec.dropout);
+        b = b.network(spec);
+    }
+    if let Some(a) = augment {
+        let augment = serde_json::from_str(a).map_err(|e| to_py(Error::Setting { name: "augment", value: a.to_string(), expected: format!("augmentation settings ({e})") }))?;
+        b = b.augment(augment);
+    }
+    if let Some(mode) = ferplus {
+        b = b.ferplus(ferrite::data::ferplus::FerPlusConfig {
+            mode: ok(choice("ferplus", mode, "majority, probability, crossentropy, multi-target"))?,
+            train_votes: votes,
+            val_votes,
+            own_label_weight: 0.0,
+        });
+    }
+    macro_rules! given {
+        ($($name:ident => $setting:ident),*) => {$( if let Some(v) = $name { b = b.$setting(v); } )*};
+    }
+    given!(epochs => epochs, batch_size => batch_size, lr => lr, early_stop => early_stop_patience, val_fraction => val_fraction, seed => seed, label_smoothing => label_smoothing, class_weight_power => class_weight_power, skip_bad => skip_bad, max_per_class => max_per_class);
+    if let Some(m) = time_budget {
+        b = b.time_budget_minutes(Some(m));
+    }
+    let opts = callbacks.options();
+    b = b.on_step(opts.on_step.clone().expect("set above")).on_epoch(opts.on_epoch.clone().expect("set above"));
+    let r = py.detach(|| b.build()?.fit());
+    callbacks.finish(r)
+}
+
+/// Continue the run in `out` from its last finished epoch (callbacks as for `train`).
+#[pyfunction]
+#[pyo3(signature = (out, on_epoch=None, on_step=None))]
+fn resume(py: Python<'_>, out: PathBuf, on_epoch: Option<Py<PyAny>>, on_step: Option<Py<PyAny>>) -> PyResult<String> {
+    let callbacks = Callbacks::new(on_epoch, on_step);
+    let opts = callbacks.options();
+    let r = py.detach(|| ferrite::train::resume(&out, opts));
+    callbacks.finish(r)
+}
+
 /// The class names in output order (ferrite's one `Emotion` enum).
 #[pyfunction]
 fn emotions() -> Vec<&'static str> {
@@ -330,6 +503,8 @@ fn _ferrite(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeAnalyzer>()?;
     m.add_class::<NativeVideo>()?;
     m.add_function(wrap_pyfunction!(evaluate, m)?)?;
+    m.add_function(wrap_pyfunction!(train, m)?)?;
+    m.add_function(wrap_pyfunction!(resume, m)?)?;
     m.add_function(wrap_pyfunction!(emotions, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -39,8 +39,9 @@ pub struct Cli {
 /// The network options `summary`, `bench` and `train` share.
 #[derive(clap::Args, Debug, Clone, Copy)]
 pub struct NetArgs {
-    #[arg(long, value_enum, default_value = "reference")]
-    pub arch: Arch,
+    /// The architecture [default: reference; fine-tuning: the starting model's].
+    #[arg(long, value_enum)]
+    pub arch: Option<Arch>,
     /// Channel width (architectures that have one, e.g. compact: first-stage channels, default 32).
     #[arg(long)]
     pub width: Option<usize>,
@@ -54,9 +55,14 @@ pub struct NetArgs {
 }
 
 impl NetArgs {
+    /// Whether any of these options was given.
+    pub fn given(&self) -> bool {
+        self.arch.is_some() || self.width.is_some() || self.crop.is_some() || self.stem_convs.is_some()
+    }
+
     /// The model spec these options give (with `dropout` where given), checked.
     pub fn spec(&self, dropout: Option<f64>) -> Result<ModelSpec> {
-        let mut spec = ModelSpec::new(self.arch);
+        let mut spec = ModelSpec::new(self.arch.unwrap_or_default());
         if self.width.is_some() {
             spec.width = self.width;
         }

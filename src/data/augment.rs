@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// Which augmentations run, and how strongly. Every field can be switched off.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct AugmentConfig {
     /// Mirror left-right with probability 0.5 (the tutorials' augmentation).
     pub flip: bool,
@@ -74,6 +74,15 @@ impl AugmentConfig {
 
     /// Check the probabilities and ranges; the message names the setting.
     pub fn validate(&self) -> Result<(), String> {
+        if !(0.0..1.0).contains(&self.zoom) {
+            return Err("zoom must be a fraction in [0, 1)".into());
+        }
+        if !(0.0..=180.0).contains(&self.rotate_deg) {
+            return Err("rotation must be in [0, 180] degrees".into());
+        }
+        if self.shift as usize >= FACE_SIZE / 2 {
+            return Err(format!("shift must be under {} pixels", FACE_SIZE / 2));
+        }
         if !(0.0..=1.0).contains(&self.erase_prob) {
             return Err("erasing probability must be in [0, 1]".into());
         }

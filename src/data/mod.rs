@@ -141,13 +141,16 @@ impl Dataset {
         counts
     }
 
-    /// Read a data set: a folder with one subfolder per class, or a FER2013 CSV file.
+    /// Read a data set: a folder with one subfolder per class, a FER2013 CSV file, or an image
+    /// list (a CSV file with `path` and `label` columns, [`read_image_list`]).
     pub fn load(path: &Path, opts: &LoadOptions) -> Result<Dataset> {
         let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
         let ds = if crate::data::ferplus::is_ferplus_folder(path) {
             crate::data::ferplus::load_folder(path, crate::data::ferplus::LabelMode::Majority, opts)?.0
         } else if meta.is_dir() {
             load_folder(path, opts)?
+        } else if is_image_list(path)? {
+            load_list(path, opts)?
         } else {
             load_csv(path, opts)?
         };
@@ -322,8 +325,101 @@ fn load_folder(root: &Path, opts: &LoadOptions) -> Result<Dataset> {
         let take = opts.max_per_class.unwrap_or(usize::MAX);
         files.extend(image_files(&dir)?.into_iter().take(take).map(|f| (f, label)));
     }
+    read_faces(files, Dataset::default(), opts)
+}
+
+/// The columns an image list's header names (in any order, among others).
+pub const IMAGE_LIST_COLUMNS: [&str; 2] = ["path", "label"];
+
+/// Whether `path` is an image list: a file whose first line names the `path` and `label`
+/// columns (a FER2013 CSV's starts `emotion,pixels`).
+pub fn is_image_list(path: &Path) -> Result<bool> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    file.take(4096).read_to_end(&mut head).map_err(|e| Error::io(path, e))?;
+    let first = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let columns: Vec<String> = String::from_utf8_lossy(first).split(',').map(|c| c.trim().trim_start_matches('\u{feff}').trim_matches('"').to_ascii_lowercase()).collect();
+    Ok(IMAGE_LIST_COLUMNS.iter().all(|c| columns.iter().any(|h| h == c)))
+}
+
+/// One image-list row: the image, its class and its line in the list.
+pub type ListRow = (PathBuf, Emotion, usize);
+/// Inputs skipped with `skip_bad`: where (`file:LINE` or the file) and why.
+pub type Skipped = Vec<(String, String)>;
+
+/// Read an image list: a CSV file (header `path,label`, other columns ignored, quoting as
+/// Python's `csv` and pandas write it) whose rows name an image and its class by name
+/// (`angry` ... `surprise`, any case). Relative paths are read from the list's folder. Returns
+/// each row's image, class and line; a bad row is an error naming the list, the line and the
+/// field (with `skip_bad`: counted in `skipped` instead).
+pub fn read_image_list(reader: impl std::io::Read, path: &Path, skip_bad: bool) -> Result<(Vec<ListRow>, Skipped)> {
+    let bad = |line: usize, message: String| Error::BadCsvRow { path: path.to_path_buf(), line, message };
+    let mut rows = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
+    let header = rows.headers().map_err(|e| bad(1, format!("cannot read the header: {e}")))?.clone();
+    // A spreadsheet's UTF-8 byte-order mark before the first column name is not part of it.
+    let column = |name: &str| header.iter().position(|h| h.trim().trim_start_matches('\u{feff}').eq_ignore_ascii_case(name));
+    let (Some(path_col), Some(label_col)) = (column("path"), column("label")) else {
+        return Err(bad(1, format!("the header must name the columns {}", IMAGE_LIST_COLUMNS.join(" and "))));
+    };
+    let base = path.parent().unwrap_or(Path::new("."));
+    let (mut out, mut skipped) = (Vec::new(), Vec::new());
+    for record in rows.records() {
+        let line = |p: Option<&csv::Position>| p.map_or(0, |p| p.line() as usize);
+        let (line, parsed) = match record {
+            Err(e) => (line(e.position()), Err(format!("cannot read the row: {e}"))),
+            Ok(r) => {
+                let field = |i: usize, name: &str| r.get(i).map(str::trim).filter(|v| !v.is_empty()).ok_or_else(|| format!("field '{name}' is missing"));
+                let parsed = field(path_col, "path").and_then(|p| {
+                    let label = field(label_col, "label")?.parse::<Emotion>().map_err(|m| format!("field 'label': {m}"))?;
+                    Ok((base.join(p), label))
+                });
+                (line(r.position()), parsed)
+            }
+        };
+        match parsed {
+            Ok((image, label)) => out.push((image, label, line)),
+            Err(message) if skip_bad => skipped.push((format!("{}:{line}", path.display()), message)),
+            Err(message) => return Err(bad(line, message)),
+        }
+    }
+    Ok((out, skipped))
+}
+
+/// An image list's bytes: the header, then one `path,label` row per image (quoted where a
+/// path needs it), as [`read_image_list`] reads it back.
+pub fn write_image_list(rows: &[(PathBuf, Emotion)]) -> Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let failed = |e: csv::Error| Error::Serialize { what: "an image list", source: e.into() };
+    w.write_record(IMAGE_LIST_COLUMNS).map_err(failed)?;
+    for (path, label) in rows {
+        let Some(p) = path.to_str() else {
+            return Err(Error::BadDataset { path: path.clone(), message: "an image list holds UTF-8 paths only".into() });
+        };
+        w.write_record([p, label.name()]).map_err(failed)?;
+    }
+    w.into_inner().map_err(|e| Error::Serialize { what: "an image list", source: e.to_string().into() })
+}
+
+fn load_list(path: &Path, opts: &LoadOptions) -> Result<Dataset> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let (rows, skipped) = read_image_list(std::io::BufReader::new(file), path, opts.skip_bad)?;
+    let mut per_class = [0usize; Emotion::COUNT];
+    let files = rows
+        .into_iter()
+        .filter(|(_, label, _)| {
+            per_class[label.index()] += 1;
+            opts.max_per_class.is_none_or(|m| per_class[label.index()] <= m)
+        })
+        .map(|(image, label, _)| (image, label))
+        .collect();
+    read_faces(files, Dataset { skipped, ..Dataset::default() }, opts)
+}
+
+/// Decode the faces of `files` in parallel into `ds` (unreadable ones skipped and counted
+/// with `skip_bad`, else the first is the error).
+fn read_faces(files: Vec<(PathBuf, Emotion)>, mut ds: Dataset, opts: &LoadOptions) -> Result<Dataset> {
     let decoded: Vec<Result<Vec<u8>>> = files.par_iter().map(|(p, _)| read_face(p, opts.contrast)).collect();
-    let mut ds = Dataset::default();
     ds.faces.reserve(files.len() * FACE_PIXELS);
     for ((path, label), face) in files.into_iter().zip(decoded) {
         match face {
@@ -442,6 +538,37 @@ mod tests {
         assert_eq!(found, vec![root.join("a.png"), root.join("sub/b.png")]);
         // The same folder named twice is listed once and is not an empty folder the second time.
         assert_eq!(collect_images(&[root.clone(), root.join("sub2")]).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn image_lists_read_paths_and_classes_and_name_bad_rows() {
+        let dir = crate::fsutil::TempDir::new().unwrap();
+        write_png(&dir.path().join("faces/a.png"), 10, 60);
+        write_png(&dir.path().join("faces/b, c.png"), 20, 60);
+        let list = dir.path().join("list.csv");
+        std::fs::write(&list, "\u{feff}label,path,person\nHappy,faces/a.png,s1\nsad,\"faces/b, c.png\",s2\n").unwrap();
+        assert!(is_image_list(&list).unwrap());
+        let ds = Dataset::load(&list, &LoadOptions::default()).unwrap();
+        assert_eq!(ds.labels, vec![Emotion::Happy, Emotion::Sad]);
+        assert_eq!(ds.sources[1], dir.path().join("faces/b, c.png").display().to_string());
+        // Written back (absolute paths) and read again: the same rows.
+        let rows = vec![(dir.path().join("faces/b, c.png"), Emotion::Sad), (dir.path().join("faces/a.png"), Emotion::Fear)];
+        let again = read_image_list(write_image_list(&rows).unwrap().as_slice(), Path::new("x.csv"), false).unwrap().0;
+        assert_eq!(again.into_iter().map(|(p, l, _)| (p, l)).collect::<Vec<_>>(), rows);
+        // An unknown class names the list, the line and the label; a missing file names the file.
+        std::fs::write(&list, "path,label\nfaces/a.png,happy\nfaces/a.png,contempt\n").unwrap();
+        let e = Dataset::load(&list, &LoadOptions::default()).unwrap_err().to_string();
+        assert!(e.contains("list.csv, line 3") && e.contains("'contempt'"), "{e}");
+        let skipped = Dataset::load(&list, &LoadOptions { skip_bad: true, ..Default::default() }).unwrap();
+        assert_eq!((skipped.len(), skipped.skipped.len()), (1, 1));
+        std::fs::write(&list, "path,label\nfaces/nothere.png,happy\n").unwrap();
+        let e = Dataset::load(&list, &LoadOptions::default()).unwrap_err().to_string();
+        assert!(e.contains("nothere.png"), "{e}");
+        std::fs::write(&list, "path,label\n").unwrap();
+        assert!(Dataset::load(&list, &LoadOptions::default()).unwrap_err().to_string().contains("no usable images"));
+        // A FER2013 CSV is not a list.
+        std::fs::write(&list, format!("emotion,pixels\n3,{}\n", pixels_str(1))).unwrap();
+        assert!(!is_image_list(&list).unwrap());
     }
 
     #[test]

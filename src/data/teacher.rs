@@ -31,6 +31,11 @@ pub struct TeacherConfig {
     pub weight: f32,
 }
 
+impl TeacherConfig {
+    /// The teacher's weight in each target when none is given.
+    pub const DEFAULT_WEIGHT: f32 = 0.5;
+}
+
 /// What mixing a teacher into a data set did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TeacherStats {

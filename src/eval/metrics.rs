@@ -34,6 +34,10 @@ pub struct Report {
     pub classes: Vec<String>,
     /// Rows are true classes, columns predictions, in `classes` order.
     pub confusion: Vec<Vec<u64>>,
+    /// Classes without a single face in the data (left out of the balanced accuracy; their
+    /// recall and F1 are 0).
+    #[serde(default)]
+    pub absent: Vec<String>,
 }
 
 impl Confusion {
@@ -83,6 +87,7 @@ impl Confusion {
     pub fn report(&self, mean_loss: Option<f64>) -> Report {
         let per_class = self.per_class();
         let macro_f1 = per_class.iter().map(|c| c.f1).sum::<f64>() / Emotion::COUNT as f64;
+        let absent = per_class.iter().filter(|c| c.support == 0).map(|c| c.class.name().to_string()).collect();
         Report {
             samples: self.total(),
             accuracy: self.accuracy(),
@@ -93,6 +98,7 @@ impl Confusion {
             macro_f1,
             mean_loss,
             per_class,
+            absent,
             classes: Emotion::ALL.iter().map(|e| e.name().to_string()).collect(),
             confusion: self.counts.iter().map(|r| r.to_vec()).collect(),
         }
@@ -112,6 +118,9 @@ impl Report {
             self.macro_f1,
             self.mean_loss.map(|l| format!("   loss {l:.4}")).unwrap_or_default()
         );
+        if !self.absent.is_empty() {
+            let _ = writeln!(s, "no faces of: {} (left out of the balanced accuracy)", self.absent.join(", "));
+        }
         let _ = writeln!(s, "\n{:<10} {:>9} {:>9} {:>9} {:>8}", "class", "precision", "recall", "f1", "support");
         for c in &self.per_class {
             let _ = writeln!(

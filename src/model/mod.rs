@@ -26,11 +26,13 @@ pub use layers::{Layer, LayerKind, LayerRow, Pass, Tape};
 pub use reference::{ReferenceCnn, ReferenceConfig};
 
 /// The architectures ferrite can build (`--arch`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Arch {
-    /// The FER2013 tutorials' CNN: 4 conv blocks, 2 dense blocks, 4,478,727 parameters.
+    /// The FER2013 tutorials' CNN: 4 conv blocks, 2 dense blocks, 4,478,727 parameters (the
+    /// default network of a run from scratch).
+    #[default]
     Reference,
     /// ferrite's VGG-style compact CNN: 8 conv layers, global average pooling (~1.17M parameters
     /// at width 32).

@@ -21,6 +21,36 @@ pub enum Schedule {
     Constant,
 }
 
+impl Schedule {
+    /// ReduceLROnPlateau as Keras's tutorials set it: factor 0.1 after 2 epochs without a
+    /// validation-loss gain, down to 1e-5.
+    pub fn plateau() -> Schedule {
+        Schedule::Plateau { factor: 0.1, patience: 2, min_lr: 1e-5 }
+    }
+
+    /// Cosine decay without warm-up, to 1e-5.
+    pub fn cosine() -> Schedule {
+        Schedule::Cosine { warmup_epochs: 0.0, min_lr: 1e-5 }
+    }
+}
+
+impl OptimizerConfig {
+    /// Adam without weight decay (the default).
+    pub fn adam() -> OptimizerConfig {
+        OptimizerConfig::Adam { weight_decay: 0.0 }
+    }
+
+    /// SGD with Nesterov momentum 0.9, without weight decay.
+    pub fn sgd() -> OptimizerConfig {
+        OptimizerConfig::Sgd { momentum: 0.9, nesterov: true, weight_decay: 0.0 }
+    }
+}
+
+impl Mix {
+    /// The Beta(alpha, alpha) parameter mixup and CutMix take by default.
+    pub const ALPHA: f32 = 0.2;
+}
+
 /// Mixing two training faces into one (and their labels in the loss).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -96,31 +126,29 @@ pub(crate) fn one() -> usize {
 }
 
 impl TrainConfig {
-    /// The tutorials' recipe: Adam 5e-4, batch 64, flip, ReduceLROnPlateau(0.1, 2, 1e-5).
+    /// A run from scratch with [`Recipe::scratch`] (the tutorials' recipe: Adam 5e-4, batch 64,
+    /// flip, ReduceLROnPlateau(0.1, 2, 1e-5)); [`crate::Trainer::builder`] sets the rest.
     pub fn new(spec: ModelSpec, train_data: PathBuf) -> Self {
+        let recipe = Recipe::scratch();
         TrainConfig {
             spec,
             train_data,
             val_data: None,
-            val_fraction: 0.1,
-            epochs: 20,
-            batch_size: 64,
-            lr: 5e-4,
-            optimizer: OptimizerConfig::Adam { weight_decay: 0.0 },
-            schedule: Schedule::Plateau {
-                factor: 0.1,
-                patience: 2,
-                min_lr: 1e-5,
-            },
+            val_fraction: recipe.val_fraction,
+            epochs: recipe.epochs,
+            batch_size: recipe.batch_size,
+            lr: recipe.lr,
+            optimizer: OptimizerConfig::adam(),
+            schedule: recipe.schedule,
             label_smoothing: 0.0,
-            early_stop_patience: 0,
-            augment: AugmentConfig::default(),
+            early_stop_patience: recipe.early_stop_patience,
+            augment: recipe.augment,
             mix: Mix::None,
             class_weight_power: 0.0,
             seed: 42,
             skip_bad: false,
             max_per_class: None,
-            time_budget_minutes: None,
+            time_budget_minutes: recipe.time_budget_minutes,
             matmul: MatmulPrecision::F32,
             replicas: 1,
             keep_checkpoints: 1,
@@ -131,49 +159,52 @@ impl TrainConfig {
         }
     }
 
+    /// Check every setting; an error names the first bad one as the library spells it.
     pub(crate) fn validate(&self) -> Result<()> {
-        let bad = |m: &str| Err(Error::Config(m.to_string()));
+        fn bad(name: &'static str, value: impl std::fmt::Display, expected: &str) -> Result<()> {
+            Err(Error::Setting { name, value: value.to_string(), expected: expected.into() })
+        }
         if self.epochs == 0 {
-            return bad("epochs must be at least 1");
+            return bad("epochs", self.epochs, "at least 1");
         }
         if self.batch_size == 0 {
-            return bad("batch size must be at least 1");
+            return bad("batch_size", self.batch_size, "at least 1");
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
-            return bad("learning rate must be a positive number");
+            return bad("lr", self.lr, "a positive number");
         }
         if !(0.0..0.9).contains(&self.val_fraction) {
-            return bad("validation fraction must be in [0, 0.9)");
+            return bad("val_fraction", self.val_fraction, "a fraction in [0, 0.9)");
         }
-        self.augment.validate().map_err(Error::Config)?;
+        self.augment.validate().map_err(|m| Error::Setting { name: "augment", value: format!("{:?}", self.augment), expected: m })?;
         if !(0.0..1.0).contains(&self.label_smoothing) {
-            return bad("label smoothing must be in [0, 1)");
+            return bad("label_smoothing", self.label_smoothing, "a fraction in [0, 1)");
         }
         if let Mix::Mixup { alpha } | Mix::Cutmix { alpha } = self.mix
             && !(alpha.is_finite() && alpha > 0.0)
         {
-            return bad("mix alpha must be a positive number");
+            return bad("mix", alpha, "a positive alpha");
         }
         if !(0.0..=2.0).contains(&self.class_weight_power) {
-            return bad("class weight power must be in [0, 2]");
+            return bad("class_weight_power", self.class_weight_power, "a power in [0, 2]");
         }
-        if self.teacher.as_ref().is_some_and(|t| !(0.0..=1.0).contains(&t.weight)) {
-            return bad("teacher weight must be in [0, 1]");
+        if let Some(t) = self.teacher.as_ref().filter(|t| !(0.0..=1.0).contains(&t.weight)) {
+            return bad("teacher", t.weight, "a weight in [0, 1]");
         }
         if let Some(fp) = &self.ferplus {
             fp.validate()?;
         }
-        if self.time_budget_minutes.is_some_and(|m| !(m.is_finite() && m > 0.0)) {
-            return bad("time budget must be a positive number of minutes");
+        if let Some(m) = self.time_budget_minutes.filter(|m| !(m.is_finite() && *m > 0.0)) {
+            return bad("time_budget_minutes", m, "a positive number of minutes");
         }
         if !(1..=16).contains(&self.replicas) || self.replicas > self.batch_size {
-            return bad("replicas must be in 1..=16 and at most the batch size");
+            return bad("replicas", self.replicas, "1 to 16, and at most the batch size");
         }
         if self.keep_checkpoints == 0 {
-            return bad("at least one checkpoint must be kept");
+            return bad("keep_checkpoints", 0, "at least 1");
         }
         if self.spec.arch == crate::model::Arch::Ensemble {
-            return bad("an ensemble is not trained: train its members, then `ferrite export --model A --model B`");
+            return bad("network", "an ensemble", "a single network (an ensemble is put together from trained members when exporting)");
         }
         Matmul::new(self.matmul)?;
         self.spec.validate()

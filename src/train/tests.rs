@@ -526,3 +526,152 @@ fn a_run_can_start_from_a_model_of_the_same_network_only() {
     let done = train_on(&cfg, &dir.path().join("run"), &synthetic(2, 1), &synthetic(1, 2), quiet()).unwrap();
     assert_eq!(done.state.epoch, 1);
 }
+
+/// The fit loop, taken apart into its parts (issue 46), trains as the single function before it
+/// did: the same seed gives the metrics.csv that code wrote (tests/fixtures/train/, written by
+/// commit 69adcbd's fit), learning rates exactly, losses and accuracies up to the last bits of
+/// the kernels' sums (another CPU may dispatch other SIMD), for a plateau run that stops early
+/// and a cosine run with mixup.
+#[test]
+fn the_fit_loop_repeats_the_recorded_metrics() {
+    let _rng = crate::rng_lock();
+    let dir = crate::fsutil::TempDir::new().unwrap();
+    let (tr, va) = (synthetic(6, 11), synthetic(2, 12));
+    let mut spec = ModelSpec::new(Arch::Compact);
+    spec.width = Some(4);
+    let mut cfg = TrainConfig::new(spec, dir.path().join("unused"));
+    cfg.epochs = 6;
+    cfg.batch_size = 8;
+    cfg.lr = 3e-3;
+    cfg.schedule = Schedule::Plateau { factor: 0.5, patience: 1, min_lr: 1e-4 };
+    cfg.early_stop_patience = 2;
+    cfg.label_smoothing = 0.1;
+    cfg.class_weight_power = 0.5;
+    cfg.augment.shift = 2;
+    cfg.augment.rotate_deg = 5.0;
+    cfg.keep_checkpoints = 2;
+    cfg.seed = 7;
+    let mut cosine = cfg.clone();
+    cosine.schedule = Schedule::Cosine { warmup_epochs: 1.0, min_lr: 1e-4 };
+    cosine.mix = Mix::Mixup { alpha: 0.2 };
+    cosine.early_stop_patience = 0;
+    cosine.epochs = 3;
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/train");
+    for (cfg, name, golden) in [(&cfg, "plateau", "golden-metrics.csv"), (&cosine, "cosine", "golden-metrics-cosine.csv")] {
+        let out = train_on(cfg, &dir.path().join(name), &tr, &va, quiet()).unwrap();
+        // The plateau run stops early at epoch 3 (no gain on epoch 1's accuracy for 2 epochs).
+        assert_eq!(out.stopped_early, name == "plateau", "{name}");
+        let got = parse_metrics_csv(&std::fs::read_to_string(dir.path().join(name).join("metrics.csv")).unwrap(), Path::new(name)).unwrap();
+        let path = fixtures.join(golden);
+        let want = parse_metrics_csv(&std::fs::read_to_string(&path).unwrap(), &path).unwrap();
+        assert_eq!(got.len(), want.len(), "{name}: epochs run");
+        assert_eq!(out.state.history.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!((g.epoch, g.lr), (w.epoch, w.lr), "{name}: {g:?} vs {w:?}");
+            for (a, b) in [(g.train_loss, w.train_loss), (g.val_loss, w.val_loss)] {
+                assert!((a - b).abs() <= 1e-3 * b.abs().max(1.0), "{name}: {g:?} vs {w:?}");
+            }
+            // One face more or less on a CPU whose sums round otherwise.
+            assert!((g.train_acc - w.train_acc).abs() <= 1.0 / tr.len() as f64 + 1e-9, "{name}: {g:?} vs {w:?}");
+            assert!((g.val_acc - w.val_acc).abs() <= 1.0 / va.len() as f64 + 1e-9, "{name}: {g:?} vs {w:?}");
+        }
+    }
+}
+
+#[test]
+fn the_builder_checks_and_names_every_setting_and_picks_the_recipe() {
+    let dir = crate::fsutil::TempDir::new().unwrap();
+    let setting = |b: TrainerBuilder| match b.build() {
+        Err(Error::Setting { name, .. }) => name,
+        other => panic!("expected a setting error, got {:?}", other.map(|t| t.config().clone())),
+    };
+    let base = || Trainer::builder().faces(synthetic(1, 1)).out(dir.path().join("run"));
+    assert_eq!(setting(Trainer::builder().out(dir.path())), "data");
+    assert_eq!(setting(Trainer::builder().faces(synthetic(1, 1))), "out");
+    assert_eq!(setting(base().epochs(0)), "epochs");
+    assert_eq!(setting(base().batch_size(0)), "batch_size");
+    assert_eq!(setting(base().lr(-1.0)), "lr");
+    assert_eq!(setting(base().val_fraction(0.95)), "val_fraction");
+    assert_eq!(setting(base().label_smoothing(1.0)), "label_smoothing");
+    assert_eq!(setting(base().class_weight_power(3.0)), "class_weight_power");
+    assert_eq!(setting(base().time_budget_minutes(Some(0.0))), "time_budget_minutes");
+    assert_eq!(setting(base().replicas(17)), "replicas");
+    assert_eq!(setting(base().keep_checkpoints(0)), "keep_checkpoints");
+    assert_eq!(setting(base().mix(Mix::Mixup { alpha: 0.0 })), "mix");
+    assert_eq!(setting(base().augment(AugmentConfig { zoom: 2.0, ..AugmentConfig::default() })), "augment");
+    assert_eq!(setting(base().rows([("a.png", "happy")]).val_faces(synthetic(1, 2))), "val");
+    assert_eq!(setting(base().val("Cargo.toml")), "val");
+    assert_eq!(setting(Trainer::builder().rows(Vec::<(PathBuf, String)>::new()).out(dir.path())), "data");
+    // A missing path is an I/O error naming it; an unknown class names the class and its image.
+    let e = Trainer::builder().data(dir.path().join("nothere")).out(dir.path().join("r")).build().unwrap_err();
+    assert!(matches!(&e, Error::Io { path, .. } if path.ends_with("nothere")), "{e}");
+    let e = Trainer::builder().rows([("faces/x.png", "happy"), ("faces/y.png", "contempt")]).out(dir.path().join("r")).build().unwrap_err().to_string();
+    assert!(e.contains("y.png") && e.contains("'contempt'"), "{e}");
+    // Recipes: from scratch by default, fine-tuning with `init` (and its network and contrast);
+    // a setting given wins over either.
+    let scratch = base().build().unwrap();
+    let r = Recipe::scratch();
+    assert_eq!((scratch.config().epochs, scratch.config().lr, scratch.config().batch_size), (r.epochs, r.lr, r.batch_size));
+    assert_eq!(scratch.config().spec, ModelSpec::new(Arch::default()));
+    let fine = base().init("embedded:default").build().unwrap();
+    let (f, (_, header)) = (Recipe::fine_tune(), crate::model::embedded::named("default", &crate::device::inference_device()).unwrap());
+    let c = fine.config();
+    assert_eq!((c.epochs, c.lr, c.batch_size, &c.schedule, &c.augment), (f.epochs, f.lr, f.batch_size, &f.schedule, &f.augment));
+    assert_eq!((c.early_stop_patience, c.val_fraction, c.time_budget_minutes), (f.early_stop_patience, f.val_fraction, f.time_budget_minutes));
+    assert_eq!((&c.spec, c.contrast), (&header.spec, header.contrast()));
+    let given = base().init("embedded:default").lr(1e-3).time_budget_minutes(None).build().unwrap();
+    assert_eq!((given.config().lr, given.config().time_budget_minutes, given.config().epochs), (1e-3, None, f.epochs));
+    assert_ne!(r, f, "the two recipes differ");
+}
+
+#[test]
+fn rows_train_from_the_runs_own_list_and_a_missing_class_is_reported() {
+    let _rng = crate::rng_lock();
+    let dir = crate::fsutil::TempDir::new().unwrap();
+    // Generated faces without neutral, saved as PNGs and given as rows of (image, class name).
+    let ds = synthetic(4, 3);
+    let mut rows = Vec::new();
+    for i in (0..ds.len()).filter(|&i| ds.labels[i] != Emotion::Neutral) {
+        let p = dir.path().join(format!("faces/{i}.png"));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        image::GrayImage::from_raw(48, 48, ds.face(i).to_vec()).unwrap().save(&p).unwrap();
+        rows.push((p, ds.labels[i].name().to_uppercase()));
+    }
+    let mut spec = ModelSpec::new(Arch::Compact);
+    spec.width = Some(4);
+    let steps = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = steps.clone();
+    let run = dir.path().join("run");
+    let outcome = Trainer::builder()
+        .rows(rows.clone())
+        .val_fraction(0.25)
+        .network(spec)
+        .epochs(3)
+        .batch_size(4)
+        .out(&run)
+        // Stop in the second epoch: the first is kept, and resume finishes the run.
+        .on_step(std::sync::Arc::new(move |p: &StepProgress| {
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            p.epoch < 2
+        }))
+        .build()
+        .unwrap()
+        .fit()
+        .unwrap();
+    assert!(outcome.interrupted && !outcome.stopped_early);
+    assert_eq!(outcome.missing_classes, vec![Emotion::Neutral]);
+    assert_eq!(outcome.state.epoch, 1);
+    assert!(!RunDir(run.clone()).final_model().exists(), "an interrupted run has no final model");
+    let listed = std::fs::read_to_string(run.join(TRAIN_LIST)).unwrap();
+    assert_eq!(listed.lines().count(), rows.len() + 1);
+    let resumed = resume(&run, quiet()).unwrap();
+    assert_eq!(resumed.state.history.iter().map(|r| r.epoch).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(resumed.missing_classes, vec![Emotion::Neutral]);
+    assert!(RunDir(run.clone()).final_model().exists());
+    // Scored on its own faces, the report names the class without faces.
+    let device = crate::device::inference_device();
+    let (net, _) = crate::model::source::ModelSource::from(run.as_path()).load(&device).unwrap();
+    let report = evaluate(&net, &Dataset::load(&run.join(TRAIN_LIST), &LoadOptions::default()).unwrap(), &device);
+    assert_eq!(report.absent, vec!["neutral".to_string()]);
+    assert!(report.to_text().contains("no faces of: neutral"));
+}
