@@ -476,8 +476,7 @@ fn train(
     if let Some(m) = time_budget {
         b = b.time_budget_minutes(Some(m));
     }
-    let opts = callbacks.options();
-    b = b.on_step(opts.on_step.clone().expect("set above")).on_epoch(opts.on_epoch.clone().expect("set above"));
+    b = b.options(callbacks.options());
     let r = py.detach(|| b.build()?.fit());
     callbacks.finish(r)
 }

@@ -262,13 +262,7 @@ fn defaults_help() -> String {
 /// The flags as the library's training settings: only what was given is set, so every default
 /// (and the fine-tuning recipe when --init is given) is the library's.
 fn builder(a: &TrainArgs, matmul: Option<ferrite::kernels::MatmulPrecision>, opts: TrainOptions) -> Result<TrainerBuilder> {
-    let mut b = Trainer::builder().progress(opts.progress);
-    if let Some(n) = opts.max_epochs_this_call {
-        b = b.max_epochs_this_call(n);
-    }
-    if let Some(cb) = opts.on_epoch {
-        b = b.on_epoch(cb);
-    }
+    let mut b = Trainer::builder().options(opts);
     if let Some(v) = &a.val {
         b = b.val(v);
     }

@@ -263,6 +263,12 @@ impl TrainerBuilder {
         teacher: crate::data::teacher::TeacherConfig;
     }
 
+    /// How the run reports and is limited, all at once (progress bar, epoch limit, callbacks).
+    pub fn options(mut self, opts: TrainOptions) -> Self {
+        self.opts = opts;
+        self
+    }
+
     /// Show a live progress bar on the terminal.
     pub fn progress(mut self, on: bool) -> Self {
         self.opts.progress = on;
