@@ -109,7 +109,7 @@ fn video(source: &str, to: Outputs, mut opts: VideoOptions, max_frames: Option<u
     let mut reader = FrameReader::open(source, &info)?;
     let audio = info.has_audio.then_some(source);
     let mut writer = match to.video {
-        Some(p) => Some(FrameWriter::create(p, info.width, info.height, info.fps, audio)?),
+        Some(p) => Some(FrameWriter::create(p, info.width, info.height, audio)?),
         None => None,
     };
     let mut csv_file = match to.csv {
@@ -150,7 +150,7 @@ fn video(source: &str, to: Outputs, mut opts: VideoOptions, max_frames: Option<u
             let t2 = std::time::Instant::now();
             times.draw_s += (t2 - t).as_secs_f64();
             if let Some(w) = writer.as_mut() {
-                w.write(&frame)?;
+                w.write(&frame, read.time_s)?;
             }
             times.encode_s += t2.elapsed().as_secs_f64();
             if let Some(v) = viewer.as_mut()

@@ -1,6 +1,7 @@
 //! Faces in photos and video: detection ([`blazeface`], boxes and crops in [`detect`]), the
 //! analyzer that labels every face ([`analyzer`]), ids and smoothing across frames ([`track`]),
-//! ffmpeg frames in and out ([`video`]) and drawing the results ([`annotate`]).
+//! ffmpeg frames in and out ([`video`]; frames go out with their times in a Matroska stream,
+//! `matroska`) and drawing the results ([`annotate`]).
 
 pub mod analyzer;
 pub mod annotate;
@@ -8,5 +9,7 @@ pub mod blazeface;
 pub mod builder;
 pub mod detect;
 pub mod track;
+#[cfg(feature = "video")]
+mod matroska;
 #[cfg(feature = "video")]
 pub mod video;

@@ -420,39 +420,47 @@ impl Drop for FrameReader {
     }
 }
 
-/// Encodes RGB frames to a video file (H.264 in MP4 by the extension), copying the audio of
-/// `audio_from` when it has some. Written under a temporary name and renamed on `finish`.
+/// Encodes RGB frames to a video file (H.264 in MP4 by the extension), each at its own time,
+/// copying the audio of `audio_from` when it has some. Written under a temporary name and
+/// renamed on `finish`.
+///
+/// Frames travel to ffmpeg in a Matroska stream that stamps each one, and ffmpeg keeps those
+/// stamps (`-fps_mode passthrough`): a variable-rate source keeps its timing, and no frame is
+/// added or dropped to fit a rate.
 pub struct FrameWriter {
     out: PathBuf,
     tmp: PathBuf,
     child: Child,
-    stdin: Option<ChildStdin>,
+    stdin: Option<std::io::BufWriter<ChildStdin>>,
     width: u32,
     height: u32,
+    /// The last frame's time in microseconds, to keep the times increasing.
+    last_micros: Option<u64>,
 }
 
 impl FrameWriter {
-    pub fn create(out: &Path, width: u32, height: u32, fps: f64, audio_from: Option<&str>) -> Result<FrameWriter> {
+    pub fn create(out: &Path, width: u32, height: u32, audio_from: Option<&str>) -> Result<FrameWriter> {
         let name = out.display().to_string();
         let ext = out.extension().and_then(|e| e.to_str()).unwrap_or("mp4");
         let tmp = out.with_extension(format!("partial.{ext}"));
         let mut cmd = Command::new("ffmpeg");
-        cmd.args(["-nostdin", "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s"])
-            .arg(format!("{width}x{height}"))
-            .arg("-r")
-            .arg(format!("{fps}"))
-            .args(["-i", "-"]);
+        cmd.args(["-nostdin", "-y", "-v", "error", "-f", "matroska", "-i", "-"]);
         if let Some(src) = audio_from {
             cmd.arg("-i").arg(src).args(["-map", "0:v:0", "-map", "1:a?", "-c:a", "aac", "-shortest"]);
         }
-        // yuv420p needs even sizes: pad odd ones by a pixel.
-        cmd.args(["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"])
+        // yuv420p needs even sizes: pad odd ones by a pixel. The frames keep their own times
+        // (the stream's microseconds).
+        cmd.args(["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-fps_mode", "passthrough", "-enc_time_base", "-1"])
+            .args(["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"])
             .arg(&tmp)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = spawn(&mut cmd, &name)?;
-        let stdin = child.stdin.take();
+        let mut stdin = child.stdin.take().map(|s| std::io::BufWriter::with_capacity(1 << 16, s));
+        if let Some(s) = stdin.as_mut() {
+            s.write_all(&super::matroska::header(width, height)).map_err(video_io(&name, "ffmpeg stopped taking frames"))?;
+        }
         Ok(FrameWriter {
             out: out.to_path_buf(),
             tmp,
@@ -460,32 +468,37 @@ impl FrameWriter {
             stdin,
             width,
             height,
+            last_micros: None,
         })
     }
 
-    pub fn write(&mut self, frame: &RgbImage) -> Result<()> {
+    /// Add `frame` at `time_s` seconds from the first frame. A time at or before the last
+    /// frame's is moved a microsecond past it (a video's times only go forward).
+    pub fn write(&mut self, frame: &RgbImage, time_s: f64) -> Result<()> {
         let name = self.out.display().to_string();
         if frame.dimensions() != (self.width, self.height) {
             return Err(video_error(&name, "frame size changed"));
         }
         let stdin = self.stdin.as_mut().ok_or_else(|| video_error(&name, "writer already finished"))?;
-        stdin
-            .write_all(frame.as_raw())
-            .map_err(video_io(&name, "ffmpeg stopped taking frames"))
+        let asked = if time_s.is_finite() { (time_s.max(0.0) * 1e6).round() as u64 } else { 0 };
+        let micros = self.last_micros.map_or(asked, |last| asked.max(last + 1));
+        self.last_micros = Some(micros);
+        super::matroska::write_frame(stdin, micros, frame.as_raw()).map_err(video_io(&name, "ffmpeg stopped taking frames"))
     }
 
     /// Close the stream, wait for ffmpeg and move the file into place.
     pub fn finish(mut self) -> Result<()> {
         let name = self.out.display().to_string();
-        drop(self.stdin.take());
+        let flushed = self.stdin.take().map_or(Ok(()), |mut s| s.flush());
         let mut stderr = String::new();
         if let Some(mut e) = self.child.stderr.take() {
             let _ = e.read_to_string(&mut stderr);
         }
         let status = self.child.wait().map_err(video_io(&name, "waiting for ffmpeg"))?;
-        if !status.success() {
+        if !status.success() || flushed.is_err() {
             let _ = std::fs::remove_file(&self.tmp);
-            return Err(video_error(&name, format!("ffmpeg failed: {}", stderr.trim())));
+            let why = flushed.err().map(|e| format!(" ({e})")).unwrap_or_default();
+            return Err(video_error(&name, format!("ffmpeg failed: {}{why}", stderr.trim())));
         }
         std::fs::rename(&self.tmp, &self.out).map_err(|e| Error::io(&self.out, e))
     }
@@ -494,9 +507,10 @@ impl FrameWriter {
 impl Drop for FrameWriter {
     fn drop(&mut self) {
         if self.stdin.is_some() {
-            // Not finished: stop ffmpeg and leave no partial file behind.
-            drop(self.stdin.take());
+            // Not finished: stop ffmpeg (before the buffer's last flush, which then fails
+            // at once) and leave no partial file behind.
             let _ = self.child.kill();
+            drop(self.stdin.take());
             let _ = self.child.wait();
             let _ = std::fs::remove_file(&self.tmp);
         }
