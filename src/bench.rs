@@ -101,9 +101,9 @@ pub fn measure_inference(net: &Network, steps: usize, warmup: usize) -> (f64, f6
 
 /// Inference speed of the tract-compiled copy (`onnx::FastModel`, what `predict`, `detect`,
 /// `video` and `serve` run): 64 faces one run each, spread over the threads, in images per
-/// second; and the median milliseconds of `5 * steps` single faces.
-pub fn measure_fast(net: &Network, steps: usize, warmup: usize) -> crate::error::Result<(f64, f64)> {
-    let fast = crate::model::onnx::FastModel::new(net)?;
+/// second; and the median milliseconds of `5 * steps` single faces. Compiled at `fast`'s
+/// own precision (`FastModel::with_precision`).
+pub fn measure_fast(fast: &crate::model::onnx::FastModel, steps: usize, warmup: usize) -> crate::error::Result<(f64, f64)> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let faces: Vec<u8> = (0..64 * FACE_PIXELS).map(|_| rng.random()).collect();
     time_passes(steps, warmup, || fast.probs_each(&faces).map(drop), || fast.probs(&faces[..FACE_PIXELS]).map(drop))

@@ -56,8 +56,8 @@
 //! - [`model`]: architectures, each described once as a list of layers ([`model::layers`]),
 //!   ensembles, inference with test-time augmentation ([`model::infer`]), the model file
 //!   ([`model::file`]) and its typed contract ([`model::meta`]), ONNX export and tract
-//!   ([`model::onnx`]), the embedded models ([`model::embedded`]), layer tables and diagrams
-//!   ([`model::summary`]);
+//!   ([`model::onnx`], f32 or int8 with [`model::quant`]'s calibration), the embedded models
+//!   ([`model::embedded`]), layer tables and diagrams ([`model::summary`]);
 //! - [`train`] (feature `train`): configs, steps, replicas, schedules, checkpoints, resume, the
 //!   fit loop; [`mod@bench`]: speed measurement;
 //! - [`eval`]: scores on data sets ([`eval::metrics`]) and on labelled photos ([`eval::photos`]);
@@ -95,6 +95,7 @@ pub use eval::metrics::Report;
 pub use model::source::ModelSource;
 pub use model::infer::Tta;
 pub use model::meta::ModelMeta;
+pub use model::quant::InferencePrecision;
 #[cfg(feature = "train")]
 pub use train::{Recipe, Trainer, TrainerBuilder};
 pub use vision::analyzer::{Analyzer, EncodedImage, Face, FrameResult, ImageInput, TrackedFace, VideoAnalyzer, VideoOptions};

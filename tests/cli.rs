@@ -279,6 +279,56 @@ fn export_onnx_gives_what_predict_prints() {
     assert!(!o.status.success() && text(&o).contains(bad.to_str().unwrap()), "{}", text(&o));
 }
 
+/// Issue 47: `export --quantize int8` measures ranges on the calibration faces and writes them
+/// into a model file (which `--precision int8` then runs) or a QLinearConv ONNX graph that
+/// tract reloads; a model without ranges cannot run int8, and the error says why.
+#[test]
+fn export_quantize_int8_writes_calibrated_models() {
+    use tract_onnx::prelude::*;
+    let dir = ferrite::fsutil::TempDir::new().unwrap();
+    let faces = dir.path().join("faces");
+    write_folder(&faces, 3, 4);
+    let face = faces.join("happy").read_dir().unwrap().next().unwrap().unwrap().path();
+    let (q_onnx, q_model) = (dir.path().join("q.onnx"), dir.path().join("q.ferrite"));
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let o = ferrite(&["export", "--model", "embedded:fer2013", "--out", &s(&q_onnx), "--quantize", "int8", "--calibrate", &s(&faces)]);
+    assert!(o.status.success() && text(&o).contains("int8 QLinearConv") && text(&o).contains("21 faces"), "{}", text(&o));
+    let o = ferrite(&["export", "--model", "embedded:fer2013", "--out", &s(&q_model), "--quantize", "int8", "--calibrate", &s(&faces)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let (_, header) = ferrite::model::file::load(&q_model, &ferrite::device::inference_device()).unwrap();
+    let ranges = header.meta.int8.clone().expect("the ranges are in the header");
+    assert!(ranges.faces == 21 && ranges.conv_max.len() == 7, "{ranges:?}");
+
+    let predict = |args: &[&str]| {
+        let o = ferrite(&[&["predict", &s(&face), "--json"], args].concat());
+        assert!(o.status.success(), "{}", text(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        Emotion::ALL.map(|e| v["probabilities"][e.name()].as_f64().unwrap() as f32)
+    };
+    let f32 = predict(&["--model", "embedded:fer2013"]);
+    let int8 = predict(&["--model", &s(&q_model), "--precision", "int8"]);
+    let plan = tract_onnx::onnx()
+        .model_for_path(&q_onnx)
+        .and_then(|m| m.with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), tvec!(1, 1, 48, 48))))
+        .and_then(|m| m.into_optimized())
+        .and_then(|m| m.into_runnable())
+        .unwrap();
+    let face_u8 = ferrite::data::read_face(&face, header.contrast()).unwrap();
+    let pixels: Vec<f32> = face_u8.iter().map(|&p| p as f32 / 255.0).collect();
+    let out = plan.run(tvec!(Tensor::from_shape(&[1, 1, 48, 48], &pixels).unwrap().into())).unwrap();
+    let onnx = out[0].to_plain_array_view::<f32>().unwrap();
+    for ((a, b), c) in f32.iter().zip(&int8).zip(onnx.iter()) {
+        assert!((a - b).abs() < 0.1, "f32 {f32:?} vs int8 {int8:?}");
+        assert!((b - c).abs() < 1e-4, "predict --precision int8 {int8:?} vs the exported graph {onnx:?}");
+    }
+
+    // No ranges, no int8: the library's error names the setting.
+    let o = ferrite(&["predict", &s(&face), "--model", "embedded:fer2013", "--precision", "int8"]);
+    assert!(!o.status.success() && text(&o).contains("precision") && text(&o).contains("no int8 calibration"), "{}", text(&o));
+    let o = ferrite(&["export", "--model", "embedded:fer2013", "--out", &s(&q_onnx), "--quantize", "int8"]);
+    assert!(!o.status.success() && text(&o).contains("--calibrate"), "{}", text(&o));
+}
+
 /// `export` with two models writes an ensemble whose probabilities are the members' averaged,
 /// and every command takes it like any model file.
 #[test]

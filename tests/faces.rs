@@ -337,3 +337,31 @@ fn frames_and_times_are_the_streams_own_on_every_path() {
     assert!(!probe(clip("vfr.mp4").to_str().unwrap()).unwrap().constant_rate);
     assert!(probe(clip("gop.mp4").to_str().unwrap()).unwrap().constant_rate);
 }
+
+/// Issue 47: the embedded default's int8 path (its calibration is in the model file) agrees
+/// with f32 on the committed photos: the same faces, the same top class on at least 95% of
+/// them, every probability within 0.05. The analyzer says which path it runs.
+#[test]
+fn int8_inference_agrees_with_f32_on_the_committed_photos() {
+    use ferrite::{Analyzer, Emotion, InferencePrecision};
+    let f32 = Analyzer::builder().build().unwrap();
+    let int8 = Analyzer::builder().precision(InferencePrecision::Int8).build().unwrap();
+    assert_eq!((f32.precision(), int8.precision()), (InferencePrecision::F32, InferencePrecision::Int8));
+    let (mut faces, mut same, mut worst) = (0, 0, 0f32);
+    for path in ferrite::data::image_files(&photos()).unwrap() {
+        let (name, img) = (path.display().to_string(), image::open(&path).unwrap());
+        let (a, b) = (f32.analyze(&img).unwrap(), int8.analyze(&img).unwrap());
+        assert_eq!(a.len(), b.len(), "{name}: faces found");
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(x.bbox, y.bbox, "{name}: the detector does not change");
+            let top = |p: &[f32; Emotion::COUNT]| ferrite::emotion::argmax(p);
+            faces += 1;
+            same += usize::from(top(&x.probs) == top(&y.probs));
+            worst = x.probs.iter().zip(&y.probs).map(|(p, q)| (p - q).abs()).fold(worst, f32::max);
+        }
+    }
+    assert!(faces >= 20, "only {faces} faces in the committed photos");
+    eprintln!("int8 vs f32: {same} of {faces} faces agree, largest probability change {worst:.4}");
+    assert!(same * 100 >= faces * 95, "int8 and f32 agree on {same} of {faces} faces");
+    assert!(worst <= 0.05, "a probability moved by {worst}");
+}

@@ -187,6 +187,9 @@ class Analyzer:
         side before searching it, to find faces cut by the frame's edge (0 = off).
     :param small_face_tiles: when ``tiles`` is 1 and a frame holds a face smaller than this
         fraction of its longest side, also search it in 2 x 2 tiles for more small faces (0 = off).
+    :param precision: ``"f32"`` (default) or ``"int8"``: the expression model quantized to 8
+        bits (the model must carry int8 calibration, as the embedded default does; faster only on
+        CPUs with int8 dot products: AVX-512 VNNI, AVX-VNNI, AMX).
 
     A setting left ``None`` takes the library's default (given above). Every setting is checked
     when the analyzer is built: a bad one raises :class:`SettingError`
@@ -209,10 +212,11 @@ class Analyzer:
         max_pixels: Optional[int] = None,
         edge_pad: Optional[float] = None,
         small_face_tiles: Optional[float] = None,
+        precision: Optional[str] = None,
     ) -> None:
         given = dict(model=model, detector=detector, tta=tta, abstain=abstain, margin=margin, align=align,
                      min_score=min_score, tiles=tiles, pad_retry=pad_retry, prior_correction=prior_correction, threads=threads,
-                     max_pixels=max_pixels, edge_pad=edge_pad, small_face_tiles=small_face_tiles)
+                     max_pixels=max_pixels, edge_pad=edge_pad, small_face_tiles=small_face_tiles, precision=precision)
         # Only the settings given: every default lives in the library (ferrite::AnalyzerBuilder).
         self._settings: Dict[str, Any] = {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in given.items() if v is not None}
         self._native = _ferrite.NativeAnalyzer(**self._settings)

@@ -132,7 +132,7 @@ struct NativeAnalyzer {
 impl NativeAnalyzer {
     /// Each setting left `None` keeps the library's default (`ferrite::AnalyzerBuilder`).
     #[new]
-    #[pyo3(signature = (model=None, detector=None, tta=None, abstain=None, margin=None, align=None, min_score=None, tiles=None, pad_retry=None, prior_correction=None, threads=None, max_pixels=None, edge_pad=None, small_face_tiles=None))]
+    #[pyo3(signature = (model=None, detector=None, tta=None, abstain=None, margin=None, align=None, min_score=None, tiles=None, pad_retry=None, prior_correction=None, threads=None, max_pixels=None, edge_pad=None, small_face_tiles=None, precision=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -150,6 +150,7 @@ impl NativeAnalyzer {
         max_pixels: Option<u64>,
         edge_pad: Option<f32>,
         small_face_tiles: Option<f32>,
+        precision: Option<&str>,
     ) -> PyResult<NativeAnalyzer> {
         let mut b = Analyzer::builder().min_score(min_score).threads(threads);
         if let Some(m) = model {
@@ -187,6 +188,9 @@ impl NativeAnalyzer {
         }
         if let Some(v) = max_pixels {
             b = b.max_pixels(v);
+        }
+        if let Some(p) = precision {
+            b = b.precision(ok(p.parse())?);
         }
         let inner = ok(py.detach(|| b.build()))?;
         Ok(NativeAnalyzer { inner: Arc::new(inner) })

@@ -164,6 +164,9 @@ def test_errors_are_typed_and_name_the_file_or_setting(analyzer, tmp_path):
         (dict(threads=0), "threads"),
         (dict(edge_pad=0.9), "edge_pad"),
         (dict(small_face_tiles=1.5), "small_face_tiles"),
+        (dict(precision="int4"), "precision"),
+        # A model without int8 calibration cannot run quantized.
+        (dict(model="embedded:fer2013", precision="int8"), "precision"),
     ]:
         with pytest.raises(ferrite.SettingError, match=name) as e:
             ferrite.Analyzer(**kwargs)
@@ -197,6 +200,18 @@ def test_predict_matches_ferrite_predict(analyzer, tmp_path):
     want = [json.loads(line) for line in cli("predict", "--json", *paths).splitlines()]
     for row, p in zip(got, want):
         assert np.allclose(row, [p["probabilities"][e] for e in ferrite.EMOTIONS], atol=TOL)
+
+
+def test_int8_precision_follows_f32(analyzer):
+    # Issue 47: the embedded default quantized to 8 bits finds the same faces and moves no
+    # probability by more than 0.05 on a committed photo.
+    int8 = ferrite.Analyzer(precision="int8")
+    assert int8.settings == {"precision": "int8"}
+    a, b = analyzer.analyze(PHOTOS / "group1.jpg"), int8.analyze(PHOTOS / "group1.jpg")
+    assert len(a) == len(b) > 0
+    for x, y in zip(a, b):
+        assert x.box == y.box
+        assert np.abs(x.probs - y.probs).max() <= 0.05
 
 
 def test_eight_threads_share_one_analyzer(analyzer):

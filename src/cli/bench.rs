@@ -1,5 +1,7 @@
 //! `ferrite bench`: training and inference speed of an architecture or a trained model.
 
+use ferrite::InferencePrecision;
+use ferrite::model::onnx::FastModel;
 use super::{Ctx, NetArgs, load_model};
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -48,8 +50,17 @@ pub fn run(args: BenchArgs, ctx: &Ctx) -> Result<()> {
         };
         let net = net.with_matmul(matmul);
         let (infer64, infer1) = ferrite::bench::measure_inference(&net, steps.max(1), 5);
-        let (fast64, fast1) =
-            ferrite::bench::measure_fast(&net, steps.max(1), 5).context("timing the compiled (tract) model")?;
+        let fast = FastModel::new(&net).context("compiling the model with tract")?;
+        let (fast64, fast1) = ferrite::bench::measure_fast(&fast, steps.max(1), 5).context("timing the compiled (tract) model")?;
+        // The int8 path, where the model carries its calibration (the embedded default does).
+        let int8 = match header.meta.int8 {
+            Some(_) => {
+                let q = FastModel::with_precision(&net, header.meta.int8.as_ref(), InferencePrecision::Int8).context("compiling the int8 model")?;
+                Some(ferrite::bench::measure_fast(&q, steps.max(1), 5).context("timing the int8 model")?)
+            }
+            None => None,
+        };
+        let kernel = ferrite::model::quant::int8_kernel();
         let threads = rayon::current_num_threads();
         if json {
             println!(
@@ -57,7 +68,8 @@ pub fn run(args: BenchArgs, ctx: &Ctx) -> Result<()> {
                 serde_json::json!({"model": name, "arch": header.spec.arch, "threads": threads,
                     "matmul": matmul.precision(),
                     "infer64_img_s": infer64, "infer1_ms": infer1,
-                    "fast64_img_s": fast64, "fast1_ms": fast1})
+                    "fast64_img_s": fast64, "fast1_ms": fast1,
+                    "int8_64_img_s": int8.map(|t| t.0), "int8_1_ms": int8.map(|t| t.1), "int8_kernel": kernel})
             );
         } else {
             println!("{name} ({}) on {threads} threads, {} matmul:", header.spec.arch, matmul.precision());
@@ -65,6 +77,13 @@ pub fn run(args: BenchArgs, ctx: &Ctx) -> Result<()> {
             println!("  burn flex         {infer1:8.2} ms per face (batch 1, median)");
             println!("  compiled (tract)  {fast64:8.1} img/s (64 faces, one run each)");
             println!("  compiled (tract)  {fast1:8.2} ms per face (median)");
+            match int8 {
+                Some((q64, q1)) => {
+                    println!("  compiled int8     {q64:8.1} img/s (64 faces, one run each; kernel: {kernel})");
+                    println!("  compiled int8     {q1:8.2} ms per face (median; {:.2}x f32)", fast1 / q1);
+                }
+                None => println!("  compiled int8     - (the model carries no int8 calibration)"),
+            }
         }
                 
     } else if profile {

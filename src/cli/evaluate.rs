@@ -1,6 +1,8 @@
 //! `ferrite evaluate`: a model's scores on a labelled data set, or the whole pipeline's on
 //! labelled photos.
 
+use ferrite::InferencePrecision;
+use ferrite::model::onnx::FastModel;
 use super::face::CropArgs;
 use super::{Ctx, load_model};
 use anyhow::{Context, Result, bail};
@@ -63,11 +65,16 @@ pub struct EvaluateArgs {
     /// With --detect: how faces are found and cropped (as for `detect`).
     #[command(flatten)]
     pub crop: CropArgs,
+    /// f32: the network as trained (burn's kernels, or the compiled graph with --detect);
+    /// int8: the quantized compiled graph (a model with int8 calibration).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: InferencePrecision,
 }
 
 pub fn run(args: EvaluateArgs, ctx: &Ctx) -> Result<()> {
     let matmul = ctx.matmul;
-    let EvaluateArgs { model, data, usage, skip_bad, out, tta, ferplus, votes, prior_correction, detect, contrast, face_size, crop } = args;
+    let EvaluateArgs { model, data, usage, skip_bad, out, tta, ferplus, votes, prior_correction, detect, contrast, face_size, crop, precision } =
+        args;
     if !detect && crop != CropArgs::DEFAULT {
         bail!("--margin, --pad-retry, --no-align and --detector apply with --detect");
     }
@@ -79,11 +86,12 @@ pub fn run(args: EvaluateArgs, ctx: &Ctx) -> Result<()> {
     let ferplus = ferplus.then_some(votes);
     let (net, header) = ferrite::model::infer::correct_priors(net, header, prior_correction)?;
     if detect {
-        let builder = ferrite::Analyzer::builder().network(net, header.clone()).tta(tta).contrast(Some(opts.contrast));
+        let builder =
+            ferrite::Analyzer::builder().network(net, header.clone()).tta(tta).contrast(Some(opts.contrast)).precision(precision);
         let analyzer = crop.apply(builder).build().context("building the analyzer")?;
         let report = ferrite::eval::photos::evaluate_photos(&analyzer, data).with_context(|| format!("evaluating {}", data.display()))?;
         println!(
-            "model {model_name} ({}), full pipeline (detector, largest face), test-time augmentation: {tta:?}, prior correction {}",
+            "model {model_name} ({}), {precision}, full pipeline (detector, largest face), test-time augmentation: {tta:?}, prior correction {}",
             header.spec.arch,
             header.meta.prior_correction
         );
@@ -108,9 +116,15 @@ pub fn run(args: EvaluateArgs, ctx: &Ctx) -> Result<()> {
     if let Some(side) = face_size {
         ds.seen_at(side, opts.contrast)?;
     }
-    let report = ferrite::eval::evaluate_tta(&net, &ds, &device, tta);
+    let report = match precision {
+        InferencePrecision::F32 => ferrite::eval::evaluate_tta(&net, &ds, &device, tta),
+        InferencePrecision::Int8 => {
+            let fast = FastModel::with_precision(&net, header.meta.int8.as_ref(), precision).context("compiling the expression model")?;
+            ferrite::eval::evaluate_compiled(&fast, &ds, tta)?
+        }
+    };
     println!(
-        "model {model_name} ({}), labels: {}, contrast {:?}, test-time augmentation: {tta:?}, prior correction {}{}",
+        "model {model_name} ({}), {precision}, labels: {}, contrast {:?}, test-time augmentation: {tta:?}, prior correction {}{}",
         header.spec.arch,
         if ferplus.is_some() { "FER+ majority" } else { "the data's own" },
         opts.contrast,

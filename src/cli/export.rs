@@ -8,6 +8,9 @@ use ferrite::data::preprocess::Contrast;
 use ferrite::data::{Dataset, LoadOptions};
 use ferrite::kernels::Matmul;
 use ferrite::model::file::{self as modelfile, Precision};
+use ferrite::model::onnx;
+use ferrite::model::quant::Int8Calibration;
+use prost::Message;
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -46,6 +49,24 @@ pub struct ExportArgs {
     /// trained before ferrite recorded them.
     #[arg(long)]
     pub class_priors_from: Option<PathBuf>,
+    /// Quantize for int8 inference: measure each convolution's output range on the faces of
+    /// --calibrate. ONNX: a QLinearConv graph (int8 weights per output channel, 8-bit
+    /// activations). ferrite format: the weights as --precision says, with the ranges in the
+    /// header (`meta.int8`), for `--precision int8` at analysis time.
+    #[arg(long, value_enum, requires = "calibrate")]
+    pub quantize: Option<Quantize>,
+    /// Faces to calibrate on: an image folder (class subfolders or not) or a FER2013 CSV
+    /// (its Training rows).
+    #[arg(long, requires = "quantize")]
+    pub calibrate: Option<PathBuf>,
+    /// At most this many calibration faces per class folder.
+    #[arg(long, default_value_t = 300)]
+    pub calibrate_per_class: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Quantize {
+    Int8,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -55,7 +76,19 @@ pub enum ExportFormat {
 }
 
 pub fn run(args: ExportArgs) -> Result<()> {
-    let ExportArgs { model, out, format, precision, average_weights, prior_correction, contrast, class_priors_from } = args;
+    let ExportArgs {
+        model,
+        out,
+        format,
+        precision,
+        average_weights,
+        prior_correction,
+        contrast,
+        class_priors_from,
+        quantize,
+        calibrate,
+        calibrate_per_class,
+    } = args;
     let device = ferrite::device::inference_device();
     let mut parts = Vec::with_capacity(model.len());
     for m in &model {
@@ -84,11 +117,28 @@ pub fn run(args: ExportArgs) -> Result<()> {
     if let Some(c) = contrast {
         header.set_contrast(c);
     }
+    if let (Some(Quantize::Int8), Some(data)) = (quantize, &calibrate) {
+        let opts = LoadOptions {
+            usage: data.is_file().then(|| "Training".to_string()),
+            max_per_class: Some(calibrate_per_class),
+            contrast: header.contrast(),
+            ..Default::default()
+        };
+        let ds = Dataset::load(data, &opts).with_context(|| format!("loading calibration faces from {}", data.display()))?;
+        let calibration = Int8Calibration::measure(&net, &ds.faces, &data.display().to_string())
+            .with_context(|| format!("calibrating on {}", data.display()))?;
+        println!("int8 calibration: {} faces of {}", calibration.faces, data.display());
+        header.meta.int8 = Some(calibration);
+    }
     let onnx_ext = out.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
     if format.unwrap_or(if onnx_ext { ExportFormat::Onnx } else { ExportFormat::Ferrite }) == ExportFormat::Onnx {
-        let bytes = ferrite::model::onnx::to_bytes(&net).context("converting the model to ONNX")?;
+        let (proto, kind) = match (&header.meta.int8, quantize) {
+            (Some(calibration), Some(Quantize::Int8)) => (onnx::to_proto_int8(&net, calibration), "int8 QLinearConv"),
+            _ => (onnx::to_proto(&net), "f32"),
+        };
+        let bytes = proto.context("converting the model to ONNX")?.encode_to_vec();
         ferrite::fsutil::write_atomic(&out, &bytes).with_context(|| format!("writing {}", out.display()))?;
-        println!("wrote {} (ONNX opset {}, f32, {} bytes) from {name}", out.display(), ferrite::model::onnx::OPSET, bytes.len());
+        println!("wrote {} (ONNX opset {}, {kind}, {} bytes) from {name}", out.display(), onnx::OPSET, bytes.len());
         return Ok(());
     }
     modelfile::save_with(&out, &net, &header, precision)

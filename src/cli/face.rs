@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use ferrite::{Analyzer, AnalyzerBuilder, DetectorModel, ModelSource, Tta};
+use ferrite::{Analyzer, AnalyzerBuilder, DetectorModel, InferencePrecision, ModelSource, Tta};
 use std::path::PathBuf;
 
 /// How faces are found and cut out: shared by `detect`, `video`, `serve` (through
@@ -80,6 +80,11 @@ pub struct FaceArgs {
     /// header, before decoding (default: 64 megapixels).
     #[arg(long)]
     pub max_pixels: Option<u64>,
+    /// The numbers the expression model computes with: int8 needs a model with int8
+    /// calibration (the embedded default has it; `export --quantize int8` writes it) and pays
+    /// only on CPUs with int8 dot products (AVX-512 VNNI, AVX-VNNI, AMX); `bench` shows both.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: InferencePrecision,
 }
 
 impl FaceArgs {
@@ -90,7 +95,8 @@ impl FaceArgs {
             .min_score(self.min_score)
             .abstain(self.abstain)
             .tiles(self.tiles)
-            .tta(self.tta);
+            .tta(self.tta)
+            .precision(self.precision);
         let builder = match self.max_pixels {
             Some(n) => builder.max_pixels(n),
             None => builder,

@@ -6,6 +6,8 @@ use clap::Args;
 use ferrite::Emotion;
 use ferrite::kernels::Matmul;
 use ferrite::model::infer::Tta;
+use ferrite::model::onnx::FastModel;
+use ferrite::model::quant::InferencePrecision;
 use std::path::{Path, PathBuf};
 
 #[derive(Args)]
@@ -18,17 +20,20 @@ pub struct PredictArgs {
     pub model: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "none")]
     pub tta: Tta,
+    /// The numbers the model computes with (int8: a model with int8 calibration).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: InferencePrecision,
     /// Print one JSON object per image instead of a table.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(args: PredictArgs) -> Result<()> {
-    let PredictArgs { images, model, tta, json } = args;
-    predict(&images, model.as_deref(), tta, json)
+    let PredictArgs { images, model, tta, precision, json } = args;
+    predict(&images, model.as_deref(), tta, precision, json)
 }
 
-fn predict(images: &[PathBuf], model: Option<&Path>, tta: Tta, json: bool) -> Result<()> {
+fn predict(images: &[PathBuf], model: Option<&Path>, tta: Tta, precision: InferencePrecision, json: bool) -> Result<()> {
     let device = ferrite::device::inference_device();
     // (Classified by the tract-compiled network: the kernels' precision does not apply.)
     let (net, header, _name) = load_model(model, &device, Matmul::F32)?;
@@ -36,7 +41,7 @@ fn predict(images: &[PathBuf], model: Option<&Path>, tta: Tta, json: bool) -> Re
     for path in images {
         faces.extend(ferrite::data::read_face(path, header.contrast()).with_context(|| format!("reading {}", path.display()))?);
     }
-    let fast = ferrite::model::onnx::FastModel::new(&net).context("compiling the expression model")?;
+    let fast = FastModel::with_precision(&net, header.meta.int8.as_ref(), precision).context("compiling the expression model")?;
     let probs = fast.probs_tta(&faces, tta).context("classifying the faces")?;
     if !json {
         print!("{:<28} {:<9}", "image", "label");

@@ -19,7 +19,16 @@ pub fn evaluate(net: &Network, ds: &Dataset, device: &Device) -> Report {
 
 /// [`evaluate`] with test-time augmentation.
 pub fn evaluate_tta(net: &Network, ds: &Dataset, device: &Device, tta: Tta) -> Report {
-    let probs = predict_probs_tta(net, &ds.faces, device, tta);
+    report(&predict_probs_tta(net, &ds.faces, device, tta), ds)
+}
+
+/// [`evaluate_tta`] through the compiled single-face path (`FastModel`, at its precision).
+pub fn evaluate_compiled(model: &crate::model::onnx::FastModel, ds: &Dataset, tta: Tta) -> crate::error::Result<Report> {
+    Ok(report(&model.probs_tta(&ds.faces, tta)?, ds))
+}
+
+/// Scores of `probs` (one row per face of `ds`) against its labels.
+fn report(probs: &[[f32; Emotion::COUNT]], ds: &Dataset) -> Report {
     let mut confusion = Confusion::default();
     let mut loss = 0.0f64;
     for (p, &truth) in probs.iter().zip(&ds.labels) {

@@ -55,6 +55,25 @@ impl Avx512Bf16 {
     }
 }
 
+/// The int8 dot-product instructions this CPU has, best first (AMX-INT8, AVX-512 VNNI,
+/// AVX-VNNI), for reports of which int8 kernels tract can pick; `None` without any.
+pub fn int8_dot_product() -> Option<&'static str> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // CPUID leaf 7, EDX bit 25: AMX-INT8 (`is_x86_feature_detected!` has no stable name for it).
+        if std::arch::is_x86_feature_detected!("avx512f") && std::arch::x86_64::__cpuid_count(7, 0).edx >> 25 & 1 == 1 {
+            return Some("AMX-INT8");
+        }
+        if std::arch::is_x86_feature_detected!("avx512vnni") {
+            return Some("AVX-512 VNNI");
+        }
+        if std::arch::is_x86_feature_detected!("avxvnni") {
+            return Some("AVX-VNNI");
+        }
+    }
+    None
+}
+
 /// The instruction set a vector kernel runs: the baseline, or AVX-512 with its proof.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isa {

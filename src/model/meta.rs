@@ -36,6 +36,10 @@ pub struct ModelMeta {
     /// Provenance: macro-F1 on the training run's validation set at that epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub val_macro_f1: Option<f64>,
+    /// int8 calibration: each convolution's output range on calibration faces (written by a
+    /// quantized export; what [`InferencePrecision::Int8`](crate::model::quant::InferencePrecision) needs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub int8: Option<crate::model::quant::Int8Calibration>,
     /// An ensemble's members' metadata, in member order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub members: Vec<ModelMeta>,

@@ -9,6 +9,7 @@ pub mod infer;
 pub mod layers;
 pub mod meta;
 pub mod onnx;
+pub mod quant;
 pub mod reference;
 pub mod source;
 pub mod summary;

@@ -8,6 +8,7 @@
 use crate::emotion::Emotion;
 use crate::error::{Error, Result};
 use crate::model::infer::{Tta, average_views};
+use crate::model::quant::{InferencePrecision, Int8Calibration, quantize_weights};
 use crate::model::{Layer, Network};
 use crate::data::preprocess::{FACE_PIXELS, FACE_SIZE, normalize};
 use burn::nn::PaddingConfig2d;
@@ -125,6 +126,17 @@ fn tensor(name: &str, dims: &[usize], data: Vec<f32>) -> pb::TensorProto {
     }
 }
 
+/// An integer tensor (int8, uint8 and int32 values travel in `int32_data`, as ONNX stores them).
+fn tensor_int(name: &str, dims: &[usize], data_type: pb::tensor_proto::DataType, data: Vec<i32>) -> pb::TensorProto {
+    pb::TensorProto {
+        name: name.to_string(),
+        dims: dims.iter().map(|&d| d as i64).collect(),
+        data_type: data_type as i32,
+        int32_data: data,
+        ..Default::default()
+    }
+}
+
 fn tensor_i64(name: &str, data: Vec<i64>) -> pb::TensorProto {
     pb::TensorProto {
         name: name.to_string(),
@@ -182,6 +194,25 @@ fn value_info(name: &str, dims: &[Option<usize>]) -> pb::ValueInfoProto {
 /// `probabilities` (N, 7). An ensemble becomes one branch per member (initializers prefixed
 /// `m0.`, `m1.`, ...) whose softmax outputs are summed and scaled by 1/k.
 pub fn to_proto(net: &Network) -> Result<pb::ModelProto> {
+    Ok(build(net, None)?.0)
+}
+
+/// The network as a quantized ONNX model: each convolution followed by a ReLU becomes a
+/// `QLinearConv` on 8-bit activations (uint8: after a ReLU they are never negative, and the
+/// ReLU is the clamp at zero) with int8 weights scaled per output channel and int32 biases;
+/// `calibration` gives each convolution's output range. Pooling runs on the 8-bit values; the
+/// dense head and the softmax stay f32. Same input and output as [`to_proto`].
+pub fn to_proto_int8(net: &Network, calibration: &Int8Calibration) -> Result<pb::ModelProto> {
+    Ok(build(net, Some(calibration))?.0)
+}
+
+/// The graph, f32 or quantized, and the names of its convolutions' outputs.
+fn build(net: &Network, quant: Option<&Int8Calibration>) -> Result<(pb::ModelProto, Vec<String>)> {
+    use pb::tensor_proto::DataType;
+    if let Some(bad) = quant.and_then(|c| c.conv_max.iter().find(|m| !(m.is_finite() && **m > 0.0))) {
+        return Err(Error::Model(format!("the int8 calibration has a convolution range of {bad}: each must be a positive number")));
+    }
+    let mut conv_names = Vec::new();
     let mut nodes: Vec<pb::NodeProto> = Vec::new();
     let mut init = Vec::new();
     let node = |op: &str, inputs: Vec<String>, attrs: Vec<pb::AttributeProto>, out: Option<&str>, nodes: &mut Vec<pb::NodeProto>| {
@@ -199,17 +230,76 @@ pub fn to_proto(net: &Network) -> Result<pb::ModelProto> {
     let members = net.members();
     let single = members.len() == 1;
     let mut probs = Vec::new();
+    // Quantized graphs: the scale of the 8-bit tensor `last` names (None: it is f32).
+    let mut scale: Option<f32>;
     for (j, member) in members.into_iter().enumerate() {
         let prefix = if single { String::new() } else { format!("m{j}.") };
         let mut last = "face".to_string();
-        for (i, op) in fold(member)?.into_iter().enumerate() {
+        scale = None;
+        let ops = fold(member)?;
+        for (i, op) in ops.iter().cloned().enumerate() {
+            let relu_next = matches!(ops.get(i + 1), Some(Op::Relu));
+            // Leaving the 8-bit part of the graph: back to f32 for everything but pooling, a
+            // quantized convolution and the ReLU it already applied.
+            let stays_8bit = matches!(op, Op::MaxPool { .. } | Op::CenterCrop { .. } | Op::Relu) || (matches!(op, Op::Conv { .. }) && relu_next);
+            if let Some(s) = scale.filter(|_| !stays_8bit) {
+                let names = [format!("{prefix}deq{i}.scale"), format!("{prefix}deq{i}.zero")];
+                init.push(tensor(&names[0], &[], vec![s]));
+                init.push(tensor_int(&names[1], &[], DataType::Uint8, vec![0]));
+                let [sn, zn] = names;
+                last = node("DequantizeLinear", vec![last, sn, zn], Vec::new(), None, &mut nodes);
+                scale = None;
+            }
             last = match op {
+                Op::Conv { w, dims, b, pads } if quant.is_some() && relu_next => {
+                    let calibration = quant.expect("checked");
+                    let k = conv_names.len();
+                    let out_max = *calibration.conv_max.get(k).ok_or_else(|| {
+                        Error::Model(format!("the int8 calibration has {} convolution ranges; the network has more", calibration.conv_max.len()))
+                    })?;
+                    conv_names.push(String::new());
+                    let p = format!("{prefix}qconv{i}");
+                    // Into 8 bits: the input pixels (in [0, 1]) exactly, at 1/255 a step.
+                    let x_scale = match scale {
+                        Some(s) => s,
+                        None => {
+                            let s = 1.0 / 255.0;
+                            init.push(tensor(&format!("{p}.in_scale"), &[], vec![s]));
+                            init.push(tensor_int(&format!("{p}.in_zero"), &[], DataType::Uint8, vec![0]));
+                            last = node("QuantizeLinear", vec![last, format!("{p}.in_scale"), format!("{p}.in_zero")], Vec::new(), None, &mut nodes);
+                            s
+                        }
+                    };
+                    let (wq, w_scales) = quantize_weights(&w, dims[0]);
+                    let y_scale = out_max / 255.0;
+                    let bq: Vec<i32> =
+                        b.iter().zip(&w_scales).map(|(b, ws)| (b / (x_scale * ws)).round().clamp(i32::MIN as f32, i32::MAX as f32) as i32).collect();
+                    init.push(tensor(&format!("{p}.x_scale"), &[], vec![x_scale]));
+                    init.push(tensor_int(&format!("{p}.x_zero"), &[], DataType::Uint8, vec![0]));
+                    init.push(tensor_int(&format!("{p}.weight"), &dims, DataType::Int8, wq));
+                    init.push(tensor(&format!("{p}.w_scale"), &[dims[0]], w_scales));
+                    init.push(tensor_int(&format!("{p}.w_zero"), &[], DataType::Int8, vec![0]));
+                    init.push(tensor(&format!("{p}.y_scale"), &[], vec![y_scale]));
+                    init.push(tensor_int(&format!("{p}.y_zero"), &[], DataType::Uint8, vec![0]));
+                    init.push(tensor_int(&format!("{p}.bias"), &[dims[0]], DataType::Int32, bq));
+                    let inputs = ["x_scale", "x_zero", "weight", "w_scale", "w_zero", "y_scale", "y_zero", "bias"].map(|n| format!("{p}.{n}"));
+                    let mut all = vec![last];
+                    all.extend(inputs.iter().take(2).cloned());
+                    all.extend(inputs.into_iter().skip(2));
+                    scale = Some(y_scale);
+                    let attrs = vec![ints("kernel_shape", &dims[2..]), ints("pads", &[pads[0], pads[1], pads[2], pads[3]])];
+                    node("QLinearConv", all, attrs, None, &mut nodes)
+                }
+                // The quantized convolution before it clamped at zero already.
+                Op::Relu if scale.is_some() => last,
                 Op::Conv { w, dims, b, pads } => {
                     let (wn, bn) = (format!("{prefix}conv{i}.weight"), format!("{prefix}conv{i}.bias"));
                     init.push(tensor(&wn, &dims, w));
                     init.push(tensor(&bn, &[dims[0]], b));
                     let attrs = vec![ints("kernel_shape", &dims[2..]), ints("pads", &[pads[0], pads[1], pads[2], pads[3]])];
-                    node("Conv", vec![last, wn, bn], attrs, None, &mut nodes)
+                    let out = node("Conv", vec![last, wn, bn], attrs, None, &mut nodes);
+                    conv_names.push(out.clone());
+                    out
                 }
                 Op::Gemm { w, dims, b } => {
                     let (wn, bn) = (format!("{prefix}dense{i}.weight"), format!("{prefix}dense{i}.bias"));
@@ -251,19 +341,32 @@ pub fn to_proto(net: &Network) -> Result<pb::ModelProto> {
         init.push(tensor("ensemble.scale", &[1], vec![1.0 / k as f32]));
         node("Mul", vec![sum, "ensemble.scale".to_string()], Vec::new(), Some("probabilities"), &mut nodes);
     }
+    if let Some(c) = quant
+        && c.conv_max.len() != conv_names.len()
+    {
+        return Err(Error::Model(format!(
+            "the int8 calibration has {} convolution ranges; the network has {}",
+            c.conv_max.len(),
+            conv_names.len()
+        )));
+    }
     let meta = |k: &str, v: String| pb::StringStringEntryProto { key: k.to_string(), value: v };
-    Ok(pb::ModelProto {
+    let mut metadata_props = vec![
+        meta("labels", Emotion::ALL.map(|e| e.name()).join(",")),
+        meta("input", "face: (N, 1, 48, 48) grayscale, pixel / 255 (values in [0, 1])".to_string()),
+        meta("output", "probabilities: (N, 7), softmax, in the order of 'labels'".to_string()),
+    ];
+    if let Some(c) = quant {
+        metadata_props.push(meta("quantization", format!("int8 weights per output channel, uint8 activations; ranges from {} faces of {}", c.faces, c.source)));
+    }
+    let proto = pb::ModelProto {
         ir_version: 7,
         opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: OPSET }],
         producer_name: "ferrite".to_string(),
         producer_version: env!("CARGO_PKG_VERSION").to_string(),
         doc_string: "Facial expression recognition (FER2013): 48x48 grayscale face crops in, seven class probabilities out."
             .to_string(),
-        metadata_props: vec![
-            meta("labels", Emotion::ALL.map(|e| e.name()).join(",")),
-            meta("input", "face: (N, 1, 48, 48) grayscale, pixel / 255 (values in [0, 1])".to_string()),
-            meta("output", "probabilities: (N, 7), softmax, in the order of 'labels'".to_string()),
-        ],
+        metadata_props,
         graph: Some(pb::GraphProto {
             name: "ferrite".to_string(),
             node: nodes,
@@ -273,7 +376,8 @@ pub fn to_proto(net: &Network) -> Result<pb::ModelProto> {
             ..Default::default()
         }),
         ..Default::default()
-    })
+    };
+    Ok((proto, conv_names))
 }
 
 /// The network as ONNX file bytes.
@@ -281,11 +385,59 @@ pub fn to_bytes(net: &Network) -> Result<Vec<u8>> {
     Ok(to_proto(net)?.encode_to_vec())
 }
 
+impl Int8Calibration {
+    /// Measure `net`'s convolution ranges on `faces` (`n * FACE_PIXELS` bytes, preprocessed as
+    /// the model expects): for each convolution, the [`COVERED`](crate::model::quant::COVERED)
+    /// quantile of the faces' largest outputs after the ReLU. `source` says where they came from.
+    pub fn measure(net: &Network, faces: &[u8], source: &str) -> Result<Int8Calibration> {
+        use crate::model::quant::COVERED;
+        let n = faces.len() / FACE_PIXELS;
+        if n == 0 || !faces.len().is_multiple_of(FACE_PIXELS) {
+            return Err(Error::Model(format!("int8 calibration needs whole faces ({FACE_PIXELS} bytes each), got {} bytes", faces.len())));
+        }
+        let tract = |stage: &'static str| move |e: tract_onnx::prelude::TractError| Error::Tract { stage, source: e.into() };
+        let (proto, names) = build(net, None)?;
+        const BATCH: usize = 32;
+        let plan = tract_onnx::onnx()
+            .model_for_proto_model(&proto)
+            .and_then(|m| m.with_outputs_by_name(&names))
+            .and_then(|m| m.with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), tvec!(BATCH, 1, FACE_SIZE, FACE_SIZE))))
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
+            .map_err(tract("int8 calibration: compiling"))?;
+        // Per convolution, each face's largest output.
+        let mut maxima: Vec<Vec<f32>> = vec![Vec::with_capacity(n); names.len()];
+        for chunk in faces.chunks(BATCH * FACE_PIXELS) {
+            let real = chunk.len() / FACE_PIXELS;
+            let mut pixels: Vec<f32> = chunk.iter().map(|&p| normalize(p)).collect();
+            pixels.resize(BATCH * FACE_PIXELS, 0.0);
+            let input = tract_onnx::prelude::Tensor::from_shape(&[BATCH, 1, FACE_SIZE, FACE_SIZE], &pixels).map_err(tract("int8 calibration: input"))?;
+            let out = plan.run(tvec!(input.into())).map_err(tract("int8 calibration: running"))?;
+            for (k, t) in out.iter().enumerate() {
+                let view = t.to_plain_array_view::<f32>().map_err(tract("int8 calibration: output"))?;
+                for face in view.outer_iter().take(real) {
+                    maxima[k].push(face.iter().fold(0f32, |m, &x| m.max(x)));
+                }
+            }
+        }
+        let conv_max = maxima
+            .into_iter()
+            .map(|mut m| {
+                m.sort_by(f32::total_cmp);
+                let at = ((m.len() as f64 * COVERED).ceil() as usize).clamp(1, m.len()) - 1;
+                m[at]
+            })
+            .collect();
+        Ok(Int8Calibration { conv_max, faces: n, source: source.to_string() })
+    }
+}
+
 /// A network compiled by tract for one face at a time: the fastest single-face path on CPU
 /// (no per-op dispatch of an eager framework, BatchNorm folded away). Built once, shared.
 #[derive(Clone)]
 pub struct FastModel {
     plan: Arc<TypedRunnableModel>,
+    precision: InferencePrecision,
 }
 
 impl std::fmt::Debug for FastModel {
@@ -297,15 +449,42 @@ impl std::fmt::Debug for FastModel {
 impl FastModel {
     /// Compile `net` (its BatchNorm statistics, as inference uses them) for batch 1.
     pub fn new(net: &Network) -> Result<FastModel> {
-        let proto = to_proto(net)?;
+        Self::compile(&to_proto(net)?, InferencePrecision::F32)
+    }
+
+    /// Compile `net` quantized to 8 bits with `calibration`'s ranges ([`to_proto_int8`]).
+    pub fn new_int8(net: &Network, calibration: &Int8Calibration) -> Result<FastModel> {
+        Self::compile(&to_proto_int8(net, calibration)?, InferencePrecision::Int8)
+    }
+
+    /// Compile `net` at `precision`; int8 takes the model's `calibration` (`meta.int8`), and
+    /// a model without one is a [`Error::Setting`] naming `precision`.
+    pub fn with_precision(net: &Network, calibration: Option<&Int8Calibration>, precision: InferencePrecision) -> Result<FastModel> {
+        match (precision, calibration) {
+            (InferencePrecision::F32, _) => Self::new(net),
+            (InferencePrecision::Int8, Some(calibration)) => Self::new_int8(net, calibration),
+            (InferencePrecision::Int8, None) => Err(Error::Setting {
+                name: "precision",
+                value: "int8".into(),
+                expected: "f32 for this model: it carries no int8 calibration (export it quantized first)".into(),
+            }),
+        }
+    }
+
+    /// The numbers it computes with.
+    pub fn precision(&self) -> InferencePrecision {
+        self.precision
+    }
+
+    fn compile(proto: &pb::ModelProto, precision: InferencePrecision) -> Result<FastModel> {
         let fact = InferenceFact::dt_shape(f32::datum_type(), tvec!(1, 1, FACE_SIZE, FACE_SIZE));
         let plan = tract_onnx::onnx()
-            .model_for_proto_model(&proto)
+            .model_for_proto_model(proto)
             .and_then(|m| m.with_input_fact(0, fact))
             .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable())
             .map_err(|e| Error::Tract { stage: "expression model: compiling with tract", source: e.into() })?;
-        Ok(FastModel { plan })
+        Ok(FastModel { plan, precision })
     }
 
     /// Class probabilities of one 48x48 face (`FACE_PIXELS` 8-bit pixels), in `Emotion` order.
@@ -450,6 +629,53 @@ mod tests {
                 assert!((x - y).abs() < 1e-5);
             }
         }
+    }
+
+    /// The quantized graph: written as bytes, it loads back into tract and gives what the
+    /// compiled int8 model gives, within 0.05 of f32; a model without calibration cannot be
+    /// asked for int8, and the error names the setting.
+    #[test]
+    fn the_int8_graph_reloads_and_follows_f32() {
+        let mut spec = ModelSpec::new(Arch::Compact);
+        spec.width = Some(8);
+        spec.crop = Some(40);
+        spec.stem_convs = Some(1);
+        let (net, faces) = trained_net(&spec);
+        let calibration = Int8Calibration::measure(&net, &faces, "test faces").unwrap();
+        assert_eq!(calibration.conv_max.len(), 7, "{calibration:?}");
+        assert!(calibration.conv_max.iter().all(|m| *m > 0.0 && m.is_finite()), "{calibration:?}");
+        let bytes = to_proto_int8(&net, &calibration).unwrap().encode_to_vec();
+        let onnx = tract_onnx::onnx();
+        let proto = onnx.proto_model_for_read(&mut &bytes[..]).unwrap();
+        assert!(proto.graph.as_ref().unwrap().node.iter().filter(|n| n.op_type == "QLinearConv").count() == 7);
+        let plan = onnx
+            .model_for_proto_model(&proto)
+            .and_then(|m| m.with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), tvec!(6, 1, 48, 48))))
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
+            .unwrap();
+        let pixels: Vec<f32> = faces.iter().map(|&p| normalize(p)).collect();
+        let out = plan.run(tvec!(tract_onnx::prelude::Tensor::from_shape(&[6, 1, 48, 48], &pixels).unwrap().into())).unwrap();
+        let reloaded = out[0].to_plain_array_view::<f32>().unwrap();
+        let int8 = FastModel::new_int8(&net, &calibration).unwrap();
+        assert_eq!(int8.precision(), InferencePrecision::Int8);
+        let (q, f) = (int8.probs_each(&faces).unwrap(), FastModel::new(&net).unwrap().probs_each(&faces).unwrap());
+        for ((row, q), f) in reloaded.rows().into_iter().zip(&q).zip(&f) {
+            for ((r, q), f) in row.iter().zip(q).zip(f) {
+                assert!((r - q).abs() < 1e-5, "reloaded {r} vs compiled {q}");
+                assert!((q - f).abs() < 0.05, "int8 {q} vs f32 {f}");
+            }
+        }
+        // The ranges must match the network.
+        let short = Int8Calibration { conv_max: vec![1.0; 3], ..calibration.clone() };
+        assert!(to_proto_int8(&net, &short).unwrap_err().to_string().contains("3 convolution ranges"));
+        let mut broken = calibration;
+        broken.conv_max[2] = f32::INFINITY;
+        assert!(to_proto_int8(&net, &broken).unwrap_err().to_string().contains("range of inf"));
+        let err = FastModel::with_precision(&net, None, InferencePrecision::Int8).unwrap_err();
+        assert!(matches!(err, Error::Setting { name: "precision", .. }), "{err}");
+        assert_eq!("INT8".parse::<InferencePrecision>().unwrap(), InferencePrecision::Int8);
+        assert!("int4".parse::<InferencePrecision>().is_err());
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::emotion::argmax;
 use crate::model::infer::Tta;
 use crate::model::Network;
 use crate::model::onnx::FastModel;
+use crate::model::quant::InferencePrecision;
 use crate::data::preprocess::FACE_PIXELS;
 use crate::data::imageio::DecodeLimits;
 use crate::vision::track::{Tracker, TrackerConfig};
@@ -220,16 +221,22 @@ impl Analyzer {
         net: &Network,
         header: ModelHeader,
         config: AnalyzerConfig,
+        precision: InferencePrecision,
         pool: Option<rayon::ThreadPool>,
     ) -> Result<Analyzer> {
         Ok(Analyzer {
             detector,
-            model: FastModel::new(net)?,
+            model: FastModel::with_precision(net, header.meta.int8.as_ref(), precision)?,
             painter: Painter::new(),
             config,
             meta: header.meta,
             pool,
         })
+    }
+
+    /// The numbers the expression model computes with.
+    pub fn precision(&self) -> InferencePrecision {
+        self.model.precision()
     }
 
     /// The settings in force (read-only: build another analyzer to change them).

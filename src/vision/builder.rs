@@ -10,6 +10,7 @@ use crate::model::file::ModelHeader;
 use crate::model::source::ModelSource;
 use crate::model::infer::Tta;
 use crate::model::Network;
+use crate::model::quant::InferencePrecision;
 use crate::vision::analyzer::{Analyzer, AnalyzerConfig, thread_pool};
 use crate::vision::blazeface::{BlazeFace, BlazeFaceConfig, DetectorModel};
 use crate::vision::detect::Detector;
@@ -47,6 +48,7 @@ pub struct AnalyzerBuilder {
     contrast: Option<Contrast>,
     threads: Option<usize>,
     max_pixels: u64,
+    precision: InferencePrecision,
 }
 
 impl Default for AnalyzerBuilder {
@@ -70,6 +72,7 @@ impl Default for AnalyzerBuilder {
             contrast: None,
             threads: None,
             max_pixels: config.decode_limits.max_pixels,
+            precision: InferencePrecision::default(),
         }
     }
 }
@@ -227,6 +230,13 @@ impl AnalyzerBuilder {
         self
     }
 
+    /// The numbers the expression model computes with (default f32). `Int8` needs a model
+    /// that carries its int8 calibration (a quantized export; the embedded default does).
+    pub fn precision(mut self, precision: InferencePrecision) -> Self {
+        self.precision = precision;
+        self
+    }
+
     /// Check every setting, load the model and the detector, and compile the model.
     pub fn build(self) -> Result<Analyzer> {
         check_range("margin", self.margin, limits::MARGIN)?;
@@ -275,7 +285,7 @@ impl AnalyzerBuilder {
             None => Box::new(BlazeFace::new(config.detector.clone())?),
         };
         let pool = self.threads.map(thread_pool).transpose()?;
-        Analyzer::assemble(detector, &net, header, config, pool)
+        Analyzer::assemble(detector, &net, header, config, self.precision, pool)
     }
 }
 
