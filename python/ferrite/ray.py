@@ -400,11 +400,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     a.add_argument("--pad-retry", type=float)
     a.add_argument("--edge-pad", type=float)
     a.add_argument("--small-face-tiles", type=float)
+    a.add_argument("--precision", choices=["f32", "int8"], help="int8: the quantized model (CPUs with VNNI or AMX)")
     args = p.parse_args(argv)
     # Analyzer options left out keep the library's defaults (ferrite.Analyzer).
     given = dict(model=args.model, detector=args.detector, tta=args.tta, abstain=args.abstain, margin=args.margin,
                  align=False if args.no_align else None, min_score=args.min_score, tiles=args.tiles, pad_retry=args.pad_retry,
-                 edge_pad=args.edge_pad, small_face_tiles=args.small_face_tiles)
+                 edge_pad=args.edge_pad, small_face_tiles=args.small_face_tiles, precision=args.precision)
     settings = {k: v for k, v in given.items() if v is not None}
     try:
         summary = run(args.inputs, args.output, args.address, args.workers, args.cpus_per_worker, args.detect_every,
