@@ -233,9 +233,22 @@ fn predict_and_evaluate_use_the_embedded_model_without_flags() {
     assert!(!o.status.success() && text(&o).contains("nope.png"), "{}", text(&o));
 }
 
+/// An exported ONNX file run by tract on one 48x48 face: its seven probabilities.
+fn run_onnx(path: &Path, face: &[u8]) -> Vec<f32> {
+    use tract_onnx::prelude::*;
+    let plan = tract_onnx::onnx()
+        .model_for_path(path)
+        .and_then(|m| m.with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), tvec!(1, 1, 48, 48))))
+        .and_then(|m| m.into_optimized())
+        .and_then(|m| m.into_runnable())
+        .unwrap();
+    let pixels: Vec<f32> = face.iter().map(|&p| p as f32 / 255.0).collect();
+    let out = plan.run(tvec!(Tensor::from_shape(&[1, 1, 48, 48], &pixels).unwrap().into())).unwrap();
+    out[0].to_plain_array_view::<f32>().unwrap().iter().copied().collect()
+}
+
 #[test]
 fn export_onnx_gives_what_predict_prints() {
-    use tract_onnx::prelude::*;
     let dir = ferrite::fsutil::TempDir::new().unwrap();
     write_folder(&dir.path().join("faces"), 1, 9);
     let face = dir.path().join("faces/surprise").read_dir().unwrap().next().unwrap().unwrap().path();
@@ -252,16 +265,8 @@ fn export_onnx_gives_what_predict_prints() {
     let o = ferrite(&["predict", face.to_str().unwrap(), "--json"]);
     assert!(o.status.success(), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let plan = tract_onnx::onnx()
-        .model_for_path(&onnx_path)
-        .and_then(|m| m.with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), tvec!(1, 1, 48, 48))))
-        .and_then(|m| m.into_optimized())
-        .and_then(|m| m.into_runnable())
-        .unwrap();
     let face_u8 = ferrite::data::read_face(&face, ferrite::data::preprocess::Contrast::default()).unwrap();
-    let pixels: Vec<f32> = face_u8.iter().map(|&p| p as f32 / 255.0).collect();
-    let out = plan.run(tvec!(Tensor::from_shape(&[1, 1, 48, 48], &pixels).unwrap().into())).unwrap();
-    let got = out[0].to_plain_array_view::<f32>().unwrap();
+    let got = run_onnx(&onnx_path, &face_u8);
     // The reference is burn's forward pass of the model file (not the exported graph again):
     // both the exported ONNX run by tract and `predict` (which compiles its own ONNX) match it.
     let device = ferrite::device::inference_device();
@@ -284,7 +289,6 @@ fn export_onnx_gives_what_predict_prints() {
 /// tract reloads; a model without ranges cannot run int8, and the error says why.
 #[test]
 fn export_quantize_int8_writes_calibrated_models() {
-    use tract_onnx::prelude::*;
     let dir = ferrite::fsutil::TempDir::new().unwrap();
     let faces = dir.path().join("faces");
     write_folder(&faces, 3, 4);
@@ -307,16 +311,7 @@ fn export_quantize_int8_writes_calibrated_models() {
     };
     let f32 = predict(&["--model", "embedded:fer2013"]);
     let int8 = predict(&["--model", &s(&q_model), "--precision", "int8"]);
-    let plan = tract_onnx::onnx()
-        .model_for_path(&q_onnx)
-        .and_then(|m| m.with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), tvec!(1, 1, 48, 48))))
-        .and_then(|m| m.into_optimized())
-        .and_then(|m| m.into_runnable())
-        .unwrap();
-    let face_u8 = ferrite::data::read_face(&face, header.contrast()).unwrap();
-    let pixels: Vec<f32> = face_u8.iter().map(|&p| p as f32 / 255.0).collect();
-    let out = plan.run(tvec!(Tensor::from_shape(&[1, 1, 48, 48], &pixels).unwrap().into())).unwrap();
-    let onnx = out[0].to_plain_array_view::<f32>().unwrap();
+    let onnx = run_onnx(&q_onnx, &ferrite::data::read_face(&face, header.contrast()).unwrap());
     for ((a, b), c) in f32.iter().zip(&int8).zip(onnx.iter()) {
         assert!((a - b).abs() < 0.1, "f32 {f32:?} vs int8 {int8:?}");
         assert!((b - c).abs() < 1e-4, "predict --precision int8 {int8:?} vs the exported graph {onnx:?}");

@@ -380,6 +380,19 @@ fn build(net: &Network, quant: Option<&Int8Calibration>) -> Result<(pb::ModelPro
     Ok((proto, conv_names))
 }
 
+/// `proto` compiled by tract for batches of `batch` faces; `outputs` names the values each run
+/// returns (none: the graph's own output).
+fn compile_plan(proto: &pb::ModelProto, batch: usize, outputs: &[String]) -> tract_onnx::prelude::TractResult<Arc<TypedRunnableModel>> {
+    let mut model = tract_onnx::onnx().model_for_proto_model(proto)?;
+    if !outputs.is_empty() {
+        model = model.with_outputs_by_name(outputs)?;
+    }
+    model
+        .with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), tvec!(batch, 1, FACE_SIZE, FACE_SIZE)))?
+        .into_optimized()?
+        .into_runnable()
+}
+
 /// The network as ONNX file bytes.
 pub fn to_bytes(net: &Network) -> Result<Vec<u8>> {
     Ok(to_proto(net)?.encode_to_vec())
@@ -398,13 +411,7 @@ impl Int8Calibration {
         let tract = |stage: &'static str| move |e: tract_onnx::prelude::TractError| Error::Tract { stage, source: e.into() };
         let (proto, names) = build(net, None)?;
         const BATCH: usize = 32;
-        let plan = tract_onnx::onnx()
-            .model_for_proto_model(&proto)
-            .and_then(|m| m.with_outputs_by_name(&names))
-            .and_then(|m| m.with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), tvec!(BATCH, 1, FACE_SIZE, FACE_SIZE))))
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
-            .map_err(tract("int8 calibration: compiling"))?;
+        let plan = compile_plan(&proto, BATCH, &names).map_err(tract("int8 calibration: compiling"))?;
         // Per convolution, each face's largest output.
         let mut maxima: Vec<Vec<f32>> = vec![Vec::with_capacity(n); names.len()];
         for chunk in faces.chunks(BATCH * FACE_PIXELS) {
@@ -477,13 +484,8 @@ impl FastModel {
     }
 
     fn compile(proto: &pb::ModelProto, precision: InferencePrecision) -> Result<FastModel> {
-        let fact = InferenceFact::dt_shape(f32::datum_type(), tvec!(1, 1, FACE_SIZE, FACE_SIZE));
-        let plan = tract_onnx::onnx()
-            .model_for_proto_model(proto)
-            .and_then(|m| m.with_input_fact(0, fact))
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
-            .map_err(|e| Error::Tract { stage: "expression model: compiling with tract", source: e.into() })?;
+        let plan =
+            compile_plan(proto, 1, &[]).map_err(|e| Error::Tract { stage: "expression model: compiling with tract", source: e.into() })?;
         Ok(FastModel { plan, precision })
     }
 
@@ -602,29 +604,30 @@ mod tests {
         }
     }
 
+    /// ONNX file bytes read back and run by tract on `faces` at once: one row per face.
+    fn run_bytes(bytes: &[u8], faces: &[u8]) -> (pb::ModelProto, Vec<Vec<f32>>) {
+        let proto = tract_onnx::onnx().proto_model_for_read(&mut &bytes[..]).unwrap();
+        let n = faces.len() / FACE_PIXELS;
+        let plan = compile_plan(&proto, n, &[]).unwrap();
+        let pixels: Vec<f32> = faces.iter().map(|&p| normalize(p)).collect();
+        let input = tract_onnx::prelude::Tensor::from_shape(&[n, 1, FACE_SIZE, FACE_SIZE], &pixels).unwrap();
+        let out = plan.run(tvec!(input.into())).unwrap();
+        let view = out[0].to_plain_array_view::<f32>().unwrap();
+        assert_eq!(view.shape(), &[n, Emotion::COUNT]);
+        (proto, view.rows().into_iter().map(|r| r.to_vec()).collect())
+    }
+
     #[test]
     fn bytes_load_back_with_a_free_batch_dimension() {
         let mut spec = ModelSpec::new(Arch::Compact);
         spec.width = Some(4);
         let (net, faces) = trained_net(&spec);
-        let bytes = to_bytes(&net).unwrap();
-        let onnx = tract_onnx::onnx();
-        let proto = onnx.proto_model_for_read(&mut &bytes[..]).unwrap();
+        let (proto, got) = run_bytes(&to_bytes(&net).unwrap(), &faces);
         let labels = proto.metadata_props.iter().find(|m| m.key == "labels").unwrap();
         assert_eq!(labels.value, "angry,disgust,fear,happy,neutral,sad,surprise");
-        let plan = onnx
-            .model_for_proto_model(&proto)
-            .and_then(|m| m.with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), tvec!(6, 1, 48, 48))))
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
-            .unwrap();
-        let pixels: Vec<f32> = faces.iter().map(|&p| normalize(p)).collect();
-        let input = tract_onnx::prelude::Tensor::from_shape(&[6, 1, 48, 48], &pixels).unwrap();
-        let out = plan.run(tvec!(input.into())).unwrap();
-        let got = out[0].to_plain_array_view::<f32>().unwrap();
         let want = FastModel::new(&net).unwrap().probs_each(&faces).unwrap();
-        assert_eq!(got.shape(), &[6, 7]);
-        for (row, w) in got.rows().into_iter().zip(&want) {
+        assert_eq!(got.len(), 6);
+        for (row, w) in got.iter().zip(&want) {
             for (x, y) in row.iter().zip(w) {
                 assert!((x - y).abs() < 1e-5);
             }
@@ -644,23 +647,12 @@ mod tests {
         let calibration = Int8Calibration::measure(&net, &faces, "test faces").unwrap();
         assert_eq!(calibration.conv_max.len(), 7, "{calibration:?}");
         assert!(calibration.conv_max.iter().all(|m| *m > 0.0 && m.is_finite()), "{calibration:?}");
-        let bytes = to_proto_int8(&net, &calibration).unwrap().encode_to_vec();
-        let onnx = tract_onnx::onnx();
-        let proto = onnx.proto_model_for_read(&mut &bytes[..]).unwrap();
+        let (proto, reloaded) = run_bytes(&to_proto_int8(&net, &calibration).unwrap().encode_to_vec(), &faces);
         assert!(proto.graph.as_ref().unwrap().node.iter().filter(|n| n.op_type == "QLinearConv").count() == 7);
-        let plan = onnx
-            .model_for_proto_model(&proto)
-            .and_then(|m| m.with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), tvec!(6, 1, 48, 48))))
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
-            .unwrap();
-        let pixels: Vec<f32> = faces.iter().map(|&p| normalize(p)).collect();
-        let out = plan.run(tvec!(tract_onnx::prelude::Tensor::from_shape(&[6, 1, 48, 48], &pixels).unwrap().into())).unwrap();
-        let reloaded = out[0].to_plain_array_view::<f32>().unwrap();
         let int8 = FastModel::new_int8(&net, &calibration).unwrap();
         assert_eq!(int8.precision(), InferencePrecision::Int8);
         let (q, f) = (int8.probs_each(&faces).unwrap(), FastModel::new(&net).unwrap().probs_each(&faces).unwrap());
-        for ((row, q), f) in reloaded.rows().into_iter().zip(&q).zip(&f) {
+        for ((row, q), f) in reloaded.iter().zip(&q).zip(&f) {
             for ((r, q), f) in row.iter().zip(q).zip(f) {
                 assert!((r - q).abs() < 1e-5, "reloaded {r} vs compiled {q}");
                 assert!((q - f).abs() < 0.05, "int8 {q} vs f32 {f}");
