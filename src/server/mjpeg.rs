@@ -113,9 +113,19 @@ pub(super) fn produce_feed(state: &AppState, source: &str, info: &crate::vision:
     let is_file = std::path::Path::new(source).is_file();
     let mut leave = false;
     let mut failures = 0u32;
+    // True when the last viewer has gone; the slot is then cleared under the same lock a new
+    // viewer subscribes under, so a viewer either joins this decoder before it decides to stop
+    // or finds the slot empty and starts the next one (never one that is about to end).
     let no_viewer = || {
-        // Checked under the lock a new viewer subscribes under.
-        tx.receiver_count() == 0 && state.inner.feed.lock().map(|_slot| tx.receiver_count() == 0).unwrap_or(true)
+        if tx.receiver_count() != 0 {
+            return false;
+        }
+        let Ok(mut slot) = state.inner.feed.lock() else { return true };
+        if tx.receiver_count() != 0 {
+            return false;
+        }
+        clear_slot(&mut slot, tx);
+        true
     };
     'source: while !leave {
         let mut frames = 0u64;
@@ -177,9 +187,14 @@ pub(super) fn produce_feed(state: &AppState, source: &str, info: &crate::vision:
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
     }
-    if let Ok(mut slot) = state.inner.feed.lock()
-        && slot.as_ref().is_some_and(|s| std::ptr::eq(Arc::as_ptr(s), tx))
-    {
+    if let Ok(mut slot) = state.inner.feed.lock() {
+        clear_slot(&mut slot, tx);
+    }
+}
+
+/// Empty the state's feed slot if it still holds this decoder's sender.
+fn clear_slot(slot: &mut Option<Arc<tokio::sync::watch::Sender<Option<Bytes>>>>, tx: &tokio::sync::watch::Sender<Option<Bytes>>) {
+    if slot.as_ref().is_some_and(|s| std::ptr::eq(Arc::as_ptr(s), tx)) {
         *slot = None;
     }
 }
