@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole face pipeline before and after the detector changes of issue 23, side by side in one
+# The whole face pipeline before and after the detector changes of issues 23 and 44, side by side in one
 # run: the committed photos (bench/detector.sh's recall and false alarms), ../shared/data/wild/
 # (photos where a face is found, labelled right), and ms per 640x480 frame on one thread.
 # Usage: bench/detector_wild.sh [MODEL]   (default: the embedded model)
@@ -24,13 +24,16 @@ for i in range(20):
 PY
 # before = the pipeline of 2026-11-28 (BlazeFace back only, no padded retry, no alignment);
 # session 16 = back with the padded retry and alignment; session 23 = back and full-range
-# together, padded retry, alignment, no mirrored edge margin; after = the defaults (all of
-# that and the mirrored edge margin, --edge-pad).
-for which in before session16 session23 after; do
+# together, padded retry, alignment, no mirrored edge margin; pair = the defaults until issue 44
+# (that and the mirrored edge margin, --edge-pad); yunet = YuNet alone; after = the defaults
+# (YuNet first, the BlazeFace pair where it finds no face).
+for which in before session16 session23 pair yunet after; do
   flags=()
   [ "$which" = before ] && flags=(--detector back --pad-retry 0 --no-align --edge-pad 0)
   [ "$which" = session16 ] && flags=(--detector back --edge-pad 0)
-  [ "$which" = session23 ] && flags=(--edge-pad 0)
+  [ "$which" = session23 ] && flags=(--detector both --edge-pad 0)
+  [ "$which" = pair ] && flags=(--detector both)
+  [ "$which" = yunet ] && flags=(--detector yunet)
   echo "== $which ${flags[*]:-(defaults)}"
   bench/detector.sh "${flags[@]}" | tail -1
   "$bin" evaluate --detect --data "$wild" "${model[@]}" "${flags[@]}" | sed -n '2,10p'

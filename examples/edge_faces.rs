@@ -8,7 +8,7 @@
 //! are searched too: faces the reference found, found again, and other detections.
 //!
 //! Usage: `cargo run --release --example edge_faces -- [--every N] [--pads 0,0.04] [--models
-//! back,full,both] [--verbose] [--save DIR] PHOTO_OR_DIR...` (folders are searched as `detect`
+//! back,full,both,yunet,yunet-first] [--verbose] [--save DIR] PHOTO_OR_DIR...` (folders are searched as `detect`
 //! does; `--every N` keeps every Nth picture, sorted by path; `--verbose` prints each uncut
 //! picture whose faces differ from the reference's; `--save DIR` writes every cut crop and
 //! `targets.csv`, each crop's size and the visible part of each face it cuts, for another
@@ -71,14 +71,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--every" => every = value.parse().expect("--every N"),
             "--pads" => pads = value.split(',').map(|v| v.parse().expect("--pads 0,0.1")).collect(),
             "--models" => {
-                models = value
-                    .split(',')
-                    .map(|v| match v {
-                        "back" => DetectorModel::Back,
-                        "full" => DetectorModel::Full,
-                        _ => DetectorModel::Both,
-                    })
-                    .collect()
+                models = value.split(',').map(|v| <DetectorModel as clap::ValueEnum>::from_str(v, true).expect("--models back,full,both,yunet,yunet-first")).collect()
             }
             _ => panic!("unknown flag {flag}"),
         }

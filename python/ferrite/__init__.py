@@ -77,7 +77,7 @@ class Face:
     """One face: its box, the detector's score, landmarks, the seven probabilities and the label.
 
     ``box`` is ``(x, y, w, h)`` in image pixels; ``landmarks`` six ``(x, y)`` points (eyes, nose
-    tip, mouth, ear tragions) or ``None``; ``probabilities`` a dict by class name; ``probs`` the
+    tip, mouth centre, then BlazeFace's ear tragions or YuNet's mouth corners) or ``None``; ``probabilities`` a dict by class name; ``probs`` the
     same as an array in :data:`EMOTIONS` order; ``label`` the top class or ``"uncertain"``;
     ``id`` the track id in a video (``None`` in photos).
     """
@@ -169,8 +169,9 @@ class Analyzer:
 
     :param model: the embedded default model, ``"embedded:fer2013"`` (the model trained on
         FER2013's own labels), a model file or a training run directory.
-    :param detector: ``"both"`` (default), ``"back"`` (small, distant faces) or ``"full"``
-        (large, near, turned faces).
+    :param detector: ``"yunet-first"`` (default: YuNet, and the BlazeFace pair where it finds
+        no face), ``"yunet"`` (faces in the wild: turned, dim, small), ``"both"`` (the BlazeFace
+        pair, merged), ``"back"`` (small, distant faces) or ``"full"`` (large, near faces).
     :param tta: test-time views per face: ``"none"``, ``"flip"``, ``"ten"``, ``"thirty"``, ``"ninety"``.
     :param abstain: label a face ``"uncertain"`` when its top probability is below this.
     :param margin: margin around each face before cropping, a fraction of the box.

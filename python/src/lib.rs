@@ -157,7 +157,7 @@ impl NativeAnalyzer {
             b = b.model(m);
         }
         if let Some(d) = detector {
-            b = b.detector(ok(choice::<DetectorModel>("detector", d, "back, full, both"))?);
+            b = b.detector(ok(choice::<DetectorModel>("detector", d, "yunet-first, yunet, both, back, full"))?);
         }
         if let Some(t) = tta {
             b = b.tta(ok(self::tta(t))?);

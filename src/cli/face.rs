@@ -25,7 +25,8 @@ pub struct CropArgs {
     #[arg(long, default_value_t = CropArgs::DEFAULT.small_face_tiles)]
     pub small_face_tiles: f32,
     /// Face detector model(s): BlazeFace "back" (small, distant faces), full-range (large, near,
-    /// turned faces) or both, their detections merged.
+    /// turned faces), both of them (detections merged), YuNet (faces in the wild: turned, dim,
+    /// small, partly hidden) or YuNet first and the BlazeFace pair where it finds no face.
     #[arg(long, value_enum, default_value_t = CropArgs::DEFAULT.detector)]
     pub detector: DetectorModel,
     /// Crop faces as the detector boxes them, without turning them level by their eyes.
@@ -40,7 +41,7 @@ impl CropArgs {
         pad_retry: 1.0,
         edge_pad: ferrite::vision::blazeface::EDGE_PAD,
         small_face_tiles: ferrite::vision::blazeface::SMALL_FACE_TILES,
-        detector: DetectorModel::Both,
+        detector: DetectorModel::YunetFirst,
         no_align: false,
     };
 

@@ -74,7 +74,8 @@ fn yes() -> bool {
 pub struct Face {
     pub bbox: BBox,
     pub score: f32,
-    /// The six BlazeFace landmarks in image pixels (eyes, nose tip, mouth, ear tragions).
+    /// The detector's six landmarks in image pixels (eyes, nose tip, mouth centre, then
+    /// BlazeFace's ear tragions or YuNet's mouth corners; [`Landmarks`]).
     pub landmarks: Option<Landmarks>,
     /// Probabilities in [`Emotion`] order, summing to 1.
     pub probs: [f32; Emotion::COUNT],

@@ -1,6 +1,7 @@
-//! MediaPipe BlazeFace face detectors run with tract-onnx, embedded in the binary: the "back"
-//! model (256x256, small and distant faces) and the full-range model (192x192, large, turned and
-//! near faces), alone or both together.
+//! The face detector: MediaPipe BlazeFace run with tract-onnx, embedded in the binary (the
+//! "back" model, 256x256, small and distant faces; the full-range model, 192x192, large, turned
+//! and near faces) and YuNet ([`super::yunet`]), alone or together, with the searches around
+//! them (mirrored edge margin, small-face tiles, padded retries) that every model shares.
 //!
 //! Sources and checksums: `models/README.md`. Input: RGB letterboxed to the model's square,
 //! values in [-1, 1]. Output: per anchor a score logit, box offsets and six landmarks in input
@@ -33,8 +34,15 @@ pub enum DetectorModel {
     /// BlazeFace full-range (192x192): large, near and turned faces.
     Full,
     /// Both, their detections merged.
-    #[default]
     Both,
+    /// YuNet (libfacedetection, 640 px at the frame's aspect ratio): faces in the wild,
+    /// turned, dim, small and partly hidden.
+    Yunet,
+    /// YuNet, and where it finds no face in an image, both BlazeFace models (the default:
+    /// `wild/` faces found in 1,392 of 1,393 photos and labelled right in 61.7%, against 1,385
+    /// and 60.8% for `Both`; `bench/detector_wild.sh`).
+    #[default]
+    YunetFirst,
 }
 
 /// How one packaged model is read.
@@ -104,10 +112,16 @@ pub struct BlazeFaceConfig {
     /// When `tiles` is 1 and the whole frame holds a face smaller than this fraction of the
     /// frame's longest side, also search the frame in 2 x 2 tiles: a face that small is near
     /// the detectors' limit, and a crowd with one such face has more, too small to find in the
-    /// whole frame. Frames with only larger faces (or none) cost nothing more. 0 = off.
+    /// whole frame. Frames with only larger faces (or none) cost nothing more. 0 = off. The
+    /// BlazeFace models' search only: YuNet finds such faces in the whole frame.
     #[serde(default = "default_small_face_tiles")]
     pub small_face_tiles: f32,
 }
+
+/// YuNet's box framing: scale about the centre and downward shift (fraction of the height)
+/// that match BlazeFace back's boxes (`examples/yunet_framing.rs` on `wild/`).
+const YUNET_BOX_SCALE: f32 = 1.0 / 1.14;
+const YUNET_BOX_SHIFT: f32 = 0.037;
 
 /// The default [`BlazeFaceConfig::small_face_tiles`]: 7% of the longest side, 45 pixels in a
 /// 640-pixel frame (the committed photos' smallest face is 48; `bench/detector.sh`).
@@ -139,7 +153,34 @@ impl Default for BlazeFaceConfig {
     }
 }
 
-/// One loaded model: its plan and anchors.
+/// One loaded model: a BlazeFace variant or YuNet.
+enum Model {
+    Blaze(Net),
+    Yunet(crate::vision::yunet::YuNet),
+}
+
+/// YuNet's default smallest score kept (chosen on the committed photos and `wild/`,
+/// `bench/detector_wild.sh`).
+pub const YUNET_MIN_SCORE: f32 = 0.72;
+
+impl Model {
+    /// The model's own default smallest score.
+    fn min_score(&self) -> f32 {
+        match self {
+            Model::Blaze(n) => n.variant.min_score,
+            Model::Yunet(_) => YUNET_MIN_SCORE,
+        }
+    }
+
+    fn detect_region(&self, image: &RgbImage, region: BBox, edge_pad: f32, min_score: f32) -> Result<Vec<Detection>> {
+        match self {
+            Model::Blaze(n) => n.detect_region(image, region, edge_pad, min_score),
+            Model::Yunet(y) => y.detect_region(image, region, edge_pad, min_score),
+        }
+    }
+}
+
+/// One loaded BlazeFace model: its plan and anchors.
 struct Net {
     variant: &'static Variant,
     plan: Arc<TypedRunnableModel>,
@@ -148,7 +189,9 @@ struct Net {
 
 /// The BlazeFace detector; build once, use from many threads.
 pub struct BlazeFace {
-    nets: Vec<Net>,
+    nets: Vec<Model>,
+    /// Searched when `nets` find no face in an image (`DetectorModel::YunetFirst`).
+    fallback: Option<Box<BlazeFace>>,
     pub config: BlazeFaceConfig,
 }
 
@@ -338,34 +381,30 @@ impl Net {
 impl BlazeFace {
     /// Build the embedded detector(s) `config.model` names.
     pub fn new(config: BlazeFaceConfig) -> Result<BlazeFace> {
-        let variants: &[&'static Variant] = match config.model {
-            DetectorModel::Back => &[&BACK],
-            DetectorModel::Full => &[&FULL],
-            DetectorModel::Both => &[&BACK, &FULL],
+        let (variants, yunet): (&[&'static Variant], bool) = match config.model {
+            DetectorModel::Back => (&[&BACK], false),
+            DetectorModel::Full => (&[&FULL], false),
+            DetectorModel::Both => (&[&BACK, &FULL], false),
+            DetectorModel::Yunet | DetectorModel::YunetFirst => (&[], true),
         };
-        let nets = variants.iter().map(|v| Net::new(v)).collect::<Result<Vec<_>>>()?;
-        Ok(BlazeFace { nets, config })
+        let mut nets = variants.iter().map(|v| Net::new(v).map(Model::Blaze)).collect::<Result<Vec<_>>>()?;
+        if yunet {
+            nets.push(Model::Yunet(crate::vision::yunet::YuNet::new()?.with_framing(YUNET_BOX_SCALE, YUNET_BOX_SHIFT)));
+        }
+        let fallback = match config.model {
+            DetectorModel::YunetFirst => Some(Box::new(BlazeFace::new(BlazeFaceConfig { model: DetectorModel::Both, ..config.clone() })?)),
+            _ => None,
+        };
+        Ok(BlazeFace { nets, fallback, config })
     }
 
-    /// Every model's detections in `region` of `image` (two models side by side on rayon's
+    /// Every model's detections in `region` of `image` (the models side by side on rayon's
     /// pool: one after the other under `--threads 1`).
     fn detect_region(&self, image: &RgbImage, region: BBox, edge_pad: f32) -> Result<Vec<Detection>> {
-        let run = |net: &Net| net.detect_region(image, region, edge_pad, self.config.min_score.unwrap_or(net.variant.min_score));
-        match self.nets.as_slice() {
-            [a, b] => {
-                let (da, db) = rayon::join(|| run(a), || run(b));
-                let mut out = da?;
-                out.extend(db?);
-                Ok(out)
-            }
-            nets => {
-                let mut out = Vec::new();
-                for net in nets {
-                    out.extend(run(net)?);
-                }
-                Ok(out)
-            }
-        }
+        use rayon::prelude::*;
+        let run = |net: &Model| net.detect_region(image, region, edge_pad, self.config.min_score.unwrap_or(net.min_score()));
+        let found = self.nets.par_iter().map(run).collect::<Result<Vec<_>>>()?;
+        Ok(found.into_iter().flatten().collect())
     }
 }
 
@@ -374,8 +413,12 @@ impl Detector for BlazeFace {
         let (w, h) = (image.width() as f32, image.height() as f32);
         let mut dets = self.detect_region(image, BBox::new(0.0, 0.0, w, h), self.config.edge_pad)?;
         let small = self.config.small_face_tiles * w.max(h);
+        // YuNet finds faces down to about 10 px in the whole frame (all 28 of bench/collage.sh's
+        // small faces, tiles or not; the tiles cost it 2.8 times the frame): the small-face
+        // tiles are the BlazeFace models' search.
+        let blaze_only = self.nets.iter().all(|n| matches!(n, Model::Blaze(_)));
         let t = match self.config.tiles.max(1) {
-            1 if dets.iter().any(|d| d.bbox.w.max(d.bbox.h) < small) => 2,
+            1 if blaze_only && dets.iter().any(|d| d.bbox.w.max(d.bbox.h) < small) => 2,
             t => t,
         };
         if t > 1 {
@@ -393,6 +436,11 @@ impl Detector for BlazeFace {
             if dets.is_empty() && image.width().max(image.height()) <= SMALL_IMAGE_SIDE {
                 dets = self.detect_small_crop(image)?;
             }
+        }
+        if dets.is_empty()
+            && let Some(fallback) = &self.fallback
+        {
+            return fallback.detect(image);
         }
         Ok(merge_overlaps(dets, self.config.merge_iou))
     }
@@ -417,7 +465,7 @@ impl BlazeFace {
     /// the running models' thresholds: such an image holds one face, and a wrong guess costs at
     /// most one false face.
     fn detect_small_crop(&self, image: &RgbImage) -> Result<Vec<Detection>> {
-        let strictest = self.config.min_score.unwrap_or_else(|| self.nets.iter().map(|n| n.variant.min_score).fold(0.0, f32::max));
+        let strictest = self.config.min_score.unwrap_or_else(|| self.nets.iter().map(Model::min_score).fold(0.0, f32::max));
         for f in SMALL_CROP_PADS {
             let dets = self.detect_padded(image, self.config.pad_retry * f)?;
             if let Some(best) = dets.into_iter().max_by(|a, b| a.score.total_cmp(&b.score)) {
@@ -486,7 +534,7 @@ mod tests {
 
     #[test]
     fn blank_image_has_no_faces() {
-        for model in [DetectorModel::Back, DetectorModel::Full, DetectorModel::Both] {
+        for model in [DetectorModel::Back, DetectorModel::Full, DetectorModel::Both, DetectorModel::Yunet, DetectorModel::YunetFirst] {
         let det = BlazeFace::new(BlazeFaceConfig { model, ..Default::default() }).unwrap();
         for img in [RgbImage::new(640, 480), RgbImage::from_pixel(37, 300, image::Rgb([200, 180, 160]))] {
             assert!(det.detect(&img).unwrap().is_empty());
@@ -501,9 +549,14 @@ mod tests {
     /// A face cut out of a photo and shrunk to 48x48 (a FER2013-sized thumbnail): neither the
     /// image nor the canvas padded by `pad_retry` shows it to the detectors; a smaller padding
     /// does, and the ladder keeps that one face.
+    /// The BlazeFace pair, whose anchors these retries were tuned for.
+    fn pair() -> BlazeFaceConfig {
+        BlazeFaceConfig { model: DetectorModel::Both, ..BlazeFaceConfig::default() }
+    }
+
     #[test]
     fn a_small_face_crop_is_found_at_a_smaller_padding() {
-        let det = BlazeFace::new(BlazeFaceConfig::default()).unwrap();
+        let det = BlazeFace::new(pair()).unwrap();
         // The left face of group2.jpg as the detector boxes it in the whole photo.
         let crop = image::imageops::crop_imm(&fixture("group2.jpg"), 113, 63, 63, 63).to_image();
         let small = image::imageops::resize(&crop, 48, 48, image::imageops::FilterType::Triangle);
@@ -526,8 +579,8 @@ mod tests {
     /// faces, and no mirror image is reported as a second face.
     #[test]
     fn the_mirrored_margin_finds_faces_cut_by_the_frame_edge() {
-        let plain = BlazeFace::new(BlazeFaceConfig { edge_pad: 0.0, ..BlazeFaceConfig::default() }).unwrap();
-        let mirrored = BlazeFace::new(BlazeFaceConfig::default()).unwrap();
+        let plain = BlazeFace::new(BlazeFaceConfig { edge_pad: 0.0, ..pair() }).unwrap();
+        let mirrored = BlazeFace::new(pair()).unwrap();
         assert!(mirrored.config.edge_pad > 0.0);
         let (mut cut, mut before, mut after) = (0, 0, 0);
         for name in ["group1.jpg", "group4.jpg", "group5.jpg"] {
@@ -571,8 +624,8 @@ mod tests {
             let (x, y) = (320 * (k as i64 % 2) + (320 - w as i64) / 2, 240 * (k as i64 / 2) + (240 - h as i64) / 2);
             image::imageops::replace(&mut collage, &small, x, y);
         }
-        let off = BlazeFace::new(BlazeFaceConfig { small_face_tiles: 0.0, ..BlazeFaceConfig::default() }).unwrap();
-        let on = BlazeFace::new(BlazeFaceConfig::default()).unwrap();
+        let off = BlazeFace::new(BlazeFaceConfig { small_face_tiles: 0.0, ..pair() }).unwrap();
+        let on = BlazeFace::new(pair()).unwrap();
         let (before, after) = (off.detect(&collage).unwrap(), on.detect(&collage).unwrap());
         eprintln!("collage of 13 faces: {} found without the tiles, {} with them", before.len(), after.len());
         assert!(before.len() <= 6 && after.len() >= 10 && after.len() <= 13, "{} -> {}", before.len(), after.len());
@@ -586,7 +639,7 @@ mod tests {
     /// Random noise stays empty.
     #[test]
     fn small_pictures_without_a_face_gain_at_most_one_false_face() {
-        let det = BlazeFace::new(BlazeFaceConfig::default()).unwrap();
+        let det = BlazeFace::new(pair()).unwrap();
         let coffee = fixture("coffee.jpg"); // 320x214
         let (mut before, mut after) = (0, 0);
         for side in [48u32, 64, 96, 128, 160, 200, 256] {

@@ -130,13 +130,14 @@ impl AnalyzerBuilder {
         self
     }
 
-    /// Which BlazeFace model(s) find faces (default: both, merged).
+    /// Which detector model(s) find faces (default: YuNet, and the BlazeFace pair where it finds
+    /// none).
     pub fn detector(mut self, detector: DetectorModel) -> Self {
         self.detector = detector;
         self
     }
 
-    /// Any face detector instead of the embedded BlazeFace pair (its settings then unused).
+    /// Any face detector instead of the embedded ones (their settings then unused).
     pub fn custom_detector(mut self, detector: Box<dyn Detector>) -> Self {
         self.detector_impl = Some(detector);
         self

@@ -57,8 +57,11 @@ impl BBox {
     }
 }
 
-/// Six face landmarks in image pixels, in BlazeFace's order: the eye on the image's left (the
-/// person's right), the other eye, nose tip, mouth centre, and the two ear tragions (same sides).
+/// Six face landmarks in image pixels. The first four are the same for every detector: the eye
+/// on the image's left (the person's right), the other eye, nose tip, mouth centre. The last two
+/// are the detector's own, image-left first: BlazeFace's ear tragions, or YuNet's mouth corners
+/// (YuNet's mouth centre is the corners' midpoint). One detection's points come from one model:
+/// BlazeFace and YuNet detections are never merged.
 pub type Landmarks = [[f32; 2]; 6];
 
 /// One face found in an image.

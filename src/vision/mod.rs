@@ -6,6 +6,7 @@
 pub mod analyzer;
 pub mod annotate;
 pub mod blazeface;
+pub mod yunet;
 pub mod builder;
 pub mod detect;
 pub mod track;
