@@ -7,7 +7,7 @@
 //! values in [-1, 1]. Output: per anchor a score logit, box offsets and six landmarks in input
 //! pixels from the anchor centre.
 
-use crate::vision::detect::{BBox, Detection, Detector, Landmarks, merge_overlaps};
+use crate::vision::detect::{BBox, Detection, Detector, Landmarks, merge_overlaps, tract_error};
 use crate::error::{Error, Result};
 use image::RgbImage;
 use image::imageops::FilterType;
@@ -195,10 +195,6 @@ pub struct BlazeFace {
     pub config: BlazeFaceConfig,
 }
 
-/// A tract failure of the face detector at `stage`, the error kept as the source.
-fn tract_error(stage: &'static str) -> impl Fn(tract_onnx::prelude::TractError) -> Error {
-    move |e| Error::Tract { stage, source: e.into() }
-}
 
 /// The published model's `ConstantOfShape` nodes lack their `value` attribute, which tract
 /// then takes as an f64 zero and fails to type-check; give them the f32 zero ONNX means.

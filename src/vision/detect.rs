@@ -93,6 +93,11 @@ impl Detection {
     }
 }
 
+/// A tract failure of a face detector at `stage`, the error kept as the source.
+pub(crate) fn tract_error(stage: &'static str) -> impl Fn(tract_onnx::prelude::TractError) -> crate::error::Error {
+    move |e| crate::error::Error::Tract { stage, source: e.into() }
+}
+
 /// Anything that finds faces in an RGB image.
 pub trait Detector: Send + Sync {
     fn detect(&self, image: &RgbImage) -> Result<Vec<Detection>>;

@@ -8,7 +8,7 @@
 //! and an objectness score, a box (centre offset and log size, in strides) and five landmarks.
 
 use crate::error::{Error, Result};
-use crate::vision::detect::{BBox, Detection, Landmarks};
+use crate::vision::detect::{BBox, Detection, Landmarks, tract_error};
 use image::RgbImage;
 use image::imageops::FilterType;
 use sha2::{Digest, Sha256};
@@ -48,10 +48,6 @@ pub struct YuNet {
 /// The hex sha256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn tract_error(stage: &'static str) -> impl Fn(TractError) -> Error {
-    move |e| Error::Tract { stage, source: e.into() }
 }
 
 impl YuNet {
