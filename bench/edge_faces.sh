@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Faces cut by the frame's edge (issue 32): examples/edge_faces.rs on the committed photos
-# (ferrite without and with the mirrored margin), and the same cut crops through face-api.js's
+# (ferrite's BlazeFace pair and its default, YuNet first, each without and with the mirrored
+# margin), and the same cut crops through face-api.js's
 # SSD MobileNet v1 (tools/teacher/detect_faces.cjs, when tools/teacher is installed), scored
 # alike: a cut face is found when a box, clamped to the crop, overlaps its visible part with
 # IoU >= 0.3. Usage: bench/edge_faces.sh
@@ -12,7 +13,7 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p') | $(nproc) cores | $(date -u +%F)"
 # The photos with faces only (the cat and the coffee cup hold none).
-"$root/target/release/examples/edge_faces" --pads 0,0.04 --save "$tmp/cuts" "$root"/tests/fixtures/photos/{group?,astronaut}.jpg
+"$root/target/release/examples/edge_faces" --pads 0,0.04 --models both,yunet-first --save "$tmp/cuts" "$root"/tests/fixtures/photos/{group?,astronaut,camera}.jpg
 if [ ! -d "$root/tools/teacher/node_modules/@vladmandic/face-api" ]; then
   echo "(face-api.js not installed: npm ci --prefix tools/teacher for its row)"
   exit 0
