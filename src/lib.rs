@@ -61,8 +61,9 @@
 //! - [`train`] (feature `train`): configs, steps, replicas, schedules, checkpoints, resume, the
 //!   fit loop; [`mod@bench`]: speed measurement;
 //! - [`eval`]: scores on data sets ([`eval::metrics`]) and on labelled photos ([`eval::photos`]);
-//! - [`vision`]: face detection ([`vision::blazeface`], [`vision::detect`]), the analyzer and its
-//!   settings ([`vision::analyzer`], [`vision::builder`]), tracking ([`vision::track`]), ffmpeg
+//! - [`vision`]: face detection ([`vision::blazeface`], [`vision::yunet`], [`vision::detect`]),
+//!   the analyzer and its settings ([`vision::analyzer`], [`vision::builder`]), tracking
+//!   ([`vision::track`]), ffmpeg
 //!   video ([`vision::video`], feature `video`), drawing ([`vision::annotate`]);
 //! - [`server`] (feature `server`): the web app and JSON API; [`plot`] (feature `plot`): curves,
 //!   heatmaps, sample grids, timelines.

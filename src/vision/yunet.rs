@@ -44,7 +44,6 @@ pub struct YuNet {
     box_shift: f32,
 }
 
-
 /// The hex sha256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
