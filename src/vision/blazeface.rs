@@ -7,7 +7,7 @@
 //! values in [-1, 1]. Output: per anchor a score logit, box offsets and six landmarks in input
 //! pixels from the anchor centre.
 
-use crate::vision::detect::{BBox, Detection, Detector, Landmarks, merge_overlaps, tract_error};
+use crate::vision::detect::{BBox, Detection, Detector, Landmarks, Letterbox, merge_overlaps, region_pixels, tract_error};
 use crate::error::{Error, Result};
 use image::RgbImage;
 use image::imageops::FilterType;
@@ -313,62 +313,21 @@ impl Net {
     /// centred in the border are dropped; with 0 the border is black.
     fn detect_region(&self, image: &RgbImage, region: BBox, edge_pad: f32, min_score: f32) -> Result<Vec<Detection>> {
         let input = self.variant.input;
-        let rx = region.x.max(0.0) as u32;
-        let ry = region.y.max(0.0) as u32;
-        let rw = (region.w as u32).min(image.width().saturating_sub(rx));
-        let rh = (region.h as u32).min(image.height().saturating_sub(ry));
-        if rw == 0 || rh == 0 {
-            return Ok(Vec::new());
-        }
-        let mirror = edge_pad > 0.0;
+        let Some(px) = region_pixels(image, region) else { return Ok(Vec::new()) };
+        let (rw, rh) = (px[2], px[3]);
         let scale = input as f32 / (rw.max(rh) as f32 * (1.0 + 2.0 * edge_pad.max(0.0)));
-        let (sw, sh) = (((rw as f32 * scale).round() as u32).clamp(1, input as u32), ((rh as f32 * scale).round() as u32).clamp(1, input as u32));
-        let view = image::imageops::crop_imm(image, rx, ry, rw, rh);
-        let resized = image::imageops::resize(&*view, sw, sh, FilterType::Triangle);
-        let (ox, oy) = ((input as u32 - sw) / 2, (input as u32 - sh) / 2);
-        let mut patch = vec![-1.0f32; input * input * 3];
-        for (x, y, p) in resized.enumerate_pixels() {
-            let i = (((y + oy) as usize) * input + (x + ox) as usize) * 3;
-            for k in 0..3 {
-                patch[i + k] = p.0[k] as f32 / 127.5 - 1.0;
-            }
-        }
-        if mirror {
-            let reflect = |v: i64, n: i64| -> u32 {
-                let r = if v < 0 { -v - 1 } else if v >= n { 2 * n - v - 1 } else { v };
-                r.clamp(0, n - 1) as u32
-            };
-            for py in 0..input as i64 {
-                for px in 0..input as i64 {
-                    let (x, y) = (px - ox as i64, py - oy as i64);
-                    if x >= 0 && y >= 0 && x < sw as i64 && y < sh as i64 {
-                        continue;
-                    }
-                    let p = resized.get_pixel(reflect(x, sw as i64), reflect(y, sh as i64));
-                    let i = (py as usize * input + px as usize) * 3;
-                    for k in 0..3 {
-                        patch[i + k] = p.0[k] as f32 / 127.5 - 1.0;
-                    }
-                }
-            }
-        }
+        let size = ((rw as f32 * scale).round() as u32, (rh as f32 * scale).round() as u32);
+        let placed = Letterbox::new(image, px, scale, size, (input as u32, input as u32), edge_pad > 0.0);
+        // Interleaved RGB in [-1, 1] (a black border is -1).
+        let patch: Vec<f32> = placed.canvas.as_raw().iter().map(|&v| v as f32 / 127.5 - 1.0).collect();
         let size = input as f32;
-        let (cx0, cy0, cx1, cy1) = (ox as f32 / size, oy as f32 / size, (ox + sw) as f32 / size, (oy + sh) as f32 / size);
+        let in_pixels = |x: f32, y: f32| [x * size, y * size];
         Ok(self
             .run_patch(&patch, min_score)?
             .into_iter()
-            .filter(|(b, _, _)| {
-                let (cx, cy) = b.center();
-                !mirror || (cx >= cx0 && cx < cx1 && cy >= cy0 && cy < cy1)
-            })
-            .map(|(b, marks, score)| {
-                let to_image = |x: f32, y: f32| [region.x.max(0.0) + (x * size - ox as f32) / scale, region.y.max(0.0) + (y * size - oy as f32) / scale];
-                let [x, y] = to_image(b.x, b.y);
-                Detection {
-                    bbox: BBox::new(x, y, b.w * size / scale, b.h * size / scale),
-                    score,
-                    landmarks: Some(marks.map(|m| to_image(m[0], m[1]))),
-                }
+            .filter_map(|(b, marks, score)| {
+                let [x, y] = in_pixels(b.x, b.y);
+                placed.detection(BBox::new(x, y, b.w * size, b.h * size), marks.map(|m| in_pixels(m[0], m[1])), score)
             })
             .collect())
     }

@@ -93,6 +93,70 @@ impl Detection {
     }
 }
 
+/// The whole pixels of `region` inside `image`: `[x, y, w, h]`, `None` when none is inside.
+pub(crate) fn region_pixels(image: &RgbImage, region: BBox) -> Option<[u32; 4]> {
+    let x = region.x.max(0.0) as u32;
+    let y = region.y.max(0.0) as u32;
+    let w = (region.w as u32).min(image.width().saturating_sub(x));
+    let h = (region.h as u32).min(image.height().saturating_sub(y));
+    (w > 0 && h > 0).then_some([x, y, w, h])
+}
+
+/// A region of an image scaled and centred on a detector's input canvas, the border filled by
+/// the region mirrored at its edges (faces cut by the edge become whole) or black; it maps what
+/// the detector finds on the canvas back to the image, dropping mirror images.
+pub(crate) struct Letterbox {
+    pub canvas: RgbImage,
+    /// The region's pixels in the image (`region_pixels`).
+    px: [u32; 4],
+    /// Where the scaled region lies on the canvas: top-left corner and size.
+    at: [u32; 4],
+    /// Canvas pixels per image pixel.
+    pub scale: f32,
+    mirror: bool,
+}
+
+impl Letterbox {
+    /// The region `px` of `image` resized to `size`, centred on a `canvas`-sized image.
+    pub(crate) fn new(image: &RgbImage, px: [u32; 4], scale: f32, size: (u32, u32), canvas: (u32, u32), mirror: bool) -> Letterbox {
+        let [rx, ry, rw, rh] = px;
+        let (sw, sh) = (size.0.clamp(1, canvas.0), size.1.clamp(1, canvas.1));
+        let view = image::imageops::crop_imm(image, rx, ry, rw, rh);
+        let resized = image::imageops::resize(&*view, sw, sh, image::imageops::FilterType::Triangle);
+        let (ox, oy) = ((canvas.0 - sw) / 2, (canvas.1 - sh) / 2);
+        let mut out = RgbImage::new(canvas.0, canvas.1);
+        image::imageops::replace(&mut out, &resized, ox as i64, oy as i64);
+        if mirror {
+            let reflect = |v: i64, n: i64| -> u32 {
+                let r = if v < 0 { -v - 1 } else if v >= n { 2 * n - v - 1 } else { v };
+                r.clamp(0, n - 1) as u32
+            };
+            for py in 0..canvas.1 {
+                for px in 0..canvas.0 {
+                    let (x, y) = (px as i64 - ox as i64, py as i64 - oy as i64);
+                    if x < 0 || y < 0 || x >= sw as i64 || y >= sh as i64 {
+                        out.put_pixel(px, py, *resized.get_pixel(reflect(x, sw as i64), reflect(y, sh as i64)));
+                    }
+                }
+            }
+        }
+        Letterbox { canvas: out, px, at: [ox, oy, sw, sh], scale, mirror }
+    }
+
+    /// A detection from a box, landmarks and score in canvas pixels, in image pixels; `None` for
+    /// one centred in the mirrored border (a mirror image).
+    pub(crate) fn detection(&self, b: BBox, marks: Landmarks, score: f32) -> Option<Detection> {
+        let [ox, oy, sw, sh] = self.at.map(|v| v as f32);
+        let (cx, cy) = b.center();
+        if self.mirror && !(cx >= ox && cx < ox + sw && cy >= oy && cy < oy + sh) {
+            return None;
+        }
+        let to_image = |x: f32, y: f32| [self.px[0] as f32 + (x - ox) / self.scale, self.px[1] as f32 + (y - oy) / self.scale];
+        let [x, y] = to_image(b.x, b.y);
+        Some(Detection { bbox: BBox::new(x, y, b.w / self.scale, b.h / self.scale), score, landmarks: Some(marks.map(|m| to_image(m[0], m[1]))) })
+    }
+}
+
 /// A tract failure of a face detector at `stage`, the error kept as the source.
 pub(crate) fn tract_error(stage: &'static str) -> impl Fn(tract_onnx::prelude::TractError) -> crate::error::Error {
     move |e| crate::error::Error::Tract { stage, source: e.into() }

@@ -8,9 +8,8 @@
 //! and an objectness score, a box (centre offset and log size, in strides) and five landmarks.
 
 use crate::error::{Error, Result};
-use crate::vision::detect::{BBox, Detection, Landmarks, tract_error};
+use crate::vision::detect::{BBox, Detection, Landmarks, Letterbox, region_pixels, tract_error};
 use image::RgbImage;
-use image::imageops::FilterType;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -106,16 +105,17 @@ impl YuNet {
         if outputs.len() != 12 {
             return Err(Error::Detector(format!("YuNet gave {} outputs, expected 12", outputs.len())));
         }
-        let views = outputs
+        let arrays = outputs
             .iter()
-            .map(|o| o.to_plain_array_view::<f32>().map(|v| v.iter().copied().collect::<Vec<f32>>()))
+            .map(|o| o.to_plain_array_view::<f32>())
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(tract_error("face detector: YuNet output"))?;
+        let views = arrays.iter().map(|a| a.as_slice().ok_or_else(|| Error::Detector("YuNet output not contiguous".into()))).collect::<Result<Vec<&[f32]>>>()?;
         let mut out = Vec::new();
         for (level, &stride) in STRIDES.iter().enumerate() {
             let (cols, rows) = (w / stride, h / stride);
             let n = cols * rows;
-            let (cls, obj, bbox, kps) = (&views[level], &views[3 + level], &views[6 + level], &views[9 + level]);
+            let (cls, obj, bbox, kps) = (views[level], views[3 + level], views[6 + level], views[9 + level]);
             if cls.len() != n || obj.len() != n || bbox.len() != 4 * n || kps.len() != 10 * n {
                 return Err(Error::Detector(format!("YuNet output sizes at stride {stride} do not fit a {w}x{h} input")));
             }
@@ -151,13 +151,8 @@ impl YuNet {
     /// region's longest side is left free on every side and filled by the region mirrored at
     /// its edges, and detections centred there are dropped; with 0 the border is black.
     pub fn detect_region(&self, image: &RgbImage, region: BBox, edge_pad: f32, min_score: f32) -> Result<Vec<Detection>> {
-        let rx = region.x.max(0.0) as u32;
-        let ry = region.y.max(0.0) as u32;
-        let rw = (region.w as u32).min(image.width().saturating_sub(rx));
-        let rh = (region.h as u32).min(image.height().saturating_sub(ry));
-        if rw == 0 || rh == 0 {
-            return Ok(Vec::new());
-        }
+        let Some(px) = region_pixels(image, region) else { return Ok(Vec::new()) };
+        let (rw, rh) = (px[2], px[3]);
         let pad = edge_pad.max(0.0);
         let side = YUNET_SIDE as f32;
         // Never enlarged beyond what puts the region at the whole image's size: a whole photo
@@ -170,44 +165,19 @@ impl YuNet {
         let margin = (pad * sw.max(sh) as f32).round() as usize;
         let round32 = |v: usize| v.div_ceil(32).max(1) * 32;
         let (w, h) = (round32(sw + 2 * margin).min(YUNET_SIDE), round32(sh + 2 * margin).min(YUNET_SIDE));
-        let (ox, oy) = ((w - sw) / 2, (h - sh) / 2);
-        let view = image::imageops::crop_imm(image, rx, ry, rw, rh);
-        let resized = image::imageops::resize(&*view, sw as u32, sh as u32, FilterType::Triangle);
-        let mirror = pad > 0.0;
-        let reflect = |v: i64, n: i64| -> u32 {
-            let r = if v < 0 { -v - 1 } else if v >= n { 2 * n - v - 1 } else { v };
-            r.clamp(0, n - 1) as u32
-        };
+        let placed = Letterbox::new(image, px, scale, (sw as u32, sh as u32), (w as u32, h as u32), pad > 0.0);
+        // BGR planes.
         let plane = w * h;
         let mut input = vec![0.0f32; 3 * plane];
-        for py in 0..h {
-            for px in 0..w {
-                let (x, y) = (px as i64 - ox as i64, py as i64 - oy as i64);
-                let inside = x >= 0 && y >= 0 && x < sw as i64 && y < sh as i64;
-                if !inside && !mirror {
-                    continue;
-                }
-                let p = resized.get_pixel(reflect(x, sw as i64), reflect(y, sh as i64)).0;
-                let i = py * w + px;
-                // BGR planes.
-                input[i] = p[2] as f32;
-                input[plane + i] = p[1] as f32;
-                input[2 * plane + i] = p[0] as f32;
-            }
+        for (i, p) in placed.canvas.pixels().enumerate() {
+            input[i] = p.0[2] as f32;
+            input[plane + i] = p.0[1] as f32;
+            input[2 * plane + i] = p.0[0] as f32;
         }
-        let (x0, y0, x1, y1) = (ox as f32, oy as f32, (ox + sw) as f32, (oy + sh) as f32);
-        let to_image = |x: f32, y: f32| [rx as f32 + (x - ox as f32) / scale, ry as f32 + (y - oy as f32) / scale];
         Ok(self
             .run(input, w, h, min_score)?
             .into_iter()
-            .filter(|(b, _, _)| {
-                let (cx, cy) = b.center();
-                !mirror || (cx >= x0 && cx < x1 && cy >= y0 && cy < y1)
-            })
-            .map(|(b, marks, score)| {
-                let [x, y] = to_image(b.x, b.y);
-                Detection { bbox: BBox::new(x, y, b.w / scale, b.h / scale), score, landmarks: Some(marks.map(|m| to_image(m[0], m[1]))) }
-            })
+            .filter_map(|(b, marks, score)| placed.detection(b, marks, score))
             .collect())
     }
 
