@@ -90,7 +90,7 @@ pub fn encode_with(net: &Network, header: &ModelHeader, precision: Precision) ->
                 .map_err(|e| Error::Serialize { what: "the weights", source: e.to_string().into() })?;
             let record = ModuleRecord::from_bytes(bytes).map_err(|e| Error::Serialize { what: "the weights", source: e.to_string().into() })?;
             let device = net.devices().into_iter().next().unwrap_or_default();
-            Network::new(&header.spec, &device)
+            Network::zeroed(&header.spec, &device)
                 .try_load_record(record)
                 .map_err(|e| Error::Serialize { what: "the f16 weights", source: e.to_string().into() })?
                 .map(&mut CastAll(FloatDType::F16))
@@ -118,7 +118,7 @@ pub fn decode(bytes: &[u8], origin: &Path, device: &Device) -> Result<(Network, 
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(weights.to_vec()))
         .map_err(|e| bad(format!("bad weights: {e}")))?
         .cast_to_module_dtype();
-    let net = Network::new(&header.spec, device)
+    let net = Network::zeroed(&header.spec, device)
         .try_load_record(record)
         .map_err(|e| bad(format!("weights do not fit the architecture: {e}")))?
         // BatchNorm running statistics keep the stored dtype; make everything f32.
@@ -354,6 +354,45 @@ mod tests {
         let b = back.valid().forward(x).into_data().try_into_vec::<f32>().unwrap();
         for (p, q) in a.iter().zip(&b) {
             assert!((p - q).abs() < 2e-2 * (1.0 + p.abs()), "{p} vs {q}");
+        }
+    }
+
+    /// Loading a model (both architectures, f32 and f16, on the training and the inference
+    /// device) leaves the seeded generator where it was: a model loaded on another thread
+    /// cannot change a training run (CI once saw `resume_repeats_an_uninterrupted_run` differ
+    /// from its own uninterrupted run while other tests loaded the embedded models).
+    #[test]
+    fn loading_a_model_draws_nothing_from_the_seeded_generator() {
+        let _rng = crate::rng_lock();
+        let train = crate::device::training_device();
+        let draw = || Tensor::<1>::random([4], burn::tensor::Distribution::Default, &train).into_data().to_vec::<f32>().unwrap();
+        train.seed(3);
+        let want = draw();
+        let mut files = vec![crate::model::embedded::DEFAULT_MODEL.to_vec()];
+        for arch in [Arch::Reference, Arch::Compact] {
+            let spec = ModelSpec::new(arch);
+            let net = Network::new(&spec, &train).valid();
+            let header = ModelHeader::new(spec, ModelMeta::from_json(serde_json::Value::Null));
+            files.push(encode_with(&net, &header, Precision::F16).unwrap());
+            files.push(encode(&net, &header).unwrap());
+        }
+        for device in [crate::device::inference_device(), train.clone()] {
+            for bytes in &files {
+                train.seed(3);
+                let (_, header) = decode(bytes, Path::new("m.ferrite"), &device).unwrap();
+                assert_eq!(draw(), want, "loading a {} model drew from the generator", header.spec.arch);
+            }
+        }
+        // Every weight comes from the file: loaded into randomly initialised weights instead of
+        // zeros, each model predicts the same, bit for bit.
+        let device = crate::device::inference_device();
+        let x = crate::data::preprocess::faces_tensor(&(0..2 * FACE_PIXELS).map(|i| (i * 7 % 256) as u8).collect::<Vec<_>>(), &device);
+        for bytes in &files {
+            let (header, weights) = decode_header(bytes, Path::new("m.ferrite")).unwrap();
+            let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(weights.to_vec())).unwrap().cast_to_module_dtype();
+            let random = Network::new(&header.spec, &device).load_record(record).map(&mut CastAll(FloatDType::F32));
+            let (zeroed, _) = decode(bytes, Path::new("m.ferrite"), &device).unwrap();
+            assert_eq!(random.valid().forward(x.clone()).into_data(), zeroed.valid().forward(x.clone()).into_data());
         }
     }
 

@@ -183,6 +183,17 @@ pub enum Network {
     Ensemble(Vec<Network>),
 }
 
+/// Replaces each parameter, still uninitialised, by zeros of its shape on its device, keeping
+/// its id and gradient setting (trainable, as the initialisers make it).
+struct Zeroed;
+
+impl burn::module::ModuleMapper for Zeroed {
+    fn map_float<const D: usize>(&mut self, param: burn::module::Param<Tensor<D>>) -> burn::module::Param<Tensor<D>> {
+        let zeros = Tensor::zeros(param.lazy_shape(), &param.lazy_device());
+        burn::module::Param::initialized(param.id, zeros).set_require_grad(true)
+    }
+}
+
 impl Network {
     /// A freshly initialised network.
     pub fn new(spec: &ModelSpec, device: &Device) -> Network {
@@ -204,6 +215,14 @@ impl Network {
             ),
             Arch::Ensemble => Network::Ensemble(spec.members.iter().map(|m| Network::new(m, device)).collect()),
         }
+    }
+
+    /// A network of `spec`'s shape with zero weights, to load weights into. Building it draws
+    /// nothing from the backend's random generator (the initialisers of [`Network::new`] draw
+    /// when first used, and loading a record can trigger them), so loading a model never moves
+    /// the seeded generator under a training run elsewhere in the process.
+    pub fn zeroed(spec: &ModelSpec, device: &Device) -> Network {
+        Network::new(spec, device).map(&mut Zeroed)
     }
 
     /// The single networks this one is made of: itself, or an ensemble's members.

@@ -177,7 +177,7 @@ fn initial_weights(init: &str, spec: &ModelSpec, device: &Device) -> Result<Netw
     let (net, _) = crate::model::infer::correct_priors(net, header, -tau)?;
     // Loaded for inference (an f16 file's weights cast to f32 are untracked): its weights put
     // into a network made for training, whose parameters are tracked.
-    Ok(Network::new(spec, device).load_record(net.into_record()))
+    Ok(Network::zeroed(spec, device).load_record(net.into_record()))
 }
 
 /// Continue the run in `run_dir` from its last completed epoch.
