@@ -365,7 +365,7 @@ mod tests {
     fn loading_a_model_draws_nothing_from_the_seeded_generator() {
         let _rng = crate::rng_lock();
         let train = crate::device::training_device();
-        let draw = || Tensor::<1>::random([4], burn::tensor::Distribution::Default, &train).into_data().to_vec::<f32>().unwrap();
+        let draw = || Tensor::<1>::random([4], burn::tensor::Distribution::Default, &train).into_data().try_into_vec::<f32>().unwrap();
         train.seed(3);
         let want = draw();
         let mut files = vec![crate::model::embedded::DEFAULT_MODEL.to_vec()];
