@@ -19,9 +19,10 @@ pub struct Summary {
     pub non_trainable: usize,
 }
 
-/// Trace one forward pass of a freshly built network to list its layers.
+/// Trace one forward pass of a network of the spec's shape to list its layers (zero weights:
+/// shapes and counts do not depend on them, and nothing is drawn from the seeded generator).
 pub fn summarize(spec: &ModelSpec, device: &Device) -> Summary {
-    let net = Network::new(spec, device);
+    let net = Network::zeroed(spec, device);
     let mut pass = Pass::traced();
     let x = Tensor::<4>::zeros([2, 1, FACE_SIZE, FACE_SIZE], device);
     let _ = net.valid().forward_with(x, &mut pass);
