@@ -184,7 +184,7 @@ pub enum Network {
 }
 
 /// Replaces each parameter, still uninitialised, by zeros of its shape on its device, keeping
-/// its id and gradient setting (trainable, as the initialisers make it).
+/// its id; trainable, as burn's initialisers make every parameter.
 struct Zeroed;
 
 impl burn::module::ModuleMapper for Zeroed {
